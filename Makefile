@@ -1,0 +1,40 @@
+# The README's commands. Every target builds the venv first when there is none.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+MODEL_DIR := model/artifacts
+MODEL := $(MODEL_DIR)/xgboost-model.json
+
+.PHONY: demo up test lint typecheck unit venv model clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	touch $@
+
+model: $(MODEL)
+$(MODEL): $(VENV)/.installed model/train.py model/data.py
+	$(PY) -m model.train --out $(MODEL_DIR)
+
+demo: venv model
+	$(PY) -m infra.local.demo --model-dir $(MODEL_DIR)
+
+up: venv model
+	$(PY) -m infra.local.up --model-dir $(MODEL_DIR)
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: venv
+	$(PY) -m mypy .
+
+test: lint typecheck model
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+clean:
+	rm -rf $(VENV) $(MODEL_DIR) .mypy_cache .pytest_cache .ruff_cache

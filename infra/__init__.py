@@ -1,0 +1,1 @@
+"""Deployment: the CloudFormation template and deploy scripts, and the local stack."""

@@ -1,0 +1,71 @@
+"""``make demo``: start the local stack, upload the sample, print what comes back.
+
+Uses only what a user would: a plain S3 client to upload, a queue subscribed to
+byom's done events to wait, and DynamoDB to read the job item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from infra.local.stack import REPO, LocalStack, StackConfig
+
+SAMPLE = REPO / "model" / "sample" / "sample.csv"
+
+
+def wait_for_done_event(sqs: Any, queue_url: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)
+        for message in response.get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            event: dict[str, Any] = json.loads(message["Body"])
+            return event
+    raise TimeoutError(f"no done event within {timeout:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "model" / "artifacts")
+    parser.add_argument("--file", type=Path, default=SAMPLE)
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args()
+
+    print("starting the local stack ...", flush=True)
+    started = time.monotonic()
+    with LocalStack(StackConfig(model_dir=args.model_dir)) as stack:
+        print(f"  up in {time.monotonic() - started:.1f} s; logs in {stack.log_dir}")
+        done_queue = stack.subscribe_done_events("byom-demo-done-events")
+        s3, sqs = stack.client("s3"), stack.client("sqs")
+        key = f"input/{args.file.name}"
+        print(f"uploading {args.file} to s3://{stack.config.bucket}/{key}")
+        uploaded = time.monotonic()
+        s3.upload_file(str(args.file), stack.config.bucket, key)
+        try:
+            event = wait_for_done_event(sqs, done_queue, args.timeout)
+        except TimeoutError:
+            print(stack.logs())
+            raise
+        detail = event["detail"]
+        print(f"\ndone event after {time.monotonic() - uploaded:.1f} s:")
+        print(json.dumps(detail, indent=2))
+        if detail["output_uri"]:
+            output_key = detail["output_uri"].split("/", 3)[3]
+            body = s3.get_object(Bucket=stack.config.bucket, Key=output_key)["Body"].read()
+            print(f"\n{detail['output_uri']}:")
+            print(body.decode())
+        item = stack.client("dynamodb").get_item(
+            TableName=stack.config.jobs_table, Key={"job_id": {"S": detail["job_id"]}}
+        )["Item"]
+        print("job item:")
+        print(json.dumps({k: next(iter(v.values())) for k, v in sorted(item.items())}, indent=2))
+        if detail["status"] != "SUCCEEDED":
+            raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

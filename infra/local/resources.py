@@ -1,0 +1,127 @@
+"""Create byom's AWS resources on the local moto server, named as the template names them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from shared.schemas import DONE_EVENT_DETAIL_TYPE, DONE_EVENT_SOURCE
+
+QUEUES = ("ingest", "scheduler", "status")
+
+
+@dataclass(frozen=True)
+class Resources:
+    bucket: str
+    jobs_table: str
+    event_bus: str
+    queue_urls: dict[str, str]
+    dlq_urls: dict[str, str]
+
+
+def client(service: str, endpoint_url: str, region: str) -> Any:
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def _queue_arn(sqs: Any, url: str) -> str:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    arn: str = attributes["Attributes"]["QueueArn"]
+    return arn
+
+
+def bootstrap(
+    endpoint_url: str,
+    region: str,
+    *,
+    bucket: str,
+    jobs_table: str,
+    event_bus: str,
+    input_prefix: str = "input/",
+    prefix: str = "byom",
+    visibility_timeout: int = 60,
+    max_receive_count: int = 5,
+) -> Resources:
+    s3 = client("s3", endpoint_url, region)
+    sqs = client("sqs", endpoint_url, region)
+    events = client("events", endpoint_url, region)
+    dynamodb = client("dynamodb", endpoint_url, region)
+
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+
+    queue_urls: dict[str, str] = {}
+    dlq_urls: dict[str, str] = {}
+    for name in QUEUES:
+        dlq_url = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]
+        redrive = {
+            "deadLetterTargetArn": _queue_arn(sqs, dlq_url),
+            "maxReceiveCount": max_receive_count,
+        }
+        queue_urls[name] = sqs.create_queue(
+            QueueName=f"{prefix}-{name}",
+            Attributes={
+                "VisibilityTimeout": str(visibility_timeout),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )["QueueUrl"]
+        dlq_urls[name] = dlq_url
+
+    events.create_event_bus(Name=event_bus)
+    events.put_rule(
+        Name=f"{prefix}-uploads",
+        EventPattern=json.dumps(
+            {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": [bucket]},
+                    "object": {"key": [{"prefix": input_prefix}]},
+                },
+            }
+        ),
+    )
+    events.put_targets(
+        Rule=f"{prefix}-uploads",
+        Targets=[{"Id": "ingest", "Arn": _queue_arn(sqs, queue_urls["ingest"])}],
+    )
+
+    dynamodb.create_table(
+        TableName=jobs_table,
+        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return Resources(bucket, jobs_table, event_bus, queue_urls, dlq_urls)
+
+
+def subscribe_done_events(
+    endpoint_url: str, region: str, *, event_bus: str, queue_name: str
+) -> str:
+    """A queue that receives every done event, as a subscriber would set it up."""
+    sqs = client("sqs", endpoint_url, region)
+    events = client("events", endpoint_url, region)
+    queue_url: str = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    events.put_rule(
+        Name=f"{queue_name}-rule",
+        EventBusName=event_bus,
+        EventPattern=json.dumps(
+            {"source": [DONE_EVENT_SOURCE], "detail-type": [DONE_EVENT_DETAIL_TYPE]}
+        ),
+    )
+    events.put_targets(
+        Rule=f"{queue_name}-rule",
+        EventBusName=event_bus,
+        Targets=[{"Id": "subscriber", "Arn": _queue_arn(sqs, queue_url)}],
+    )
+    return queue_url

@@ -1,0 +1,207 @@
+"""The whole local stack: moto server, model server, local Batch, one poller per handler.
+
+The services run with exactly the settings they would get on AWS (``BYOM_*``
+names, queue URLs) plus ``AWS_ENDPOINT_URL*`` pointing at the local servers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from infra.local import resources
+from infra.local.processes import Service, free_port, http_ok, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+HANDLERS = {
+    "ingest": "services.ingest.handler:handler",
+    "scheduler": "services.scheduler.handler:handler",
+    "status": "services.status.handler:handler",
+}
+WORKER_COMMAND = f"{sys.executable} -m services.inference_worker.main"
+
+
+@dataclass
+class StackConfig:
+    model_dir: Path
+    moto_port: int = 0  # 0: any free port
+    bucket: str = "byom-local"
+    region: str = "us-east-1"
+    jobs_table: str = "byom-jobs"
+    event_bus: str = "byom-events"
+    endpoint_name: str = "byom-model"
+    batch_parallel: int = 2
+    visibility_timeout: int = 60
+    max_receive_count: int = 5
+    log_dir: Path | None = None
+    settings: dict[str, str] = field(default_factory=dict)  # extra BYOM_* for the services
+    model_server_env: dict[str, str] = field(default_factory=dict)
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="byom-stack-"))
+        self.moto_port = config.moto_port or free_port()
+        self.model_port = free_port()
+        self.batch_port = free_port()
+        self.services: dict[str, Service] = {}
+        self.resources: resources.Resources | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    def client(self, service: str) -> Any:
+        return resources.client(service, self.endpoint_url, self.config.region)
+
+    def base_env(self) -> dict[str, str]:
+        """The environment every service runs with: AWS wiring and byom settings."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BYOM_"))}
+        env |= {
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": self.config.region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://127.0.0.1:{self.model_port}",
+            "AWS_ENDPOINT_URL_BATCH": f"http://127.0.0.1:{self.batch_port}",
+            "BYOM_REGION": self.config.region,
+            "BYOM_BUCKET": self.config.bucket,
+            "BYOM_JOBS_TABLE": self.config.jobs_table,
+            "BYOM_EVENT_BUS": self.config.event_bus,
+            "BYOM_ENDPOINT_NAME": self.config.endpoint_name,
+        }
+        if self.resources is not None:
+            env["BYOM_SCHEDULER_QUEUE_URL"] = self.resources.queue_urls["scheduler"]
+            env["BYOM_STATUS_QUEUE_URL"] = self.resources.queue_urls["status"]
+        return env | self.config.settings
+
+    def _service(
+        self, name: str, command: list[str], extra: dict[str, str] | None = None
+    ) -> Service:
+        service = Service(
+            name=name,
+            command=command,
+            env=self.base_env() | (extra or {}),
+            log_path=self.log_dir / f"{name}.log",
+            cwd=REPO,
+        )
+        self.services[name] = service
+        return service
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        python = sys.executable
+        moto = self._service(
+            "moto", [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)]
+        )
+        moto.start()
+        model = self._service(
+            "model-server",
+            [
+                python, "-m", "model.server",
+                "--host", "127.0.0.1",
+                "--port", str(self.model_port),
+                "--model-dir", str(self.config.model_dir),
+            ],
+            self.config.model_server_env,
+        )  # fmt: skip
+        model.start()
+        wait_until(
+            lambda: moto.check_alive() and http_ok(f"{self.endpoint_url}/moto-api/"),
+            timeout=30,
+            what="moto server",
+        )
+        self.resources = resources.bootstrap(
+            self.endpoint_url,
+            self.config.region,
+            bucket=self.config.bucket,
+            jobs_table=self.config.jobs_table,
+            event_bus=self.config.event_bus,
+            visibility_timeout=self.config.visibility_timeout,
+            max_receive_count=self.config.max_receive_count,
+        )
+        batch = self._service(
+            "batch",
+            [
+                python, "-m", "infra.local.batch_runner",
+                "--port", str(self.batch_port),
+                "--max-parallel", str(self.config.batch_parallel),
+                "--job-definition", f"byom-worker={WORKER_COMMAND}",
+            ],
+        )  # fmt: skip
+        batch.start()
+        for name, handler in HANDLERS.items():
+            self._service(
+                name,
+                [
+                    python, "-m", "infra.local.poller",
+                    "--queue-url", self.resources.queue_urls[name],
+                    "--handler", handler,
+                    "--function-name", f"byom-{name}",
+                ],
+            ).start()  # fmt: skip
+        wait_until(
+            lambda: model.check_alive() and http_ok(f"http://127.0.0.1:{self.model_port}/ping"),
+            timeout=60,
+            what="model server",
+        )
+        wait_until(
+            lambda: batch.check_alive() and _port_open(self.batch_port),
+            timeout=30,
+            what="local Batch",
+        )
+
+    def subscribe_done_events(self, queue_name: str) -> str:
+        return resources.subscribe_done_events(
+            self.endpoint_url,
+            self.config.region,
+            event_bus=self.config.event_bus,
+            queue_name=queue_name,
+        )
+
+    def check_alive(self) -> None:
+        for service in self.services.values():
+            service.check_alive()
+
+    def stop(self) -> None:
+        for service in reversed(list(self.services.values())):
+            service.stop()
+
+    def logs(self, lines: int = 30) -> str:
+        return "\n".join(
+            f"--- {name} ---\n{service.tail(lines)}" for name, service in self.services.items()
+        )
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

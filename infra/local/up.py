@@ -1,0 +1,54 @@
+"""``make up``: keep the local stack running in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from infra.local.stack import REPO, LocalStack, StackConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "model" / "artifacts")
+    parser.add_argument("--port", type=int, default=4566, help="the local AWS endpoint's port")
+    parser.add_argument("--bucket", default="byom-local")
+    parser.add_argument("--log-dir", type=Path, default=REPO / ".byom" / "logs")
+    args = parser.parse_args()
+
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    config = StackConfig(
+        model_dir=args.model_dir, moto_port=args.port, bucket=args.bucket, log_dir=args.log_dir
+    )
+    with LocalStack(config) as stack:
+        done_queue = stack.subscribe_done_events("byom-done-events")
+        endpoint = stack.endpoint_url
+        print(
+            f"""byom's local stack is up (logs in {stack.log_dir}).
+
+  upload:   aws s3 cp my.csv s3://{args.bucket}/input/ --endpoint-url {endpoint}
+  outputs:  aws s3 ls s3://{args.bucket}/output/ --endpoint-url {endpoint}
+  jobs:     aws dynamodb scan --table-name {config.jobs_table} --endpoint-url {endpoint}
+  events:   aws sqs receive-message --queue-url {done_queue} --endpoint-url {endpoint}
+
+(the AWS CLI needs credentials of any value, e.g. AWS_ACCESS_KEY_ID=test
+AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1)
+Ctrl-C stops everything.""",
+            flush=True,
+        )
+        while not stopping.wait(1.0):
+            stack.check_alive()
+    print("stopped.")
+
+
+if __name__ == "__main__":
+    main()

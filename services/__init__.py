@@ -1,0 +1,1 @@
+"""byom's services: ingest, scheduler, inference worker and status."""

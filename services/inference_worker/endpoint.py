@@ -1,0 +1,109 @@
+"""Calls to the model endpoint: bounded, adaptive concurrency and retries with jitter.
+
+botocore's own retries are off for these calls so that one policy decides: throttling
+halves the concurrency limit (it grows back by one per success, AIMD style), and
+throttling, 5xx and connection errors are retried with full-jitter exponential
+backoff, a bounded number of times. A model error (the model rejected the input)
+is never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+
+from shared.errors import EndpointUnavailable, ModelError
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sagemaker_runtime import SageMakerRuntimeClient
+
+log = logging.getLogger(__name__)
+
+_THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
+
+
+class AdaptiveLimiter:
+    """A concurrency limit that shrinks on throttling and creeps back on success."""
+
+    def __init__(self, limit: int) -> None:
+        self.ceiling = limit
+        self.limit = float(limit)
+        self._in_flight = 0
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._in_flight < int(self.limit))
+            self._in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
+
+    def throttled(self) -> None:
+        self.limit = max(1.0, self.limit / 2)
+
+    def succeeded(self) -> None:
+        self.limit = min(float(self.ceiling), self.limit + 1 / max(1.0, self.limit))
+
+
+class Endpoint:
+    def __init__(
+        self,
+        client: SageMakerRuntimeClient,
+        name: str,
+        *,
+        concurrency: int,
+        attempts: int,
+        backoff: float,
+        backoff_max: float,
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.limiter = AdaptiveLimiter(concurrency)
+        self.attempts = attempts
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.retries = 0
+
+    async def invoke_csv(self, payload: bytes) -> bytes:
+        last_error = "no attempt made"
+        for attempt in range(1, self.attempts + 1):
+            try:
+                async with self.limiter:
+                    response = await self.client.invoke_endpoint(
+                        EndpointName=self.name,
+                        ContentType="text/csv",
+                        Accept="text/csv",
+                        Body=payload,
+                    )
+                    body = await response["Body"].read()
+                self.limiter.succeeded()
+                return body
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                message = exc.response.get("Error", {}).get("Message", str(exc))
+                if code in _THROTTLED or status == 429:
+                    self.limiter.throttled()
+                elif status < 500:
+                    raise ModelError(f"the endpoint rejected the request: {message}") from exc
+                last_error = f"{code or status}: {message}"
+            except (TimeoutError, ConnectionError, ReadTimeoutError) as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            if attempt < self.attempts:
+                self.retries += 1
+                delay = random.uniform(0, min(self.backoff_max, self.backoff * 2**attempt))
+                log.info(
+                    "retrying endpoint call",
+                    extra={"attempt": attempt, "delay": round(delay, 3), "error": last_error},
+                )
+                await asyncio.sleep(delay)
+        raise EndpointUnavailable(
+            f"endpoint {self.name} failed {self.attempts} times; last error: {last_error}"
+        )

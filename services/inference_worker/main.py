@@ -1,0 +1,127 @@
+"""AWS Batch array child: score this child's share of a job's chunks.
+
+Child ``i`` of ``n`` takes chunks ``i, i+n, i+2n, ...``. For each it sends one
+completion to the status queue. A transient failure exits non-zero so that Batch
+retries the child; chunks finished by an earlier attempt are not scored again.
+On the last attempt, or for bad input or a model error, the failure is reported
+as a completion instead, so the job ends FAILED with the reason.
+
+Run as ``python -m services.inference_worker.main`` (the image's entry point).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from contextlib import AsyncExitStack
+
+from aiobotocore.config import AioConfig
+
+from services.inference_worker.endpoint import Endpoint
+from services.inference_worker.scoring import ChunkResult, finished_earlier, score_chunk
+from shared import aws
+from shared.errors import ByomError, InputError, ModelError
+from shared.jobs import JobStore
+from shared.logs import configure
+from shared.schemas import Chunk, ChunkDone, ChunkFailure, ChunkPlan
+from shared.settings import BatchChild, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _failure(exc: Exception, *, permanent: bool) -> ChunkFailure:
+    if isinstance(exc, InputError):
+        return ChunkFailure(reason=exc.describe(), line=exc.line, column=exc.column)
+    return ChunkFailure(reason=f"{type(exc).__name__}: {exc}", permanent=permanent)
+
+
+async def run(child: BatchChild, settings: Settings) -> int:
+    session = aws.aio_session()
+    region = settings.region
+    runtime_config = AioConfig(
+        retries={"total_max_attempts": 1},
+        max_pool_connections=settings.invoke_concurrency * 2,
+        read_timeout=60,
+    )
+    async with AsyncExitStack() as stack:
+        s3 = await stack.enter_async_context(session.create_client("s3", region_name=region))
+        sqs = await stack.enter_async_context(session.create_client("sqs", region_name=region))
+        runtime = await stack.enter_async_context(
+            session.create_client("sagemaker-runtime", region_name=region, config=runtime_config)
+        )
+        endpoint = Endpoint(
+            runtime,
+            settings.endpoint_name,
+            concurrency=settings.invoke_concurrency,
+            attempts=settings.invoke_attempts,
+            backoff=settings.invoke_backoff_seconds,
+            backoff_max=settings.invoke_backoff_max_seconds,
+        )
+        plan_object = await s3.get_object(Bucket=settings.bucket, Key=child.byom_plan_key)
+        plan = ChunkPlan.model_validate_json(await plan_object["Body"].read())
+        store = JobStore()
+        mine = plan.chunks[child.aws_batch_job_array_index :: child.byom_array_size]
+
+        async def report(
+            chunk: Chunk, result: ChunkResult | None, failure: ChunkFailure | None
+        ) -> None:
+            message = ChunkDone(
+                job_id=plan.job_id,
+                chunk_index=chunk.index,
+                attempt=child.aws_batch_job_attempt,
+                rows=result.rows if result else 0,
+                output_key=result.output_key if result else None,
+                output_bytes=result.output_bytes if result else 0,
+                failure=failure,
+            )
+            await sqs.send_message(
+                QueueUrl=settings.status_queue_url, MessageBody=message.model_dump_json()
+            )
+
+        for chunk in mine:
+            job = await asyncio.to_thread(store.get, plan.job_id)
+            if job is None or job.state.terminal:
+                log.info("job ended; stopping", extra={"job_id": plan.job_id})
+                return 0
+            try:
+                result = await finished_earlier(s3, plan, chunk) or await score_chunk(
+                    s3,
+                    endpoint,
+                    plan,
+                    chunk,
+                    columns=settings.feature_count,
+                    request_bytes=settings.request_bytes,
+                )
+            except (InputError, ModelError) as exc:
+                await report(chunk, None, _failure(exc, permanent=True))
+                return 0
+            except Exception as exc:
+                if child.aws_batch_job_attempt < settings.worker_attempts:
+                    raise
+                await report(chunk, None, _failure(exc, permanent=False))
+                return 0
+            await report(chunk, result, None)
+            log.info(
+                "chunk scored",
+                extra={"job_id": plan.job_id, "chunk": chunk.index, "rows": result.rows},
+            )
+    return 0
+
+
+def main() -> None:
+    configure("byom-inference-worker")
+    try:
+        child = BatchChild()
+        code = asyncio.run(run(child, get_settings()))
+    except ByomError as exc:
+        log.error("worker failed", extra={"error": str(exc)})
+        code = 1
+    except Exception:
+        log.exception("worker crashed")
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Assemble a job's chunk outputs into its output object, atomically and repeatably.
+
+The output is one multipart upload completed in a single call, so readers see
+either nothing or the whole file. Chunk outputs of at least S3's 5 MiB part
+minimum are copied server-side (UploadPartCopy); smaller ones are gathered into
+parts here. The same chunk outputs always give the same bytes, so a retried
+assembly rewrites an identical object.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from shared import aws, naming
+from shared.errors import ByomError
+from shared.schemas import JobItem
+
+log = logging.getLogger(__name__)
+
+MIN_PART = 5 * 1024 * 1024
+TARGET_PART = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    key: str
+    size: int
+
+
+def list_chunk_outputs(job: JobItem) -> list[ChunkOutput]:
+    """The job's chunk outputs in chunk order; all of them must be there."""
+    expected = [naming.chunk_output_key(job.job_id, i) for i in range(job.chunk_count)]
+    prefix = expected[0].rsplit("/", 1)[0] + "/"
+    found: dict[str, int] = {}
+    paginator = aws.s3().get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=job.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = obj["Size"]
+    missing = [key for key in expected if key not in found]
+    if missing:
+        raise ByomError(
+            f"job {job.job_id}: {len(missing)} chunk outputs missing, e.g. {missing[0]}"
+        )
+    return [ChunkOutput(key, found[key]) for key in expected]
+
+
+def assemble(job: JobItem) -> int:
+    """Write ``job.output_key`` from the chunk outputs; returns its size in bytes."""
+    s3 = aws.s3()
+    outputs = list_chunk_outputs(job)
+    upload = s3.create_multipart_upload(
+        Bucket=job.bucket, Key=job.output_key, ContentType="text/csv"
+    )
+    upload_id = upload["UploadId"]
+    parts: list[dict[str, object]] = []
+    buffer = bytearray()
+
+    def put_buffer() -> None:
+        number = len(parts) + 1
+        etag = s3.upload_part(
+            Bucket=job.bucket,
+            Key=job.output_key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=bytes(buffer),
+        )["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+        buffer.clear()
+
+    try:
+        for output in outputs:
+            if output.size >= MIN_PART and not buffer:
+                number = len(parts) + 1
+                copied = s3.upload_part_copy(
+                    Bucket=job.bucket,
+                    Key=job.output_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": job.bucket, "Key": output.key},
+                )
+                parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+                continue
+            buffer += s3.get_object(Bucket=job.bucket, Key=output.key)["Body"].read()
+            if len(buffer) >= TARGET_PART:
+                put_buffer()
+        if buffer or not parts:
+            put_buffer()
+        s3.complete_multipart_upload(
+            Bucket=job.bucket,
+            Key=job.output_key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+        )
+    except BaseException:
+        s3.abort_multipart_upload(Bucket=job.bucket, Key=job.output_key, UploadId=upload_id)
+        raise
+    total = sum(output.size for output in outputs)
+    log.info(
+        "output assembled", extra={"job_id": job.job_id, "key": job.output_key, "bytes": total}
+    )
+    return total
+
+
+def remove_staging(job: JobItem) -> None:
+    """Delete the job's plan and chunk outputs once the job has ended."""
+    s3 = aws.s3()
+    prefix = naming.plan_key(job.job_id).rsplit("/", 1)[0] + "/"
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=job.bucket, Prefix=prefix):
+        keys = [obj["Key"] for obj in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(
+                Bucket=job.bucket,
+                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+            )

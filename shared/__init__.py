@@ -1,0 +1,1 @@
+"""The core every byom service imports: settings, schemas, job store, AWS clients."""

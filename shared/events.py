@@ -1,0 +1,48 @@
+"""The done event: what subscribers to byom's bus receive when a job ends."""
+
+from __future__ import annotations
+
+import logging
+
+from shared import aws
+from shared.errors import ByomError
+from shared.schemas import DONE_EVENT_DETAIL_TYPE, DONE_EVENT_SOURCE, JobFinished, JobItem, JobState
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def job_finished(job: JobItem) -> JobFinished:
+    if not job.state.terminal:
+        raise ValueError(f"job {job.job_id} is {job.state}, not finished")
+    finished = job.finished_at or job.updated_at
+    succeeded = job.state is JobState.SUCCEEDED
+    return JobFinished(
+        job_id=job.job_id,
+        status="SUCCEEDED" if succeeded else "FAILED",
+        input_uri=f"s3://{job.bucket}/{job.input_key}",
+        output_uri=f"s3://{job.bucket}/{job.output_key}" if succeeded else None,
+        rows=job.rows,
+        chunks=job.chunk_count,
+        duration_seconds=round((finished - job.created_at).total_seconds(), 3),
+        error=job.error,
+    )
+
+
+def publish_done(job: JobItem) -> None:
+    """Put the done event on byom's bus (at least once: subscribers dedupe on job_id)."""
+    detail = job_finished(job)
+    response = aws.events().put_events(
+        Entries=[
+            {
+                "Source": DONE_EVENT_SOURCE,
+                "DetailType": DONE_EVENT_DETAIL_TYPE,
+                "Detail": detail.model_dump_json(),
+                "EventBusName": get_settings().event_bus,
+                "Resources": [detail.input_uri],
+            }
+        ]
+    )
+    if response.get("FailedEntryCount", 0):
+        raise ByomError(f"could not publish the done event for job {job.job_id}: {response}")
+    log.info("done event published", extra={"job_id": job.job_id, "status": detail.status})

@@ -1,0 +1,235 @@
+"""The job state machine and its DynamoDB store.
+
+Every change is a conditional write, so a duplicate or late message can never
+move a job backwards, count a chunk twice, or reopen a finished job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from shared import aws
+from shared.schemas import JobItem, JobState
+from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+# Which states a job may move to from each state. Terminal states lead nowhere.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.ACCEPTED: frozenset({JobState.SUBMITTED, JobState.RUNNING, JobState.FAILED}),
+    JobState.SUBMITTED: frozenset({JobState.RUNNING, JobState.FAILED}),
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+}
+
+
+def can_transition(current: JobState, target: JobState) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def sources_of(target: JobState) -> list[JobState]:
+    """The states from which ``target`` can be reached, in a stable order."""
+    return [state for state in JobState if target in TRANSITIONS[state]]
+
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_attrs(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in values.items()}
+
+
+def _from_attrs(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class ChunkRecorded:
+    """Outcome of recording one chunk's completion."""
+
+    job: JobItem
+    first_time: bool  # False when this completion had been counted already
+
+    @property
+    def all_done(self) -> bool:
+        return self.job.chunks_done >= self.job.chunk_count
+
+
+class JobStore:
+    def __init__(self, table: str | None = None, client: DynamoDBClient | None = None) -> None:
+        self.table = table or get_settings().jobs_table
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return self._client or aws.dynamodb()
+
+    def create(self, job: JobItem) -> bool:
+        """Store a new job; False when a job with that id exists (a duplicate event)."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=_to_attrs(job.model_dump(mode="json", exclude_none=True)),
+                ConditionExpression="attribute_not_exists(job_id)",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def get(self, job_id: str) -> JobItem | None:
+        response = self.client.get_item(
+            TableName=self.table, Key=_to_attrs({"job_id": job_id}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return JobItem.model_validate(_from_attrs(item)) if item else None
+
+    def _transition(
+        self,
+        job_id: str,
+        target: JobState,
+        sets: dict[str, Any],
+        removes: tuple[str, ...] = (),
+    ) -> JobItem | None:
+        """Move the job to ``target`` if its current state allows it; None otherwise."""
+        values: dict[str, Any] = {f":{key}": value for key, value in sets.items()}
+        values[":target"] = target.value
+        values[":now"] = _now().isoformat()
+        sources = sources_of(target)
+        values.update({f":from{i}": state.value for i, state in enumerate(sources)})
+        assignments = [f"#{key} = :{key}" for key in sets]
+        assignments += ["#state = :target", "updated_at = :now"]
+        expression = "SET " + ", ".join(assignments)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        names = {f"#{key}": key for key in sets} | {"#state": "state"}
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key=_to_attrs({"job_id": job_id}),
+                UpdateExpression=expression,
+                ConditionExpression="#state IN ("
+                + ", ".join(f":from{i}" for i in range(len(sources)))
+                + ")",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_to_attrs(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return JobItem.model_validate(_from_attrs(response["Attributes"]))
+
+    def mark_submitted(self, job_id: str, batch_job_id: str) -> JobItem | None:
+        """Record the array job; the state moves only if no chunk has finished yet."""
+        moved = self._transition(job_id, JobState.SUBMITTED, {"batch_job_id": batch_job_id})
+        if moved is not None:
+            return moved
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key=_to_attrs({"job_id": job_id}),
+                UpdateExpression="SET batch_job_id = :id",
+                ConditionExpression=(
+                    "attribute_exists(job_id) AND attribute_not_exists(batch_job_id)"
+                ),
+                ExpressionAttributeValues=_to_attrs({":id": batch_job_id}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return JobItem.model_validate(_from_attrs(response["Attributes"]))
+
+    def record_chunk(self, job_id: str, chunk_index: int, rows: int) -> ChunkRecorded | None:
+        """Count one chunk exactly once; None when the job is unknown.
+
+        A completion that was counted before, or that arrives after the job
+        ended, comes back with ``first_time=False`` and the job as it stands.
+        The chunk index goes into a number set in the same write as the counters,
+        so a redelivered completion fails the condition instead of counting again.
+        """
+        values = {
+            ":one": 1,
+            ":rows": rows,
+            ":chunk": {chunk_index},
+            ":index": chunk_index,
+            ":running": JobState.RUNNING.value,
+            ":accepted": JobState.ACCEPTED.value,
+            ":submitted": JobState.SUBMITTED.value,
+            ":now": _now().isoformat(),
+        }
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key=_to_attrs({"job_id": job_id}),
+                UpdateExpression=(
+                    "ADD chunks_done :one, #rows :rows, done_chunks :chunk "
+                    "SET #state = :running, updated_at = :now"
+                ),
+                ConditionExpression=(
+                    "#state IN (:accepted, :submitted, :running) "
+                    "AND NOT contains(done_chunks, :index)"
+                ),
+                ExpressionAttributeNames={"#state": "state", "#rows": "rows"},
+                ExpressionAttributeValues=_to_attrs(values),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            old: Any = exc.response.get("Item")
+            if not isinstance(old, dict) or not old:
+                return None
+            job = JobItem.model_validate(_from_attrs(old))
+            return ChunkRecorded(job=job, first_time=False)
+        return ChunkRecorded(
+            job=JobItem.model_validate(_from_attrs(response["Attributes"])), first_time=True
+        )
+
+    def succeed(self, job_id: str) -> JobItem | None:
+        return self._transition(
+            job_id, JobState.SUCCEEDED, {"finished_at": _now().isoformat()}, ("done_chunks",)
+        )
+
+    def fail(self, job_id: str, error: str) -> JobItem | None:
+        return self._transition(
+            job_id, JobState.FAILED, {"finished_at": _now().isoformat(), "error": error[:2000]}
+        )
+
+    def mark_event_sent(self, job_id: str) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key=_to_attrs({"job_id": job_id}),
+            UpdateExpression="SET event_sent = :yes",
+            ExpressionAttributeValues=_to_attrs({":yes": True}),
+        )
+
+    def event_sent(self, job_id: str) -> bool:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key=_to_attrs({"job_id": job_id}),
+            ProjectionExpression="event_sent",
+            ConsistentRead=True,
+        )
+        return bool(_from_attrs(response.get("Item", {})).get("event_sent"))

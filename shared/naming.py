@@ -1,0 +1,50 @@
+"""Deterministic names: job ids and every S3 key byom writes.
+
+Names derive only from the uploaded object and the job's creation time, so a
+retried step writes to the same place instead of leaving a second copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+
+from shared.settings import get_settings
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+_MAX_NAME = 200
+
+
+def job_id_for(bucket: str, key: str, etag: str, version_id: str | None) -> str:
+    """Same object version -> same job; new content (new ETag or version) -> new job."""
+    identity = "\n".join((bucket, key, etag.strip('"'), version_id or ""))
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def safe_name(key: str) -> str:
+    """The input's name relative to ``input/``, flattened to one safe path segment."""
+    prefix = get_settings().input_prefix
+    relative = key[len(prefix) :] if key.startswith(prefix) else key
+    name = _UNSAFE.sub("_", relative.replace("/", "_")).strip("._") or "input"
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha256(relative.encode()).hexdigest()[:12]
+        name = f"{name[: _MAX_NAME - 13]}-{digest}"
+    return name
+
+
+def output_key(key: str, created_at: datetime) -> str:
+    name = safe_name(key)
+    for suffix in (".gz",):
+        name = name.removesuffix(suffix)
+    if not name.lower().endswith(".csv"):
+        name += ".csv"
+    return f"{get_settings().output_prefix}{created_at:%Y%m%dT%H%M%SZ}-{name}"
+
+
+def plan_key(job_id: str) -> str:
+    return f"{get_settings().staging_prefix}{job_id}/plan.json"
+
+
+def chunk_output_key(job_id: str, chunk_index: int) -> str:
+    return f"{get_settings().staging_prefix}{job_id}/out/{chunk_index:06d}.csv"

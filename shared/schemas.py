@@ -1,0 +1,160 @@
+"""Every message, job item and event byom exchanges, as versioned pydantic models.
+
+Anything arriving from outside is parsed through one of these before it is used,
+so a malformed message fails loudly at the edge instead of deep in the logic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+DONE_EVENT_SOURCE = "byom"
+DONE_EVENT_DETAIL_TYPE = "byom.job.finished"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JobState(StrEnum):
+    ACCEPTED = "ACCEPTED"  # validated, chunk plan written, waiting for the scheduler
+    SUBMITTED = "SUBMITTED"  # array job submitted to Batch
+    RUNNING = "RUNNING"  # at least one chunk finished
+    SUCCEEDED = "SUCCEEDED"  # output object complete and visible
+    FAILED = "FAILED"  # terminal, with a reason
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+# --- S3 "Object Created" as EventBridge delivers it ------------------------------
+
+
+class S3Bucket(BaseModel):
+    name: str = Field(min_length=3, max_length=63)
+
+
+class S3Object(BaseModel):
+    key: str = Field(min_length=1, max_length=1024)
+    size: int = Field(ge=0)
+    etag: str = Field(min_length=1)
+    version_id: str | None = Field(default=None, alias="version-id")
+    sequencer: str | None = None
+
+
+class S3ObjectCreatedDetail(BaseModel):
+    bucket: S3Bucket
+    object: S3Object
+
+
+class S3ObjectCreatedEvent(BaseModel):
+    """The EventBridge envelope S3 sends for ``Object Created``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: Literal["aws.s3"]
+    detail_type: Literal["Object Created"] = Field(alias="detail-type")
+    time: datetime
+    detail: S3ObjectCreatedDetail
+
+
+# --- The chunk plan --------------------------------------------------------------
+
+
+class Chunk(_Message):
+    index: int = Field(ge=0)
+    start: int = Field(ge=0)  # byte offset of the chunk's first byte in the object
+    end: int = Field(gt=0)  # byte offset one past its last byte (a line boundary)
+
+
+class ChunkPlan(_Message):
+    """Written once by ingest to staging; workers read it to find their byte ranges."""
+
+    version: Literal[1] = SCHEMA_VERSION
+    job_id: str
+    bucket: str
+    key: str
+    etag: str
+    size: int = Field(ge=0)
+    header: bool  # the first line is a header and is not scored
+    chunks: tuple[Chunk, ...] = Field(min_length=1)
+
+
+# --- Messages between services ---------------------------------------------------
+
+
+class ScheduleRequest(_Message):
+    """ingest -> scheduler: a validated job is ready to run."""
+
+    version: Literal[1] = SCHEMA_VERSION
+    job_id: str
+    chunk_count: int = Field(ge=1)
+    plan_key: str
+
+
+class ChunkFailure(_Message):
+    reason: str
+    line: int | None = None
+    column: int | None = None
+    permanent: bool = True  # bad input or a model error; a retry would fail the same way
+
+
+class ChunkDone(_Message):
+    """inference worker -> status: one chunk is finished (or failed for good)."""
+
+    version: Literal[1] = SCHEMA_VERSION
+    job_id: str
+    chunk_index: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+    rows: int = Field(ge=0)
+    output_key: str | None = None
+    output_bytes: int = Field(default=0, ge=0)
+    failure: ChunkFailure | None = None
+
+
+# --- The job item and the done event ---------------------------------------------
+
+
+class JobItem(BaseModel):
+    """The job as stored in DynamoDB (one item per uploaded object version)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    state: JobState
+    bucket: str
+    input_key: str
+    input_etag: str
+    input_size: int
+    output_key: str
+    plan_key: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    deadline_epoch: int
+    expires_at: int  # DynamoDB TTL attribute
+    chunk_count: int = 0
+    chunks_done: int = 0
+    rows: int = 0
+    batch_job_id: str | None = None
+    error: str | None = None
+
+
+class JobFinished(_Message):
+    """The detail of the done event on byom's EventBridge bus."""
+
+    version: Literal[1] = SCHEMA_VERSION
+    job_id: str
+    status: Literal["SUCCEEDED", "FAILED"]
+    input_uri: str
+    output_uri: str | None
+    rows: int
+    chunks: int
+    duration_seconds: float
+    error: str | None = None

@@ -1,0 +1,85 @@
+"""One settings tree for every byom process.
+
+Nothing else in byom reads ``os.environ``: every name, limit and knob comes from
+here, with the ``BYOM_`` prefix. AWS endpoints are not settings: boto3 and
+aiobotocore read ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` themselves,
+which is how the local stack points the same code at local servers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BYOM_", extra="ignore", frozen=True)
+
+    region: str = "us-east-1"
+
+    # Where things live. The CloudFormation template passes exactly these.
+    bucket: str = "byom-local"
+    input_prefix: str = "input/"
+    output_prefix: str = "output/"
+    staging_prefix: str = "staging/"
+    errors_prefix: str = "errors/"
+    jobs_table: str = "byom-jobs"
+    event_bus: str = "byom-events"
+    scheduler_queue_url: str = ""
+    status_queue_url: str = ""
+    endpoint_name: str = "byom-model"
+    batch_job_queue: str = "byom-workers"
+    batch_job_definition: str = "byom-worker"
+
+    # The model's input shape: rows must have exactly this many numeric columns.
+    feature_count: int = Field(default=30, ge=1)
+
+    # Chunking and requests. A chunk is one unit of work and of completion
+    # accounting; a request is one invoke_endpoint call (SageMaker caps a
+    # request at 6 MB, so requests are sized in bytes, never in rows).
+    chunk_bytes: int = Field(default=4 * MIB, ge=1)
+    request_bytes: int = Field(default=512 * 1024, ge=1, le=6_000_000)
+    max_line_bytes: int = Field(default=1 * MIB, ge=16)
+    max_file_bytes: int = Field(default=10 * 1024 * MIB, ge=1)
+
+    # Array sizing: at most this many children; each takes chunks round-robin.
+    max_array_children: int = Field(default=50, ge=1, le=10_000)
+    chunks_per_child: int = Field(default=4, ge=1)
+    worker_attempts: int = Field(default=3, ge=1, le=10)
+    worker_timeout_seconds: int = Field(default=3600, ge=60)
+
+    # The worker's fan-out towards the endpoint.
+    invoke_concurrency: int = Field(default=8, ge=1)
+    invoke_attempts: int = Field(default=6, ge=1)
+    invoke_backoff_seconds: float = Field(default=0.2, gt=0)
+    invoke_backoff_max_seconds: float = Field(default=10.0, gt=0)
+
+    # Job lifecycle.
+    job_deadline_seconds: int = Field(default=6 * 3600, ge=60)
+    job_ttl_days: int = Field(default=90, ge=1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+class BatchChild(BaseSettings):
+    """What AWS Batch tells an array child about itself, plus the job it works on.
+
+    Batch sets ``AWS_BATCH_*``; the scheduler passes ``BYOM_JOB_ID``,
+    ``BYOM_PLAN_KEY`` and ``BYOM_ARRAY_SIZE`` as container overrides.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    aws_batch_job_id: str = "local"
+    aws_batch_job_array_index: int = Field(default=0, ge=0)
+    aws_batch_job_attempt: int = Field(default=1, ge=1)
+    byom_job_id: str
+    byom_plan_key: str
+    byom_array_size: int = Field(default=1, ge=1)
