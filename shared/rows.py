@@ -59,7 +59,7 @@ def check_rows(data: bytes, *, first_line: int, columns: int, uri: str) -> int:
                 uri,
                 f"expected {columns} columns, found {len(cells)}",
                 line=number,
-                column=min(len(cells), columns + 1),
+                column=min(len(cells), columns) + 1,
             )
         for index, cell in enumerate(cells, start=1):
             if not cell:

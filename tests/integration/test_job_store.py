@@ -1,0 +1,104 @@
+"""The job store's conditional writes, against a real moto server."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+
+from infra.local.resources import client
+from shared.jobs import JobStore
+from shared.schemas import JobItem, JobState
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(moto_endpoint, request):
+    dynamodb = client("dynamodb", moto_endpoint, "us-east-1")
+    table = f"jobs-{request.node.name}"[:200]
+    dynamodb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return JobStore(table=table, client=dynamodb)
+
+
+def new_job(job_id="job-1", chunks=3) -> JobItem:
+    now = datetime.now(UTC)
+    return JobItem(
+        job_id=job_id, state=JobState.ACCEPTED, bucket="b", input_key="input/x.csv",
+        input_etag="e", input_size=10, output_key="output/x.csv", created_at=now,
+        updated_at=now, deadline_epoch=0, expires_at=0, chunk_count=chunks,
+    )  # fmt: skip
+
+
+def test_create_is_idempotent(store):
+    assert store.create(new_job())
+    assert not store.create(new_job())
+    assert store.get("job-1").state is JobState.ACCEPTED
+    assert store.get("missing") is None
+
+
+def test_each_chunk_counts_once(store):
+    store.create(new_job(chunks=3))
+    first = store.record_chunk("job-1", 0, rows=10)
+    assert first.first_time and first.job.chunks_done == 1 and first.job.state is JobState.RUNNING
+    again = store.record_chunk("job-1", 0, rows=10)
+    assert not again.first_time and again.job.chunks_done == 1 and again.job.rows == 10
+    store.record_chunk("job-1", 2, rows=5)
+    last = store.record_chunk("job-1", 1, rows=7)
+    assert last.all_done and last.job.rows == 22
+    assert store.record_chunk("unknown", 0, rows=1) is None
+
+
+def test_concurrent_duplicates_count_once(store):
+    store.create(new_job(chunks=20))
+    deliveries = [i % 20 for i in range(100)]  # every chunk delivered five times
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: store.record_chunk("job-1", i, rows=1), deliveries))
+    assert sum(r.first_time for r in results) == 20
+    job = store.get("job-1")
+    assert (job.chunks_done, job.rows) == (20, 20)
+
+
+def test_terminal_states_are_final(store):
+    store.create(new_job(chunks=1))
+    assert store.fail("job-1", "boom").state is JobState.FAILED
+    assert store.succeed("job-1") is None
+    assert store.fail("job-1", "again") is None
+    late = store.record_chunk("job-1", 0, rows=1)
+    assert not late.first_time and late.job.state is JobState.FAILED
+    assert store.get("job-1").error == "boom"
+
+
+def test_success_needs_running(store):
+    store.create(new_job(chunks=1))
+    assert store.succeed("job-1") is None  # no chunk finished yet
+    store.record_chunk("job-1", 0, rows=4)
+    done = store.succeed("job-1")
+    assert done.state is JobState.SUCCEEDED and done.finished_at is not None
+
+
+def test_submission_recorded_once(store):
+    store.create(new_job())
+    assert store.mark_submitted("job-1", "batch-a").state is JobState.SUBMITTED
+    assert store.mark_submitted("job-1", "batch-b") is None
+    assert store.get("job-1").batch_job_id == "batch-a"
+
+
+def test_submission_after_first_chunk_keeps_running(store):
+    store.create(new_job())
+    store.record_chunk("job-1", 0, rows=1)
+    job = store.mark_submitted("job-1", "batch-a")
+    assert job.state is JobState.RUNNING and job.batch_job_id == "batch-a"
+
+
+def test_event_sent_flag(store):
+    store.create(new_job())
+    assert not store.event_sent("job-1")
+    store.mark_event_sent("job-1")
+    assert store.event_sent("job-1")
