@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from shared.jobs import TRANSITIONS, can_transition, sources_of
@@ -15,7 +17,7 @@ def test_terminal_states_lead_nowhere():
 
 def test_happy_path():
     path = [JobState.ACCEPTED, JobState.SUBMITTED, JobState.RUNNING, JobState.SUCCEEDED]
-    assert all(can_transition(a, b) for a, b in zip(path, path[1:], strict=False))
+    assert all(can_transition(a, b) for a, b in itertools.pairwise(path))
 
 
 def test_every_live_state_can_fail():
