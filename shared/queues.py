@@ -6,14 +6,18 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from shared import aws
+from shared import aws, tracing
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def send(queue_url: str, message: BaseModel) -> str:
     """Send one message; returns its SQS message id."""
-    response = aws.sqs().send_message(QueueUrl=queue_url, MessageBody=message.model_dump_json())
+    response = aws.sqs().send_message(
+        QueueUrl=queue_url,
+        MessageBody=message.model_dump_json(),
+        MessageSystemAttributes=tracing.sqs_trace_attributes(),
+    )
     return response["MessageId"]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     invoke_backoff_seconds: float = Field(default=0.2, gt=0)
     invoke_backoff_max_seconds: float = Field(default=10.0, gt=0)
 
+    # Tracing export (the standard OpenTelemetry variables, read without the prefix).
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+    )
+
     # Job lifecycle.
     job_deadline_seconds: int = Field(default=6 * 3600, ge=60)
     job_ttl_days: int = Field(default=90, ge=1)
@@ -72,7 +80,8 @@ class BatchChild(BaseSettings):
     """What AWS Batch tells an array child about itself, plus the job it works on.
 
     Batch sets ``AWS_BATCH_*``; the scheduler passes ``BYOM_JOB_ID``,
-    ``BYOM_PLAN_KEY`` and ``BYOM_ARRAY_SIZE`` as container overrides.
+    ``BYOM_PLAN_KEY``, ``BYOM_ARRAY_SIZE`` and ``BYOM_TRACE_HEADER`` as container
+    overrides.
     """
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -83,3 +92,4 @@ class BatchChild(BaseSettings):
     byom_job_id: str
     byom_plan_key: str
     byom_array_size: int = Field(default=1, ge=1)
+    byom_trace_header: str | None = None

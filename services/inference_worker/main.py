@@ -20,7 +20,7 @@ from aiobotocore.config import AioConfig
 
 from services.inference_worker.endpoint import Endpoint
 from services.inference_worker.scoring import ChunkResult, finished_earlier, score_chunk
-from shared import aws
+from shared import aws, tracing
 from shared.errors import ByomError, InputError, ModelError
 from shared.jobs import JobStore
 from shared.logs import configure
@@ -76,7 +76,9 @@ async def run(child: BatchChild, settings: Settings) -> int:
                 failure=failure,
             )
             await sqs.send_message(
-                QueueUrl=settings.status_queue_url, MessageBody=message.model_dump_json()
+                QueueUrl=settings.status_queue_url,
+                MessageBody=message.model_dump_json(),
+                MessageSystemAttributes=tracing.sqs_trace_attributes(),
             )
 
         for chunk in mine:
@@ -111,15 +113,23 @@ async def run(child: BatchChild, settings: Settings) -> int:
 
 def main() -> None:
     configure("byom-inference-worker")
+    tracing.configure("byom-inference-worker")
     try:
         child = BatchChild()
-        code = asyncio.run(run(child, get_settings()))
+        with tracing.span(
+            "byom-inference-worker.child",
+            child.byom_trace_header,
+            **{"aws.batch.job_id": child.aws_batch_job_id, "byom.job_id": child.byom_job_id},
+        ):
+            code = asyncio.run(run(child, get_settings()))
     except ByomError as exc:
         log.error("worker failed", extra={"error": str(exc)})
         code = 1
     except Exception:
         log.exception("worker crashed")
         code = 1
+    finally:
+        tracing.flush()
     sys.exit(code)
 
 

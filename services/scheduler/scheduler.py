@@ -10,7 +10,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from shared import aws
+from shared import aws, tracing
 from shared.jobs import JobStore
 from shared.schemas import JobState, ScheduleRequest
 from shared.settings import get_settings
@@ -51,6 +51,9 @@ def schedule(request: ScheduleRequest, store: JobStore | None = None) -> str | N
         {"name": "BYOM_PLAN_KEY", "value": request.plan_key},
         {"name": "BYOM_ARRAY_SIZE", "value": str(plan.children)},
     ]
+    trace_header = tracing.current_header()
+    if trace_header:
+        environment.append({"name": "BYOM_TRACE_HEADER", "value": trace_header})
     submit_args: dict[str, object] = {
         "jobName": f"byom-{job.job_id[:24]}",
         "jobQueue": settings.batch_job_queue,

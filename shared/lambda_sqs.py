@@ -1,0 +1,49 @@
+"""The one shape of byom's Lambda handlers: an SQS batch in, partial failures out.
+
+Each record is processed in its own span, continuing the trace its sender put in
+the ``AWSTraceHeader`` attribute. A record whose processing raises is reported
+in ``batchItemFailures`` (Powertools' BatchProcessor), so SQS redelivers only
+that one and, after the queue's maxReceiveCount, moves it to the DLQ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from shared import logs, tracing
+
+LambdaHandler = Callable[[dict[str, Any], Any], PartialItemFailureResponse]
+
+
+def sqs_handler(service: str, process: Callable[[str], object]) -> LambdaHandler:
+    """Build a Lambda handler that calls ``process(body)`` for every SQS record."""
+    logs.configure(service)
+    tracing.configure(service)
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+    def record_handler(record: SQSRecord) -> None:
+        with tracing.span(
+            f"{service}.record",
+            record.attributes.aws_trace_header,
+            **{"messaging.message.id": record.message_id},
+        ):
+            process(record.body)
+
+    def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+        try:
+            return process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            )
+        finally:
+            tracing.flush()
+
+    return handler
