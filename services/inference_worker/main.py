@@ -58,9 +58,14 @@ async def run(child: BatchChild, settings: Settings) -> int:
             backoff=settings.invoke_backoff_seconds,
             backoff_max=settings.invoke_backoff_max_seconds,
         )
+        store = JobStore()
+        job = await asyncio.to_thread(store.get, child.byom_job_id)
+        if job is None or job.state.terminal:
+            # A retry of a child whose job has already ended: its staging is gone.
+            log.info("job ended; nothing to do", extra={"job_id": child.byom_job_id})
+            return 0
         plan_object = await s3.get_object(Bucket=settings.bucket, Key=child.byom_plan_key)
         plan = ChunkPlan.model_validate_json(await plan_object["Body"].read())
-        store = JobStore()
         mine = plan.chunks[child.aws_batch_job_array_index :: child.byom_array_size]
 
         async def report(

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+
+from infra.local.poller import LambdaContext, to_lambda_record
+from shared.lambda_sqs import sqs_handler
+
+MESSAGE = {
+    "MessageId": "m-1",
+    "ReceiptHandle": "r-1",
+    "MD5OfBody": "x",
+    "Body": '{"hello": "world"}',
+    "Attributes": {
+        "ApproximateReceiveCount": "2",
+        "SentTimestamp": "1764000000000",
+        "AWSTraceHeader": (
+            "Root=1-67891233-abcdef012345678912345678;Parent=463ac35c9f6413ad;Sampled=1"
+        ),
+    },
+    "MessageAttributes": {"k": {"StringValue": "v", "DataType": "String"}},
+}
+
+
+def test_records_have_lambdas_shape():
+    record = to_lambda_record(MESSAGE, "arn:aws:sqs:us-east-1:123456789012:q", "us-east-1")
+    parsed = next(SQSEvent({"Records": [record]}).records)
+    assert parsed.message_id == "m-1"
+    assert parsed.receipt_handle == "r-1"
+    assert parsed.attributes.approximate_receive_count == "2"
+    assert parsed.attributes.aws_trace_header == MESSAGE["Attributes"]["AWSTraceHeader"]
+    assert parsed.message_attributes["k"].string_value == "v"
+    assert parsed.event_source_arn.endswith(":q")
+
+
+def test_partial_batch_failures_name_only_the_failed_records():
+    seen: list[str] = []
+
+    def process(body: str) -> None:
+        seen.append(body)
+        if "bad" in body:
+            raise ValueError("bad record")
+
+    handler = sqs_handler("test", process)
+    records = [
+        to_lambda_record({**MESSAGE, "MessageId": f"m-{i}", "Body": body}, "arn:q", "us-east-1")
+        for i, body in enumerate(["ok", "bad", "ok too"])
+    ]
+    result = handler({"Records": records}, LambdaContext("test", timeout_seconds=30))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert seen == ["ok", "bad", "ok too"]
+
+
+def test_context_counts_down():
+    context = LambdaContext("f", timeout_seconds=30)
+    assert 29_000 < context.get_remaining_time_in_millis() <= 30_000
