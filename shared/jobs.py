@@ -7,14 +7,14 @@ move a job backwards, count a chunk twice, or reopen a finished job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from shared import aws
-from shared.schemas import JobItem, JobState
+from shared import aws, naming
+from shared.schemas import JobItem, JobState, S3ObjectCreatedEvent
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
@@ -37,6 +37,31 @@ def can_transition(current: JobState, target: JobState) -> bool:
 def sources_of(target: JobState) -> list[JobState]:
     """The states from which ``target`` can be reached, in a stable order."""
     return [state for state in JobState if target in TRANSITIONS[state]]
+
+
+def new_job(event: S3ObjectCreatedEvent) -> JobItem:
+    """The job item for an upload, before anything about its content is known."""
+    settings = get_settings()
+    obj = event.detail.object
+    now = datetime.now(UTC)
+    return JobItem(
+        job_id=job_id_of(event),
+        state=JobState.ACCEPTED,
+        bucket=event.detail.bucket.name,
+        input_key=obj.key,
+        input_etag=obj.etag.strip('"'),
+        input_size=obj.size,
+        output_key=naming.output_key(obj.key, now),
+        created_at=now,
+        updated_at=now,
+        deadline_epoch=int(now.timestamp()) + settings.job_deadline_seconds,
+        expires_at=int((now + timedelta(days=settings.job_ttl_days)).timestamp()),
+    )
+
+
+def job_id_of(event: S3ObjectCreatedEvent) -> str:
+    obj = event.detail.object
+    return naming.job_id_for(event.detail.bucket.name, obj.key, obj.etag, obj.version_id)
 
 
 _serializer = TypeSerializer()
@@ -216,6 +241,29 @@ class JobStore:
         return self._transition(
             job_id, JobState.FAILED, {"finished_at": _now().isoformat(), "error": error[:2000]}
         )
+
+    def overdue(self, now_epoch: int) -> list[JobItem]:
+        """Live jobs whose deadline is before ``now_epoch``.
+
+        A filtered scan: the table holds one item per upload and expires them by
+        TTL, so it stays small; a state index would replace this at larger scale.
+        """
+        live = [state for state in JobState if not state.terminal]
+        values: dict[str, Any] = {":now": now_epoch}
+        values.update({f":s{i}": state.value for i, state in enumerate(live)})
+        paginator = self.client.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=self.table,
+            FilterExpression="deadline_epoch < :now AND #state IN ("
+            + ", ".join(f":s{i}" for i in range(len(live)))
+            + ")",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues=_to_attrs(values),
+            ConsistentRead=True,
+        )
+        return [
+            JobItem.model_validate(_from_attrs(item)) for page in pages for item in page["Items"]
+        ]
 
     def mark_event_sent(self, job_id: str) -> None:
         self.client.update_item(

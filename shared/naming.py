@@ -42,9 +42,17 @@ def output_key(key: str, created_at: datetime) -> str:
     return f"{get_settings().output_prefix}{created_at:%Y%m%dT%H%M%SZ}-{name}"
 
 
+def staging_prefix(job_id: str) -> str:
+    return f"{get_settings().staging_prefix}{job_id}/"
+
+
 def plan_key(job_id: str) -> str:
-    return f"{get_settings().staging_prefix}{job_id}/plan.json"
+    return f"{staging_prefix(job_id)}plan.json"
+
+
+def chunk_outputs_prefix(job_id: str) -> str:
+    return f"{staging_prefix(job_id)}out/"
 
 
 def chunk_output_key(job_id: str, chunk_index: int) -> str:
-    return f"{get_settings().staging_prefix}{job_id}/out/{chunk_index:06d}.csv"
+    return f"{chunk_outputs_prefix(job_id)}{chunk_index:06d}.csv"

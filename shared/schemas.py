@@ -118,6 +118,50 @@ class ChunkDone(_Message):
     failure: ChunkFailure | None = None
 
 
+# --- AWS Batch "Job State Change", as EventBridge delivers it to the status queue ---
+
+
+class BatchEnvironmentVariable(BaseModel):
+    name: str
+    value: str = ""
+
+
+class BatchAttempt(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    statusReason: str | None = None
+
+
+class BatchContainer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    environment: list[BatchEnvironmentVariable] = []
+    exitCode: int | None = None
+    reason: str | None = None
+
+
+class BatchJobDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    jobId: str
+    jobName: str
+    status: str
+    statusReason: str | None = None
+    attempts: list[BatchAttempt] = []
+    container: BatchContainer = BatchContainer()
+
+    def environment(self, name: str) -> str | None:
+        return next((v.value for v in self.container.environment if v.name == name), None)
+
+
+class BatchJobStateChange(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    source: Literal["aws.batch"]
+    detail_type: Literal["Batch Job State Change"] = Field(alias="detail-type")
+    detail: BatchJobDetail
+
+
 # --- The job item and the done event ---------------------------------------------
 
 

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     )
 
     # Job lifecycle.
-    job_deadline_seconds: int = Field(default=6 * 3600, ge=60)
+    job_deadline_seconds: int = Field(default=6 * 3600, ge=1)
     job_ttl_days: int = Field(default=90, ge=1)
 
 

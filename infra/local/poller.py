@@ -5,7 +5,8 @@ shape; the messages the handler reports in ``batchItemFailures`` (or all of them
 when it raises) are left for the visibility timeout to return, which is what
 makes the queue's redrive policy move poison messages to the DLQ.
 
-    python -m infra.local.poller --queue-url URL --handler services.status.handler:handler
+    python -m infra.local.poller --queue-url URL [--queue-url URL ...] \\
+        --handler services.status.handler:handler
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def load_handler(spec: str) -> Handler:
 
 
 def poll(
-    queue_url: str,
+    queue_urls: list[str],
     handler: Handler,
     *,
     function_name: str,
@@ -86,42 +87,71 @@ def poll(
     timeout_seconds: int,
     should_stop: Callable[[], bool],
 ) -> None:
+    """Poll the queues in turn (one event source mapping each) until told to stop."""
     sqs = boto3.client("sqs")
     region = sqs.meta.region_name
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    while not should_stop():
-        response = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=batch_size,
-            WaitTimeSeconds=wait_seconds,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages = response.get("Messages", [])
-        if not messages:
-            continue
-        event = {"Records": [to_lambda_record(m, queue_arn, region) for m in messages]}
-        context = LambdaContext(function_name=function_name, timeout_seconds=timeout_seconds)
-        try:
-            result = handler(event, context) or {}
-        except Exception:
-            log.exception("handler raised; the whole batch will be retried")
-            continue
-        failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
-        done = [
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-            for i, m in enumerate(messages)
-            if m["MessageId"] not in failed
+    arns = {
+        url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
         ]
-        if done:
-            sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)  # type: ignore[arg-type]
+        for url in queue_urls
+    }
+    # Long polling one queue would starve the others, so with several queues the
+    # poller sweeps them without waiting and pauses only when all were empty.
+    wait = wait_seconds if len(queue_urls) == 1 else 0
+    while not should_stop():
+        received = 0
+        for url in queue_urls:
+            received += _poll_once(
+                sqs, url, arns[url], region, handler, function_name, batch_size, wait,
+                timeout_seconds,
+            )  # fmt: skip
+        if not received and wait == 0:
+            time.sleep(wait_seconds)
+
+
+def _poll_once(
+    sqs: Any,
+    queue_url: str,
+    queue_arn: str,
+    region: str,
+    handler: Handler,
+    function_name: str,
+    batch_size: int,
+    wait_seconds: int,
+    timeout_seconds: int,
+) -> int:
+    response = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=batch_size,
+        WaitTimeSeconds=wait_seconds,
+        MessageSystemAttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    )
+    messages = response.get("Messages", [])
+    if not messages:
+        return 0
+    event = {"Records": [to_lambda_record(m, queue_arn, region) for m in messages]}
+    context = LambdaContext(function_name=function_name, timeout_seconds=timeout_seconds)
+    try:
+        result = handler(event, context) or {}
+    except Exception:
+        log.exception("handler raised; the whole batch will be retried")
+        return len(messages)
+    failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
+    done = [
+        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+        for i, m in enumerate(messages)
+        if m["MessageId"] not in failed
+    ]
+    if done:
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+    return len(messages)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--queue-url", required=True, action="append", help="repeatable")
     parser.add_argument("--handler", required=True, help="module:function")
     parser.add_argument("--function-name", default="byom-local")
     parser.add_argument("--batch-size", type=int, default=10)

@@ -24,6 +24,8 @@ HANDLERS = {
     "scheduler": "services.scheduler.handler:handler",
     "status": "services.status.handler:handler",
 }
+DEAD_LETTER_HANDLER = "services.status.dead_letter_handler:handler"
+REAPER_HANDLER = "services.status.reaper_handler:handler"
 WORKER_COMMAND = f"{sys.executable} -m services.inference_worker.main"
 
 
@@ -39,6 +41,7 @@ class StackConfig:
     batch_parallel: int = 2
     visibility_timeout: int = 60
     max_receive_count: int = 5
+    reaper_every_seconds: float = 30.0
     log_dir: Path | None = None
     settings: dict[str, str] = field(default_factory=dict)  # extra BYOM_* for the services
     model_server_env: dict[str, str] = field(default_factory=dict)
@@ -157,6 +160,26 @@ class LocalStack:
                     "--function-name", f"byom-{name}",
                 ],
             ).start()  # fmt: skip
+        dead_letter_queues = [
+            arg for url in self.resources.dlq_urls.values() for arg in ("--queue-url", url)
+        ]
+        self._service(
+            "dead-letters",
+            [
+                python, "-m", "infra.local.poller", *dead_letter_queues,
+                "--handler", DEAD_LETTER_HANDLER,
+                "--function-name", "byom-dead-letters",
+            ],
+        ).start()  # fmt: skip
+        self._service(
+            "reaper",
+            [
+                python, "-m", "infra.local.timer",
+                "--every", str(self.config.reaper_every_seconds),
+                "--handler", REAPER_HANDLER,
+                "--function-name", "byom-reaper",
+            ],
+        ).start()  # fmt: skip
         wait_until(
             lambda: model.check_alive() and http_ok(f"http://127.0.0.1:{self.model_port}/ping"),
             timeout=60,

@@ -7,13 +7,12 @@ the rows themselves are checked by the workers as they score them.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 
 from shared import aws, naming, queues
 from shared.csvchunks import BOM, find_line_end, plan_ranges
+from shared.endings import announce
 from shared.errors import InputError
-from shared.events import publish_done
-from shared.jobs import JobStore
+from shared.jobs import JobStore, job_id_of, new_job
 from shared.rows import check_rows, looks_like_header
 from shared.schemas import (
     Chunk,
@@ -54,26 +53,14 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         log.info("ignoring object outside input/", extra={"bucket": bucket, "key": obj.key})
         return None
     etag = obj.etag.strip('"')
-    job_id = naming.job_id_for(bucket, obj.key, etag, obj.version_id)
+    job_id = job_id_of(event)
     existing = store.get(job_id)
     if existing is not None:
         _resume(existing)
         return job_id
 
-    now = datetime.now(UTC)
-    job = JobItem(
-        job_id=job_id,
-        state=JobState.ACCEPTED,
-        bucket=bucket,
-        input_key=obj.key,
-        input_etag=etag,
-        input_size=obj.size,
-        output_key=naming.output_key(obj.key, now),
-        created_at=now,
-        updated_at=now,
-        deadline_epoch=int(now.timestamp()) + settings.job_deadline_seconds,
-        expires_at=int((now + timedelta(days=settings.job_ttl_days)).timestamp()),
-    )
+    job = new_job(event)
+    now = job.created_at
     uri = f"s3://{bucket}/{obj.key}"
     try:
         plan = plan_job(job_id, bucket, obj.key, etag, obj.size, uri)
@@ -83,8 +70,7 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         )
         if store.create(failed):
             log.warning("rejected upload", extra={"job_id": job_id, "error": exc.describe()})
-            publish_done(failed)
-            store.mark_event_sent(job_id)
+            announce(failed, store)
         return job_id
 
     plan_key = naming.plan_key(job_id)
@@ -173,9 +159,6 @@ def _resume(job: JobItem) -> None:
     """A duplicate event for a known job: redo only the step a crash could have lost."""
     if job.state is JobState.ACCEPTED:
         _request_schedule(job)
-    elif job.state is JobState.FAILED and job.chunk_count == 0:
-        store = JobStore()
-        if not store.event_sent(job.job_id):
-            publish_done(job)
-            store.mark_event_sent(job.job_id)
+    elif job.state.terminal:
+        announce(job, JobStore())
     log.info("duplicate upload event", extra={"job_id": job.job_id, "state": job.state.value})

@@ -31,7 +31,7 @@ class ChunkOutput:
 def list_chunk_outputs(job: JobItem) -> list[ChunkOutput]:
     """The job's chunk outputs in chunk order; all of them must be there."""
     expected = [naming.chunk_output_key(job.job_id, i) for i in range(job.chunk_count)]
-    prefix = expected[0].rsplit("/", 1)[0] + "/"
+    prefix = naming.chunk_outputs_prefix(job.job_id)
     found: dict[str, int] = {}
     paginator = aws.s3().get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=job.bucket, Prefix=prefix):
@@ -100,17 +100,3 @@ def assemble(job: JobItem) -> int:
         "output assembled", extra={"job_id": job.job_id, "key": job.output_key, "bytes": total}
     )
     return total
-
-
-def remove_staging(job: JobItem) -> None:
-    """Delete the job's plan and chunk outputs once the job has ended."""
-    s3 = aws.s3()
-    prefix = naming.plan_key(job.job_id).rsplit("/", 1)[0] + "/"
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=job.bucket, Prefix=prefix):
-        keys = [obj["Key"] for obj in page.get("Contents", [])]
-        if keys:
-            s3.delete_objects(
-                Bucket=job.bucket,
-                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
-            )

@@ -1,11 +1,8 @@
-"""Lambda entry point: chunk completions from the inference workers, through SQS."""
+"""Lambda entry point: the status queue (worker completions and Batch state changes)."""
 
 from __future__ import annotations
 
-from services.status.status import handle_chunk_done
+from services.status.status import handle_status_message
 from shared.lambda_sqs import sqs_handler
-from shared.schemas import ChunkDone
 
-handler = sqs_handler(
-    "byom-status", lambda body: handle_chunk_done(ChunkDone.model_validate_json(body))
-)
+handler = sqs_handler("byom-status", handle_status_message)

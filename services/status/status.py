@@ -7,26 +7,34 @@ as sent (subscribers dedupe on ``job_id``).
 
 from __future__ import annotations
 
+import json
 import logging
 
-from services.status.assemble import assemble, remove_staging
-from shared.events import publish_done
+from services.status.batch_events import handle_batch_event
+from services.status.finish import succeed
+from shared.endings import announce, fail
 from shared.jobs import JobStore
-from shared.schemas import ChunkDone, JobItem
+from shared.schemas import BatchJobStateChange, ChunkDone
 
 log = logging.getLogger(__name__)
+
+
+def handle_status_message(body: str) -> None:
+    """The status queue carries worker completions and Batch's state-change events."""
+    if json.loads(body).get("source") == "aws.batch":
+        handle_batch_event(BatchJobStateChange.model_validate_json(body))
+    else:
+        handle_chunk_done(ChunkDone.model_validate_json(body))
 
 
 def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None:
     store = store or JobStore()
     if message.failure is not None:
-        failure = message.failure
-        reason = f"chunk {message.chunk_index} failed after {message.attempt} attempt(s): "
-        reason += failure.reason
-        failed = store.fail(message.job_id, reason)
-        job = failed or store.get(message.job_id)
-        if job is not None and job.state.terminal:
-            announce(job, store)
+        reason = (
+            f"chunk {message.chunk_index} failed after {message.attempt} attempt(s): "
+            f"{message.failure.reason}"
+        )
+        fail(message.job_id, reason, store)
         return
 
     recorded = store.record_chunk(message.job_id, message.chunk_index, message.rows)
@@ -39,25 +47,7 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
         return
     if not recorded.first_time:
         log.info("duplicate completion", extra={"job_id": job.job_id, "chunk": message.chunk_index})
+    # A redelivered last completion lands here too: the crash it follows may have
+    # come between counting and assembling, so assembly runs again (it is repeatable).
     if recorded.all_done:
-        finish(job, store)
-
-
-def finish(job: JobItem, store: JobStore) -> None:
-    assemble(job)
-    finished = store.succeed(job.job_id) or store.get(job.job_id)
-    if finished is not None and finished.state.terminal:
-        announce(finished, store)
-
-
-def announce(job: JobItem, store: JobStore) -> None:
-    """Send the done event unless it went out already, then tidy the staging area."""
-    if store.event_sent(job.job_id):
-        return
-    publish_done(job)
-    store.mark_event_sent(job.job_id)
-    remove_staging(job)
-    log.info(
-        "job finished",
-        extra={"job_id": job.job_id, "state": job.state.value, "rows": job.rows},
-    )
+        succeed(job, store)

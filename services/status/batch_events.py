@@ -1,0 +1,30 @@
+"""Batch's own word that an array child is gone: fail the job it was working for.
+
+A child that fails every attempt without reporting (killed, out of memory,
+timed out) sends no completion; the "Batch Job State Change" event for it is
+then the only news, and it must end the job instead of leaving it RUNNING.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared.endings import fail
+from shared.jobs import JobStore
+from shared.schemas import BatchJobStateChange
+
+log = logging.getLogger(__name__)
+
+
+def handle_batch_event(event: BatchJobStateChange, store: JobStore | None = None) -> None:
+    detail = event.detail
+    job_id = detail.environment("BYOM_JOB_ID")
+    if detail.status != "FAILED" or job_id is None:
+        return
+    store = store or JobStore()
+    reason = detail.statusReason or detail.container.reason or "no reason given"
+    if detail.attempts and detail.attempts[-1].statusReason:
+        reason = detail.attempts[-1].statusReason
+    error = f"worker {detail.jobId} failed after {len(detail.attempts) or 1} attempt(s): {reason}"
+    fail(job_id, error, store)
+    log.warning("array child failed", extra={"job_id": job_id, "batch_job_id": detail.jobId})

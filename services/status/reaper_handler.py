@@ -1,0 +1,19 @@
+"""Lambda entry point: a scheduled EventBridge rule runs the reaper every few minutes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.status.reaper import reap
+from shared import logs, tracing
+
+logs.configure("byom-reaper")
+tracing.configure("byom-reaper")
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        with tracing.span("byom-reaper.run"):
+            return {"reaped": reap()}
+    finally:
+        tracing.flush()
