@@ -16,9 +16,9 @@ from shared.schemas import JobItem
 log = logging.getLogger(__name__)
 
 
-def fail(job_id: str, error: str, store: JobStore) -> JobItem | None:
+def fail(job_id: str, error: str, store: JobStore, errors_key: str | None = None) -> JobItem | None:
     """Mark the job FAILED unless it has ended already, and announce how it ended."""
-    job = store.fail(job_id, error) or store.get(job_id)
+    job = store.fail(job_id, error, errors_key) or store.get(job_id)
     if job is not None and job.state.terminal:
         announce(job, store)
     return job

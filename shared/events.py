@@ -26,6 +26,8 @@ def job_finished(job: JobItem) -> JobFinished:
         chunks=job.chunk_count,
         duration_seconds=round((finished - job.created_at).total_seconds(), 3),
         error=job.error,
+        bad_rows=job.bad_rows,
+        errors_uri=f"s3://{job.bucket}/{job.errors_key}" if job.errors_key else None,
     )
 
 

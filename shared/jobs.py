@@ -61,7 +61,7 @@ def new_job(event: S3ObjectCreatedEvent) -> JobItem:
 
 def job_id_of(event: S3ObjectCreatedEvent) -> str:
     obj = event.detail.object
-    return naming.job_id_for(event.detail.bucket.name, obj.key, obj.etag, obj.version_id)
+    return naming.job_id_for(event.detail.bucket.name, obj.key, obj.etag)
 
 
 _serializer = TypeSerializer()
@@ -185,7 +185,9 @@ class JobStore:
             raise
         return JobItem.model_validate(_from_attrs(response["Attributes"]))
 
-    def record_chunk(self, job_id: str, chunk_index: int, rows: int) -> ChunkRecorded | None:
+    def record_chunk(
+        self, job_id: str, chunk_index: int, rows: int, bad_rows: int = 0
+    ) -> ChunkRecorded | None:
         """Count one chunk exactly once; None when the job is unknown.
 
         A completion that was counted before, or that arrives after the job
@@ -196,6 +198,7 @@ class JobStore:
         values = {
             ":one": 1,
             ":rows": rows,
+            ":bad": bad_rows,
             ":chunk": {chunk_index},
             ":index": chunk_index,
             ":running": JobState.RUNNING.value,
@@ -208,7 +211,7 @@ class JobStore:
                 TableName=self.table,
                 Key=_to_attrs({"job_id": job_id}),
                 UpdateExpression=(
-                    "ADD chunks_done :one, #rows :rows, done_chunks :chunk "
+                    "ADD chunks_done :one, #rows :rows, bad_rows :bad, done_chunks :chunk "
                     "SET #state = :running, updated_at = :now"
                 ),
                 ConditionExpression=(
@@ -232,15 +235,17 @@ class JobStore:
             job=JobItem.model_validate(_from_attrs(response["Attributes"])), first_time=True
         )
 
-    def succeed(self, job_id: str) -> JobItem | None:
-        return self._transition(
-            job_id, JobState.SUCCEEDED, {"finished_at": _now().isoformat()}, ("done_chunks",)
-        )
+    def succeed(self, job_id: str, errors_key: str | None = None) -> JobItem | None:
+        sets: dict[str, Any] = {"finished_at": _now().isoformat()}
+        if errors_key:
+            sets["errors_key"] = errors_key
+        return self._transition(job_id, JobState.SUCCEEDED, sets, ("done_chunks",))
 
-    def fail(self, job_id: str, error: str) -> JobItem | None:
-        return self._transition(
-            job_id, JobState.FAILED, {"finished_at": _now().isoformat(), "error": error[:2000]}
-        )
+    def fail(self, job_id: str, error: str, errors_key: str | None = None) -> JobItem | None:
+        sets: dict[str, Any] = {"finished_at": _now().isoformat(), "error": error[:2000]}
+        if errors_key:
+            sets["errors_key"] = errors_key
+        return self._transition(job_id, JobState.FAILED, sets)
 
     def overdue(self, now_epoch: int) -> list[JobItem]:
         """Live jobs whose deadline is before ``now_epoch``.

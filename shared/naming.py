@@ -16,9 +16,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 _MAX_NAME = 200
 
 
-def job_id_for(bucket: str, key: str, etag: str, version_id: str | None) -> str:
-    """Same object version -> same job; new content (new ETag or version) -> new job."""
-    identity = "\n".join((bucket, key, etag.strip('"'), version_id or ""))
+def job_id_for(bucket: str, key: str, etag: str) -> str:
+    """Same key and content (ETag) -> same job, however often S3 announces it or the
+    user re-uploads it; new content -> a new job."""
+    identity = "\n".join((bucket, key, etag.strip('"')))
     return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
@@ -33,13 +34,20 @@ def safe_name(key: str) -> str:
     return name
 
 
-def output_key(key: str, created_at: datetime) -> str:
-    name = safe_name(key)
-    for suffix in (".gz",):
-        name = name.removesuffix(suffix)
+def _report_name(key: str, created_at: datetime) -> str:
+    name = safe_name(key).removesuffix(".gz")
     if not name.lower().endswith(".csv"):
         name += ".csv"
-    return f"{get_settings().output_prefix}{created_at:%Y%m%dT%H%M%SZ}-{name}"
+    return f"{created_at:%Y%m%dT%H%M%SZ}-{name}"
+
+
+def output_key(key: str, created_at: datetime) -> str:
+    return get_settings().output_prefix + _report_name(key, created_at)
+
+
+def errors_key(key: str, created_at: datetime) -> str:
+    """Where the rejected rows of a job are listed (line, column, reason)."""
+    return get_settings().errors_prefix + _report_name(key, created_at)
 
 
 def staging_prefix(job_id: str) -> str:
@@ -56,3 +64,16 @@ def chunk_outputs_prefix(job_id: str) -> str:
 
 def chunk_output_key(job_id: str, chunk_index: int) -> str:
     return f"{chunk_outputs_prefix(job_id)}{chunk_index:06d}.csv"
+
+
+def chunk_errors_prefix(job_id: str) -> str:
+    return f"{staging_prefix(job_id)}errors/"
+
+
+def chunk_errors_key(job_id: str, chunk_index: int) -> str:
+    return f"{chunk_errors_prefix(job_id)}{chunk_index:06d}.csv"
+
+
+def staged_input_key(job_id: str) -> str:
+    """Where a compressed upload is inflated before it is chunked."""
+    return f"{staging_prefix(job_id)}input.csv"

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION: Literal[1] = 1
 DONE_EVENT_SOURCE = "byom"
@@ -43,7 +43,8 @@ class S3Bucket(BaseModel):
 class S3Object(BaseModel):
     key: str = Field(min_length=1, max_length=1024)
     size: int = Field(ge=0)
-    etag: str = Field(min_length=1)
+    # AWS spells it "etag"; moto's events say "eTag", as S3's own notifications do.
+    etag: str = Field(min_length=1, validation_alias=AliasChoices("etag", "eTag"))
     version_id: str | None = Field(default=None, alias="version-id")
     sequencer: str | None = None
 
@@ -62,6 +63,22 @@ class S3ObjectCreatedEvent(BaseModel):
     detail_type: Literal["Object Created"] = Field(alias="detail-type")
     time: datetime
     detail: S3ObjectCreatedDetail
+
+
+# --- What to do with bad rows ---------------------------------------------------
+
+
+class BadRows(StrEnum):
+    FAIL = "fail"  # the first bad row fails the whole job
+    SKIP = "skip"  # bad rows get an empty prediction and a line in errors/, up to a limit
+
+
+class RowPolicy(_Message):
+    on_bad_rows: BadRows = BadRows.FAIL
+    max_bad_rows: int = Field(default=1000, ge=-1)  # with SKIP; -1: no limit
+
+    def too_many(self, bad_rows: int) -> bool:
+        return self.max_bad_rows >= 0 and bad_rows > self.max_bad_rows
 
 
 # --- The chunk plan --------------------------------------------------------------
@@ -83,6 +100,7 @@ class ChunkPlan(_Message):
     etag: str
     size: int = Field(ge=0)
     header: bool  # the first line is a header and is not scored
+    policy: RowPolicy = RowPolicy()
     chunks: tuple[Chunk, ...] = Field(min_length=1)
 
 
@@ -113,6 +131,7 @@ class ChunkDone(_Message):
     chunk_index: int = Field(ge=0)
     attempt: int = Field(ge=1)
     rows: int = Field(ge=0)
+    bad_rows: int = Field(default=0, ge=0)  # rejected under the SKIP policy
     output_key: str | None = None
     output_bytes: int = Field(default=0, ge=0)
     failure: ChunkFailure | None = None
@@ -186,6 +205,9 @@ class JobItem(BaseModel):
     chunk_count: int = 0
     chunks_done: int = 0
     rows: int = 0
+    bad_rows: int = 0
+    policy: RowPolicy = RowPolicy()
+    errors_key: str | None = None
     batch_job_id: str | None = None
     error: str | None = None
 
@@ -202,3 +224,5 @@ class JobFinished(_Message):
     chunks: int
     duration_seconds: float
     error: str | None = None
+    bad_rows: int = 0
+    errors_uri: str | None = None

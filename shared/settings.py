@@ -9,6 +9,7 @@ which is how the local stack points the same code at local servers.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,15 @@ class Settings(BaseSettings):
     request_bytes: int = Field(default=512 * 1024, ge=1, le=6_000_000)
     max_line_bytes: int = Field(default=1 * MIB, ge=16)
     max_file_bytes: int = Field(default=10 * 1024 * MIB, ge=1)
+
+    # Bad rows: fail the job at the first one, or skip up to a limit (-1: no limit).
+    # An upload can choose for itself with S3 object metadata byom-on-bad-rows and
+    # byom-max-bad-rows.
+    on_bad_rows: Literal["fail", "skip"] = "fail"
+    max_bad_rows: int = Field(default=1000, ge=-1)
+
+    # Compressed uploads (.gz) are inflated into staging first; these stop bombs.
+    max_compression_ratio: int = Field(default=100, ge=1)
 
     # Array sizing: at most this many children; each takes chunks round-robin.
     max_array_children: int = Field(default=50, ge=1, le=10_000)

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import shlex
@@ -25,6 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 from aiohttp import web
 
 log = logging.getLogger("byom.local.batch")
@@ -84,12 +86,59 @@ class Job:
         return summary
 
 
+def queue_arn(queue: str) -> str:
+    if queue.startswith("arn:"):
+        return queue
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    return f"arn:aws:batch:{region}:{_ACCOUNT}:job-queue/{queue}"
+
+
 class BatchRunner:
-    def __init__(self, definitions: dict[str, list[str]], max_parallel: int) -> None:
+    def __init__(
+        self, definitions: dict[str, list[str]], max_parallel: int, *, emit_events: bool = True
+    ) -> None:
         self.definitions = definitions
         self.jobs: dict[str, Job] = {}
         self.slots = asyncio.Semaphore(max_parallel)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.emit_events = emit_events
+
+    async def _state_changed(self, job: Job, child: Child | None) -> None:
+        """Tell EventBridge, as Batch does: "Batch Job State Change" on the default bus."""
+        if not self.emit_events:
+            return
+        if child is None:
+            job_id, status, attempts = job.job_id, job.status, []
+        else:
+            suffix = "" if child.index is None else f":{child.index}"
+            job_id, status, attempts = f"{job.job_id}{suffix}", child.status, child.attempts
+        last = attempts[-1] if attempts else {}
+        detail = {
+            "jobArn": f"arn:aws:batch:local:{_ACCOUNT}:job/{job_id}",
+            "jobName": job.name,
+            "jobId": job_id,
+            "jobQueue": queue_arn(job.queue),
+            "status": status,
+            "statusReason": last.get("statusReason", ""),
+            "attempts": attempts,
+            "jobDefinition": job.definition,
+            "container": {
+                "command": job.command,
+                "environment": [{"name": k, "value": v} for k, v in job.environment.items()],
+                **last.get("container", {}),
+            },
+        }
+        await asyncio.to_thread(
+            boto3.client("events").put_events,
+            Entries=[
+                {
+                    "Source": "aws.batch",
+                    "DetailType": "Batch Job State Change",
+                    "Detail": json.dumps(detail),
+                    "Resources": [detail["jobArn"]],
+                }
+            ],
+        )
 
     def submit(self, request: dict[str, Any]) -> Job:
         definition = request["jobDefinition"].split("/")[-1].split(":")[0]
@@ -130,13 +179,17 @@ class BatchRunner:
                     return
                 child.status = "RUNNING"
                 code = await self._attempt(job, child, attempt)
-                if code == 0:
-                    child.status = "SUCCEEDED"
-                    return
-                if attempt >= job.attempts:
-                    child.status = "FAILED"
+                if code == 0 or attempt >= job.attempts:
+                    child.status = "SUCCEEDED" if code == 0 else "FAILED"
+                    await self._finished(job, child)
                     return
                 log.info("job %s child %s exited %s; retrying", job.job_id, child.index, code)
+
+    async def _finished(self, job: Job, child: Child) -> None:
+        if child.index is not None:
+            await self._state_changed(job, child)
+        if job.status in ("SUCCEEDED", "FAILED"):
+            await self._state_changed(job, None)
 
     async def _attempt(self, job: Job, child: Child, attempt: int) -> int:
         env = dict(os.environ) | job.environment

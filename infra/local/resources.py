@@ -11,6 +11,7 @@ import boto3
 from shared.schemas import DONE_EVENT_DETAIL_TYPE, DONE_EVENT_SOURCE
 
 QUEUES = ("ingest", "scheduler", "status")
+ACCOUNT = "123456789012"  # moto's default account
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ def bootstrap(
     jobs_table: str,
     event_bus: str,
     input_prefix: str = "input/",
+    batch_job_queue: str = "byom-workers",
     prefix: str = "byom",
     visibility_timeout: int = 60,
     max_receive_count: int = 5,
@@ -94,6 +96,24 @@ def bootstrap(
     events.put_targets(
         Rule=f"{prefix}-uploads",
         Targets=[{"Id": "ingest", "Arn": _queue_arn(sqs, queue_urls["ingest"])}],
+    )
+
+    events.put_rule(
+        Name=f"{prefix}-batch-failures",
+        EventPattern=json.dumps(
+            {
+                "source": ["aws.batch"],
+                "detail-type": ["Batch Job State Change"],
+                "detail": {
+                    "status": ["FAILED"],
+                    "jobQueue": [f"arn:aws:batch:{region}:{ACCOUNT}:job-queue/{batch_job_queue}"],
+                },
+            }
+        ),
+    )
+    events.put_targets(
+        Rule=f"{prefix}-batch-failures",
+        Targets=[{"Id": "status", "Arn": _queue_arn(sqs, queue_urls["status"])}],
     )
 
     dynamodb.create_table(

@@ -67,6 +67,7 @@ async def run(child: BatchChild, settings: Settings) -> int:
         plan_object = await s3.get_object(Bucket=settings.bucket, Key=child.byom_plan_key)
         plan = ChunkPlan.model_validate_json(await plan_object["Body"].read())
         mine = plan.chunks[child.aws_batch_job_array_index :: child.byom_array_size]
+        uri = f"s3://{job.bucket}/{job.input_key}"  # errors name the upload, not staging
 
         async def report(
             chunk: Chunk, result: ChunkResult | None, failure: ChunkFailure | None
@@ -76,6 +77,7 @@ async def run(child: BatchChild, settings: Settings) -> int:
                 chunk_index=chunk.index,
                 attempt=child.aws_batch_job_attempt,
                 rows=result.rows if result else 0,
+                bad_rows=result.bad_rows if result else 0,
                 output_key=result.output_key if result else None,
                 output_bytes=result.output_bytes if result else 0,
                 failure=failure,
@@ -99,6 +101,7 @@ async def run(child: BatchChild, settings: Settings) -> int:
                     chunk,
                     columns=settings.feature_count,
                     request_bytes=settings.request_bytes,
+                    uri=uri,
                 )
             except (InputError, ModelError) as exc:
                 await report(chunk, None, _failure(exc, permanent=True))

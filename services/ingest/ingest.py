@@ -1,13 +1,19 @@
 """Ingest: turn one uploaded object into a validated, planned job.
 
 Reads only the head of the object and a small window at each chunk boundary;
-the rows themselves are checked by the workers as they score them.
+the rows themselves are checked by the workers as they score them. A gzip
+upload is first inflated into staging, and then planned the same way.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
+from botocore.exceptions import ClientError
+
+from services.ingest.inflate import GZIP_MAGIC, inflate_to
 from shared import aws, naming, queues
 from shared.csvchunks import BOM, find_line_end, plan_ranges
 from shared.endings import announce
@@ -15,10 +21,12 @@ from shared.errors import InputError
 from shared.jobs import JobStore, job_id_of, new_job
 from shared.rows import check_rows, looks_like_header
 from shared.schemas import (
+    BadRows,
     Chunk,
     ChunkPlan,
     JobItem,
     JobState,
+    RowPolicy,
     S3ObjectCreatedEvent,
     ScheduleRequest,
 )
@@ -27,6 +35,8 @@ from shared.settings import get_settings
 log = logging.getLogger(__name__)
 
 _HEAD_BYTES = 64 * 1024
+POLICY_METADATA = "byom-on-bad-rows"
+LIMIT_METADATA = "byom-max-bad-rows"
 
 
 class ObjectReader:
@@ -44,29 +54,68 @@ class ObjectReader:
         return response["Body"].read()
 
 
+@dataclass(frozen=True)
+class Upload:
+    """The uploaded object as S3 has it now (the event's key may be URL-encoded)."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    metadata: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def find_upload(event: S3ObjectCreatedEvent) -> Upload | None:
+    """HEAD the object the event names; None if that version is gone (overwritten)."""
+    bucket, obj = event.detail.bucket.name, event.detail.object
+    etag = obj.etag.strip('"')
+    for key in dict.fromkeys((obj.key, unquote_plus(obj.key))):
+        try:
+            head = aws.s3().head_object(Bucket=bucket, Key=key, IfMatch=etag)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (404, 412):
+                continue
+            raise
+        return Upload(bucket, key, etag, head["ContentLength"], head.get("Metadata", {}))
+    return None
+
+
 def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) -> str | None:
     """Create the job for one upload; returns its id, or None when it is not ours."""
     settings = get_settings()
     store = store or JobStore()
-    bucket, obj = event.detail.bucket.name, event.detail.object
-    if bucket != settings.bucket or not obj.key.startswith(settings.input_prefix):
-        log.info("ignoring object outside input/", extra={"bucket": bucket, "key": obj.key})
+    bucket, key = event.detail.bucket.name, event.detail.object.key
+    if bucket != settings.bucket or not key.startswith(settings.input_prefix):
+        log.info("ignoring object outside input/", extra={"bucket": bucket, "key": key})
         return None
-    etag = obj.etag.strip('"')
     job_id = job_id_of(event)
     existing = store.get(job_id)
     if existing is not None:
-        _resume(existing)
+        _resume(existing, store)
         return job_id
+    upload = find_upload(event)
+    if upload is None:
+        # Overwritten or deleted since: the newer version has an event of its own.
+        log.info("upload no longer there; skipped", extra={"key": key, "job_id": job_id})
+        return None
 
-    job = new_job(event)
-    now = job.created_at
-    uri = f"s3://{bucket}/{obj.key}"
+    job = new_job(event).model_copy(update={"input_key": upload.key})
+    job = job.model_copy(update={"output_key": naming.output_key(upload.key, job.created_at)})
     try:
-        plan = plan_job(job_id, bucket, obj.key, etag, obj.size, uri)
+        policy = row_policy(upload)
+        plan = plan_job(job_id, upload, policy)
     except InputError as exc:
         failed = job.model_copy(
-            update={"state": JobState.FAILED, "error": exc.describe(), "finished_at": now}
+            update={
+                "state": JobState.FAILED,
+                "error": exc.describe(),
+                "finished_at": job.created_at,
+            }
         )
         if store.create(failed):
             log.warning("rejected upload", extra={"job_id": job_id, "error": exc.describe()})
@@ -80,23 +129,41 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         Body=plan.model_dump_json().encode(),
         ContentType="application/json",
     )
-    job = job.model_copy(update={"plan_key": plan_key, "chunk_count": len(plan.chunks)})
+    job = job.model_copy(
+        update={"plan_key": plan_key, "chunk_count": len(plan.chunks), "policy": policy}
+    )
     if store.create(job):
-        log.info(
-            "job accepted",
-            extra={"job_id": job_id, "key": obj.key, "chunks": len(plan.chunks)},
-        )
+        log.info("job accepted", extra={"job_id": job_id, "key": key, "chunks": len(plan.chunks)})
         _request_schedule(job)
     else:
         existing = store.get(job_id)
         if existing is not None:
-            _resume(existing)
+            _resume(existing, store)
     return job_id
 
 
-def plan_job(job_id: str, bucket: str, key: str, etag: str, size: int, uri: str) -> ChunkPlan:
+def row_policy(upload: Upload) -> RowPolicy:
+    """The job's bad-row policy: the upload's metadata, else the settings."""
+    settings = get_settings()
+    chosen = upload.metadata.get(POLICY_METADATA, settings.on_bad_rows).strip().lower()
+    limit = upload.metadata.get(LIMIT_METADATA, str(settings.max_bad_rows)).strip()
+    if chosen not in {p.value for p in BadRows}:
+        raise InputError(upload.uri, f"metadata {POLICY_METADATA}={chosen!r}: use 'fail' or 'skip'")
+    try:
+        max_bad_rows = int(limit)
+        if max_bad_rows < -1:
+            raise ValueError(limit)
+    except ValueError:
+        raise InputError(
+            upload.uri, f"metadata {LIMIT_METADATA}={limit!r}: use a whole number, -1 for no limit"
+        ) from None
+    return RowPolicy(on_bad_rows=BadRows(chosen), max_bad_rows=max_bad_rows)
+
+
+def plan_job(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
     """Validate the head of the object and plan its chunks; raises ``InputError``."""
     settings = get_settings()
+    uri, size = upload.uri, upload.size
     if size == 0:
         raise InputError(uri, "the file is empty; upload a CSV with one row of features per line")
     if size > settings.max_file_bytes:
@@ -105,8 +172,20 @@ def plan_job(job_id: str, bucket: str, key: str, etag: str, size: int, uri: str)
             f"the file is {size} bytes, over the {settings.max_file_bytes}-byte limit "
             "(BYOM_MAX_FILE_BYTES); split it into several uploads",
         )
-    read = ObjectReader(bucket, key, etag)
+    key, etag = upload.key, upload.etag
+    read = ObjectReader(upload.bucket, key, etag)
     head = read(0, min(size, _HEAD_BYTES))
+    if head.startswith(GZIP_MAGIC):
+        staged = inflate_to(
+            upload.bucket, key, etag, naming.staged_input_key(job_id),
+            max_bytes=settings.max_file_bytes, max_ratio=settings.max_compression_ratio, uri=uri,
+        )  # fmt: skip
+        key, etag, size = staged.key, staged.etag, staged.size
+        if size == 0:
+            raise InputError(uri, "inflates to an empty file")
+        read = ObjectReader(upload.bucket, key, etag)
+        head = read(0, min(size, _HEAD_BYTES))
+
     data_start = len(BOM) if head.startswith(BOM) else 0
     first_end = find_line_end(
         read, data_start, size, max_line_bytes=settings.max_line_bytes, uri=uri
@@ -117,17 +196,15 @@ def plan_job(job_id: str, bucket: str, key: str, etag: str, size: int, uri: str)
     if data_start >= size:
         raise InputError(uri, "the file has a header but no rows")
 
-    # Check the complete lines of the head now, so a file with the wrong shape
-    # fails in seconds with a precise position instead of inside a worker.
-    head_rows = head[data_start:]
-    if len(head) < size:
-        head_rows = head_rows[: head_rows.rfind(b"\n") + 1]
-    check_rows(
-        head_rows,
-        first_line=2 if header else 1,
-        columns=settings.feature_count,
-        uri=uri,
-    )
+    if policy.on_bad_rows is BadRows.FAIL:
+        # Check the complete lines of the head now, so a file with the wrong shape
+        # fails in seconds with a precise position instead of inside a worker.
+        head_rows = head[data_start:]
+        if len(head) < size:
+            head_rows = head_rows[: head_rows.rfind(b"\n") + 1]
+        check_rows(
+            head_rows, first_line=2 if header else 1, columns=settings.feature_count, uri=uri
+        )
     ranges = plan_ranges(
         read,
         size,
@@ -138,11 +215,12 @@ def plan_job(job_id: str, bucket: str, key: str, etag: str, size: int, uri: str)
     )
     return ChunkPlan(
         job_id=job_id,
-        bucket=bucket,
+        bucket=upload.bucket,
         key=key,
         etag=etag,
         size=size,
         header=header,
+        policy=policy,
         chunks=tuple(Chunk(index=i, start=s, end=e) for i, (s, e) in enumerate(ranges)),
     )
 
@@ -155,10 +233,10 @@ def _request_schedule(job: JobItem) -> None:
     )
 
 
-def _resume(job: JobItem) -> None:
+def _resume(job: JobItem, store: JobStore) -> None:
     """A duplicate event for a known job: redo only the step a crash could have lost."""
     if job.state is JobState.ACCEPTED:
         _request_schedule(job)
     elif job.state.terminal:
-        announce(job, JobStore())
+        announce(job, store)
     log.info("duplicate upload event", extra={"job_id": job.job_id, "state": job.state.value})

@@ -100,3 +100,30 @@ def assemble(job: JobItem) -> int:
         "output assembled", extra={"job_id": job.job_id, "key": job.output_key, "bytes": total}
     )
     return total
+
+
+ERRORS_HEADER = b"line,column,reason\n"
+
+
+def assemble_errors(job: JobItem) -> str | None:
+    """Gather the rows every chunk rejected into ``errors/``; returns the key, if any.
+
+    Reports are a line per rejected row, so they are small: read and joined here.
+    """
+    s3 = aws.s3()
+    paginator = s3.get_paginator("list_objects_v2")
+    keys = sorted(
+        obj["Key"]
+        for page in paginator.paginate(
+            Bucket=job.bucket, Prefix=naming.chunk_errors_prefix(job.job_id)
+        )
+        for obj in page.get("Contents", [])
+    )
+    if not keys:
+        return None
+    body = ERRORS_HEADER + b"".join(
+        s3.get_object(Bucket=job.bucket, Key=key)["Body"].read() for key in keys
+    )
+    target = naming.errors_key(job.input_key, job.created_at)
+    s3.put_object(Bucket=job.bucket, Key=target, Body=body, ContentType="text/csv")
+    return target

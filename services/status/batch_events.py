@@ -22,6 +22,12 @@ def handle_batch_event(event: BatchJobStateChange, store: JobStore | None = None
     if detail.status != "FAILED" or job_id is None:
         return
     store = store or JobStore()
+    job = store.get(job_id)
+    if job is None or job.batch_job_id != detail.jobId.split(":")[0]:
+        # A submission that lost the race to another and was cancelled: its
+        # failure says nothing about the job.
+        log.info("state change of a superseded submission", extra={"job_id": job_id})
+        return
     reason = detail.statusReason or detail.container.reason or "no reason given"
     if detail.attempts and detail.attempts[-1].statusReason:
         reason = detail.attempts[-1].statusReason

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from services.status.assemble import assemble
-from shared.endings import announce
+from services.status.assemble import assemble, assemble_errors
+from shared.endings import announce, fail
 from shared.jobs import JobStore
 from shared.schemas import JobItem
 
@@ -14,7 +14,20 @@ log = logging.getLogger(__name__)
 
 def succeed(job: JobItem, store: JobStore) -> None:
     """All chunks are in: write the output, then mark the job SUCCEEDED."""
+    errors_key = assemble_errors(job) if job.bad_rows else None
     assemble(job)
-    finished = store.succeed(job.job_id) or store.get(job.job_id)
+    finished = store.succeed(job.job_id, errors_key) or store.get(job.job_id)
     if finished is not None and finished.state.terminal:
         announce(finished, store)
+
+
+def too_many_bad_rows(job: JobItem, store: JobStore) -> None:
+    """The SKIP policy's limit is crossed: fail, listing the rows rejected so far."""
+    errors_key = assemble_errors(job)
+    error = (
+        f"s3://{job.bucket}/{job.input_key}: {job.bad_rows} bad rows so far, over the limit "
+        f"of {job.policy.max_bad_rows} (byom-max-bad-rows metadata or BYOM_MAX_BAD_ROWS)"
+    )
+    if errors_key:
+        error += f"; see s3://{job.bucket}/{errors_key}"
+    fail(job.job_id, error, store, errors_key)

@@ -11,7 +11,7 @@ import json
 import logging
 
 from services.status.batch_events import handle_batch_event
-from services.status.finish import succeed
+from services.status.finish import succeed, too_many_bad_rows
 from shared.endings import announce, fail
 from shared.jobs import JobStore
 from shared.schemas import BatchJobStateChange, ChunkDone
@@ -37,7 +37,9 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
         fail(message.job_id, reason, store)
         return
 
-    recorded = store.record_chunk(message.job_id, message.chunk_index, message.rows)
+    recorded = store.record_chunk(
+        message.job_id, message.chunk_index, message.rows, message.bad_rows
+    )
     if recorded is None:
         log.warning("completion for an unknown job", extra={"job_id": message.job_id})
         return
@@ -47,7 +49,9 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
         return
     if not recorded.first_time:
         log.info("duplicate completion", extra={"job_id": job.job_id, "chunk": message.chunk_index})
+    if job.policy.too_many(job.bad_rows):
+        too_many_bad_rows(job, store)
     # A redelivered last completion lands here too: the crash it follows may have
     # come between counting and assembling, so assembly runs again (it is repeatable).
-    if recorded.all_done:
+    elif recorded.all_done:
         succeed(job, store)

@@ -117,9 +117,10 @@ def test_done_event_detail():
 
 
 def test_names_are_deterministic_and_safe():
-    a = naming.job_id_for("b", "input/x.csv", '"etag1"', None)
-    assert a == naming.job_id_for("b", "input/x.csv", "etag1", None)
-    assert a != naming.job_id_for("b", "input/x.csv", "etag2", None)
+    a = naming.job_id_for("b", "input/x.csv", '"etag1"')
+    assert a == naming.job_id_for("b", "input/x.csv", "etag1")
+    assert a != naming.job_id_for("b", "input/x.csv", "etag2")
+    assert a != naming.job_id_for("b", "input/y.csv", "etag1")
     created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert naming.output_key("input/x.csv", created) == "output/20260102T030405Z-x.csv"
     assert ":" not in naming.output_key("input/sub/we:ird name.csv", created)
