@@ -69,5 +69,10 @@ def batch() -> BatchClient:
     return client
 
 
+def if_match(etag: str) -> str:
+    """An ETag as S3's If-Match wants it: quoted, as in HTTP (moto insists)."""
+    return '"' + etag.strip('"') + '"'
+
+
 def aio_session() -> AioSession:
     return get_session()

@@ -80,6 +80,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _timestamp() -> str:
+    """Now, in the same ISO form pydantic writes (``...Z``), so stored times sort."""
+    return _now().isoformat().replace("+00:00", "Z")
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -136,7 +141,7 @@ class JobStore:
         """Move the job to ``target`` if its current state allows it; None otherwise."""
         values: dict[str, Any] = {f":{key}": value for key, value in sets.items()}
         values[":target"] = target.value
-        values[":now"] = _now().isoformat()
+        values[":now"] = _timestamp()
         sources = sources_of(target)
         values.update({f":from{i}": state.value for i, state in enumerate(sources)})
         assignments = [f"#{key} = :{key}" for key in sets]
@@ -204,7 +209,7 @@ class JobStore:
             ":running": JobState.RUNNING.value,
             ":accepted": JobState.ACCEPTED.value,
             ":submitted": JobState.SUBMITTED.value,
-            ":now": _now().isoformat(),
+            ":now": _timestamp(),
         }
         try:
             response = self.client.update_item(
@@ -236,13 +241,13 @@ class JobStore:
         )
 
     def succeed(self, job_id: str, errors_key: str | None = None) -> JobItem | None:
-        sets: dict[str, Any] = {"finished_at": _now().isoformat()}
+        sets: dict[str, Any] = {"finished_at": _timestamp()}
         if errors_key:
             sets["errors_key"] = errors_key
         return self._transition(job_id, JobState.SUCCEEDED, sets, ("done_chunks",))
 
     def fail(self, job_id: str, error: str, errors_key: str | None = None) -> JobItem | None:
-        sets: dict[str, Any] = {"finished_at": _now().isoformat(), "error": error[:2000]}
+        sets: dict[str, Any] = {"finished_at": _timestamp(), "error": error[:2000]}
         if errors_key:
             sets["errors_key"] = errors_key
         return self._transition(job_id, JobState.FAILED, sets)

@@ -9,12 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
 
 from infra.local.stack import REPO, LocalStack, StackConfig
 
 SAMPLE = REPO / "model" / "sample" / "sample.csv"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
 
 
 def wait_for_done_event(sqs: Any, queue_url: str, timeout: float) -> dict[str, Any]:
@@ -62,7 +71,8 @@ def main() -> None:
             TableName=stack.config.jobs_table, Key={"job_id": {"S": detail["job_id"]}}
         )["Item"]
         print("job item:")
-        print(json.dumps({k: next(iter(v.values())) for k, v in sorted(item.items())}, indent=2))
+        readable = {key: TypeDeserializer().deserialize(value) for key, value in item.items()}
+        print(json.dumps(readable, indent=2, sort_keys=True, default=_plain))
         if detail["status"] != "SUCCEEDED":
             raise SystemExit(1)
 

@@ -13,7 +13,7 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 from services.inference_worker.endpoint import Endpoint
-from shared import naming
+from shared import aws, naming
 from shared.csvchunks import count_lines, split_records
 from shared.errors import ByomError, InputError
 from shared.rows import find_problems, split_lines
@@ -64,7 +64,10 @@ async def _line_number_at(s3: S3Client, plan: ChunkPlan, offset: int) -> int:
     if offset == 0:
         return 1
     response = await s3.get_object(
-        Bucket=plan.bucket, Key=plan.key, Range=f"bytes=0-{offset - 1}", IfMatch=plan.etag
+        Bucket=plan.bucket,
+        Key=plan.key,
+        Range=f"bytes=0-{offset - 1}",
+        IfMatch=aws.if_match(plan.etag),
     )
     newlines = 0
     async for block in response["Body"].iter_chunks(1024 * 1024):
@@ -125,7 +128,7 @@ async def score_chunk(
         Bucket=plan.bucket,
         Key=plan.key,
         Range=f"bytes={chunk.start}-{chunk.end - 1}",
-        IfMatch=plan.etag,
+        IfMatch=aws.if_match(plan.etag),
     )
     data = await response["Body"].read()
     checked = await check_chunk(s3, plan, chunk, data, columns=columns, uri=uri)

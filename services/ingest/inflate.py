@@ -40,7 +40,7 @@ def inflate_to(
     uri: str,
 ) -> Staged:
     s3 = aws.s3()
-    body = s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"]
+    body = s3.get_object(Bucket=bucket, Key=key, IfMatch=aws.if_match(etag))["Body"]
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=target_key)["UploadId"]
     parts: list[dict[str, object]] = []
     pending = bytearray()

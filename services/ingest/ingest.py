@@ -49,7 +49,10 @@ class ObjectReader:
         if end <= start:
             return b""
         response = aws.s3().get_object(
-            Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", IfMatch=self.etag
+            Bucket=self.bucket,
+            Key=self.key,
+            Range=f"bytes={start}-{end - 1}",
+            IfMatch=aws.if_match(self.etag),
         )
         return response["Body"].read()
 
@@ -75,7 +78,7 @@ def find_upload(event: S3ObjectCreatedEvent) -> Upload | None:
     etag = obj.etag.strip('"')
     for key in dict.fromkeys((obj.key, unquote_plus(obj.key))):
         try:
-            head = aws.s3().head_object(Bucket=bucket, Key=key, IfMatch=etag)
+            head = aws.s3().head_object(Bucket=bucket, Key=key, IfMatch=aws.if_match(etag))
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status in (404, 412):
