@@ -93,7 +93,7 @@ class Endpoint:
                     self.limiter.throttled()
                 elif status < 500:
                     raise ModelError(f"the endpoint rejected the request: {message}") from exc
-                last_error = f"{code or status}: {message}"
+                last_error = f"HTTP {status} {code}: {message}"
             except (TimeoutError, ConnectionError, ReadTimeoutError) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
             if attempt < self.attempts:

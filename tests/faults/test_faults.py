@@ -1,0 +1,275 @@
+"""Faults against the real local stack: each ends in exactly one terminal state.
+
+Every test checks the job's end state, its output (correct, or absent) and that
+nothing stray is left under output/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+import urllib.request
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from infra.local.stack import LocalStack, StackConfig
+from model.data import generate, write_feature_csv
+from shared.jobs import JobStore
+from shared.schemas import ChunkDone, JobItem, JobState
+from tests.integration.helpers import collect_done_events, job_item, keys_under
+from tests.integration.procs import workers_of
+from tests.integration.test_pipeline import expected_predictions
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def stack(model_dir, tmp_path_factory):
+    config = StackConfig(
+        model_dir=model_dir,
+        log_dir=tmp_path_factory.mktemp("fault-stack-logs"),
+        visibility_timeout=4,
+        max_receive_count=2,
+        reaper_every_seconds=1.0,
+        settings={
+            "BYOM_CHUNK_BYTES": str(1 * MIB),
+            "BYOM_CHUNKS_PER_CHILD": "4",
+            "BYOM_WORKER_ATTEMPTS": "3",
+            "BYOM_INVOKE_ATTEMPTS": "3",
+            "BYOM_INVOKE_BACKOFF_SECONDS": "0.05",
+            "BYOM_INVOKE_BACKOFF_MAX_SECONDS": "0.2",
+        },
+    )
+    stack = LocalStack(config).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def aws(stack):
+    clients = {name: stack.client(name) for name in ("s3", "sqs", "dynamodb", "events")}
+    clients["done"] = stack.subscribe_done_events("fault-done-events")
+    return clients
+
+
+@pytest.fixture
+def store(stack, aws):
+    return JobStore(table=stack.config.jobs_table, client=aws["dynamodb"])
+
+
+@pytest.fixture(autouse=True)
+def no_faults_left(stack):
+    yield
+    set_faults(stack, 200, 0)
+
+
+def set_faults(stack: LocalStack, status: int, count: int) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.model_port}/_byom/faults",
+        data=json.dumps({"status": status, "count": count}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+def csv_bytes(rows: int, seed: int) -> bytes:
+    buffer = io.StringIO()
+    write_feature_csv(generate(rows, seed=seed), buffer)
+    return buffer.getvalue().encode()
+
+
+def wait_done(stack, aws, key: str, timeout: float = 120) -> dict:
+    uri = f"s3://{stack.config.bucket}/{key}"
+    try:
+        return collect_done_events(aws["sqs"], aws["done"], {uri}, timeout)[uri]
+    except TimeoutError:
+        print(stack.logs(60))
+        raise
+
+
+def jobs_for(aws, stack, key: str) -> list[dict]:
+    items = aws["dynamodb"].scan(TableName=stack.config.jobs_table)["Items"]
+    return [
+        {k: next(iter(v.values())) for k, v in item.items()}
+        for item in items
+        if item["input_key"]["S"] == key
+    ]
+
+
+def outputs_named(aws, stack, name: str) -> list[str]:
+    return [k for k in keys_under(aws["s3"], stack.config.bucket, "output/") if k.endswith(name)]
+
+
+def assert_correct_output(aws, stack, detail: dict, data: bytes, model_dir) -> None:
+    assert detail["status"] == "SUCCEEDED", detail
+    key = detail["output_uri"].split("/", 3)[3]
+    body = aws["s3"].get_object(Bucket=stack.config.bucket, Key=key)["Body"].read()
+    predictions = np.array(body.split(), dtype=np.float64)
+    np.testing.assert_allclose(predictions, expected_predictions(model_dir, data), atol=1e-6)
+    assert keys_under(aws["s3"], stack.config.bucket, f"staging/{detail['job_id']}/") == []
+
+
+def test_duplicate_events_and_reuploads_make_one_job(stack, aws, model_dir):
+    data = csv_bytes(2000, seed=21)
+    key = "input/dupes.csv"
+    put = aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    # The same object announced again, as SQS redelivery or a replay would.
+    event = {
+        "version": "0", "id": "dup", "detail-type": "Object Created", "source": "aws.s3",
+        "account": "123456789012", "time": datetime.now(UTC).isoformat(), "region": "us-east-1",
+        "resources": [], "detail": {"bucket": {"name": stack.config.bucket}, "object": {
+            "key": key, "size": len(data), "etag": put["ETag"].strip('"')}},
+    }  # fmt: skip
+    for _ in range(3):
+        aws["sqs"].send_message(
+            QueueUrl=stack.resources.queue_urls["ingest"], MessageBody=json.dumps(event)
+        )
+    # ... and the same bytes uploaded again under the same key.
+    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    detail = wait_done(stack, aws, key)
+    assert_correct_output(aws, stack, detail, data, model_dir)
+    time.sleep(3)  # time enough for any duplicate to have made a second job
+    assert len(jobs_for(aws, stack, key)) == 1
+    assert outputs_named(aws, stack, "-dupes.csv") == [detail["output_uri"].split("/", 3)[3]]
+
+    changed = csv_bytes(1500, seed=22)
+    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=changed)
+    second = wait_done(stack, aws, key)
+    assert second["job_id"] != detail["job_id"] and second["rows"] == 1500
+    assert len(jobs_for(aws, stack, key)) == 2
+
+
+def test_worker_killed_mid_chunk_is_retried(stack, aws, model_dir):
+    data = csv_bytes(40_000, seed=23)  # ~24 chunks: workers run for a while
+    key = "input/killed-worker.csv"
+    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    batch_pid = stack.services["batch"].pid
+    killed: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(killed) < 2 and time.monotonic() < deadline:
+        for pid in workers_of(batch_pid):
+            if pid not in killed:
+                time.sleep(0.4)  # let it get into a chunk
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except ProcessLookupError:
+                    pass
+                break
+        time.sleep(0.05)
+    assert killed, "no worker process was seen"
+    detail = wait_done(stack, aws, key, timeout=180)
+    assert_correct_output(aws, stack, detail, data, model_dir)
+    assert detail["rows"] == 40_000
+    item = job_item(aws["dynamodb"], stack.config.jobs_table, detail["job_id"])
+    assert int(item["chunks_done"]) == int(item["chunk_count"])
+
+
+def test_throttling_and_server_errors_are_retried(stack, aws, model_dir):
+    data = csv_bytes(3000, seed=24)
+    key = "input/throttled.csv"
+    set_faults(stack, 429, 4)
+    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    assert_correct_output(aws, stack, wait_done(stack, aws, key), data, model_dir)
+    set_faults(stack, 500, 2)
+    key = "input/server-errors.csv"
+    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    assert_correct_output(aws, stack, wait_done(stack, aws, key), data, model_dir)
+
+
+def test_chunk_failing_every_attempt_fails_the_job(stack, aws):
+    set_faults(stack, 500, 10_000)
+    key = "input/endpoint-down.csv"
+    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=csv_bytes(100, seed=25))
+    detail = wait_done(stack, aws, key, timeout=120)
+    set_faults(stack, 200, 0)
+    assert detail["status"] == "FAILED"
+    assert "chunk 0 failed after 3 attempt(s)" in detail["error"]
+    assert "EndpointUnavailable" in detail["error"] and "HTTP 500" in detail["error"]
+    assert outputs_named(aws, stack, "-endpoint-down.csv") == []
+
+
+def test_status_crash_between_counting_and_assembling(stack, aws, store, model_dir):
+    """The status handler recorded every chunk and died before assembling.
+
+    With the status poller stopped, completions pile up; the test records them the
+    way the handler does and then lets them be redelivered to a fresh poller.
+    """
+    status = stack.services["status"]
+    status.signal_group(signal.SIGKILL)
+    status.process.wait()
+    data = csv_bytes(6000, seed=26)
+    key = "input/status-crash.csv"
+    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    queue = stack.resources.queue_urls["status"]
+    recorded: set[int] = set()
+    deadline = time.monotonic() + 90
+    chunk_count = None
+    while time.monotonic() < deadline and (chunk_count is None or len(recorded) < chunk_count):
+        for message in (
+            aws["sqs"]
+            .receive_message(
+                QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=2
+            )
+            .get("Messages", [])
+        ):
+            done = ChunkDone.model_validate_json(message["Body"])
+            result = store.record_chunk(done.job_id, done.chunk_index, done.rows)
+            chunk_count = result.job.chunk_count
+            recorded.add(done.chunk_index)
+    assert chunk_count and len(recorded) == chunk_count
+    job = jobs_for(aws, stack, key)[0]
+    assert job["state"] == "RUNNING" and int(job["chunks_done"]) == chunk_count
+
+    status.start()  # the redelivered completions are all duplicates now
+    detail = wait_done(stack, aws, key)
+    assert_correct_output(aws, stack, detail, data, model_dir)
+
+
+def fabricated_job(job_id: str, **changes) -> JobItem:
+    now = datetime.now(UTC)
+    values = dict(
+        job_id=job_id, state=JobState.ACCEPTED, bucket="byom-local",
+        input_key=f"input/{job_id}.csv", input_etag="e", input_size=1,
+        output_key=f"output/x-{job_id}.csv", created_at=now, updated_at=now,
+        deadline_epoch=int(now.timestamp()) + 3600, expires_at=0, chunk_count=1,
+    )  # fmt: skip
+    values.update(changes)
+    return JobItem(**values)
+
+
+def test_poison_message_goes_to_dlq_and_fails_its_job(stack, aws, store):
+    # A completion whose chunk output is missing: assembly fails on every delivery.
+    job = fabricated_job("poisoned")
+    assert store.create(job)
+    aws["sqs"].send_message(
+        QueueUrl=stack.resources.queue_urls["status"],
+        MessageBody=ChunkDone(
+            job_id=job.job_id, chunk_index=0, attempt=1, rows=5
+        ).model_dump_json(),
+    )
+    detail = wait_done(stack, aws, job.input_key, timeout=120)
+    assert detail["status"] == "FAILED"
+    assert "could not be processed after repeated attempts" in detail["error"]
+    assert store.get(job.job_id).state is JobState.FAILED
+    assert outputs_named(aws, stack, "-poisoned.csv") == []
+
+
+def test_reaper_fails_jobs_past_their_deadline(stack, aws, store):
+    stuck = fabricated_job("stuck", state=JobState.ACCEPTED, deadline_epoch=int(time.time()) - 1)
+    assert store.create(stuck)
+    detail = wait_done(stack, aws, stuck.input_key, timeout=60)
+    assert detail["status"] == "FAILED"
+    assert detail["error"].startswith("timed out")
+    assert "last known state ACCEPTED, 0 of 1 chunks done" in detail["error"]
