@@ -19,8 +19,19 @@ BOM = b"\xef\xbb\xbf"
 _WINDOW = 64 * 1024
 
 
-def find_line_end(read: ReadRange, pos: int, size: int, *, max_line_bytes: int, uri: str) -> int:
-    """Offset just past the first ``\\n`` at or after ``pos`` (or ``size`` if none)."""
+def find_line_end(
+    read: ReadRange,
+    pos: int,
+    size: int,
+    *,
+    max_line_bytes: int,
+    uri: str,
+    line: int | None = None,
+) -> int:
+    """Offset just past the first ``\\n`` at or after ``pos`` (or ``size`` if none).
+
+    ``line``, when the caller knows it, is the number of the line being scanned.
+    """
     scanned = 0
     while pos < size:
         window = read(pos, min(pos + _WINDOW, size))
@@ -32,10 +43,11 @@ def find_line_end(read: ReadRange, pos: int, size: int, *, max_line_bytes: int, 
         pos += len(window)
         scanned += len(window)
         if scanned > max_line_bytes:
+            where = "the line" if line is not None else f"a line near byte {pos - scanned}"
             raise InputError(
                 uri,
-                f"a line near byte {pos - scanned} is longer than the "
-                f"{max_line_bytes}-byte limit (BYOM_MAX_LINE_BYTES)",
+                f"{where} is longer than the {max_line_bytes}-byte limit (BYOM_MAX_LINE_BYTES)",
+                line=line,
             )
     return size
 

@@ -12,7 +12,10 @@ from datetime import datetime
 
 from shared.settings import get_settings
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+# Letters and digits of any script are kept (S3 keys are UTF-8); everything that
+# means something in a path, a URL or a shell becomes "_".
+_UNSAFE = re.compile(r"[^\w.=+-]+")
+_DOTS = re.compile(r"\.{2,}")  # no ".." segments, even flattened
 _MAX_NAME = 200
 
 
@@ -27,7 +30,8 @@ def safe_name(key: str) -> str:
     """The input's name relative to ``input/``, flattened to one safe path segment."""
     prefix = get_settings().input_prefix
     relative = key[len(prefix) :] if key.startswith(prefix) else key
-    name = _UNSAFE.sub("_", relative.replace("/", "_")).strip("._") or "input"
+    name = _UNSAFE.sub("_", relative.replace("/", "_"))
+    name = _DOTS.sub("_", name).strip("._") or "input"
     if len(name) > _MAX_NAME:
         digest = hashlib.sha256(relative.encode()).hexdigest()[:12]
         name = f"{name[: _MAX_NAME - 13]}-{digest}"

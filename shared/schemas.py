@@ -117,10 +117,12 @@ class ScheduleRequest(_Message):
 
 
 class ChunkFailure(_Message):
+    # input: the file itself (the reason names file, line, column); model: the
+    # endpoint rejected the rows; unavailable: retries ran out.
+    kind: Literal["input", "model", "unavailable"]
     reason: str
     line: int | None = None
     column: int | None = None
-    permanent: bool = True  # bad input or a model error; a retry would fail the same way
 
 
 class ChunkDone(_Message):

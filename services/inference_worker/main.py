@@ -15,6 +15,7 @@ import asyncio
 import logging
 import sys
 from contextlib import AsyncExitStack
+from typing import Literal
 
 from aiobotocore.config import AioConfig
 
@@ -30,10 +31,13 @@ from shared.settings import BatchChild, Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def _failure(exc: Exception, *, permanent: bool) -> ChunkFailure:
+def _failure(exc: Exception) -> ChunkFailure:
     if isinstance(exc, InputError):
-        return ChunkFailure(reason=exc.describe(), line=exc.line, column=exc.column)
-    return ChunkFailure(reason=f"{type(exc).__name__}: {exc}", permanent=permanent)
+        return ChunkFailure(kind="input", reason=exc.describe(), line=exc.line, column=exc.column)
+    kind: Literal["model", "unavailable"] = (
+        "model" if isinstance(exc, ModelError) else "unavailable"
+    )
+    return ChunkFailure(kind=kind, reason=f"{type(exc).__name__}: {exc}")
 
 
 async def run(child: BatchChild, settings: Settings) -> int:
@@ -104,12 +108,12 @@ async def run(child: BatchChild, settings: Settings) -> int:
                     uri=uri,
                 )
             except (InputError, ModelError) as exc:
-                await report(chunk, None, _failure(exc, permanent=True))
+                await report(chunk, None, _failure(exc))
                 return 0
             except Exception as exc:
                 if child.aws_batch_job_attempt < settings.worker_attempts:
                     raise
-                await report(chunk, None, _failure(exc, permanent=False))
+                await report(chunk, None, _failure(exc))
                 return 0
             await report(chunk, result, None)
             log.info(

@@ -191,7 +191,7 @@ def plan_job(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
 
     data_start = len(BOM) if head.startswith(BOM) else 0
     first_end = find_line_end(
-        read, data_start, size, max_line_bytes=settings.max_line_bytes, uri=uri
+        read, data_start, size, max_line_bytes=settings.max_line_bytes, uri=uri, line=1
     )
     header = looks_like_header(head[data_start:first_end])
     if header:

@@ -30,10 +30,15 @@ def handle_status_message(body: str) -> None:
 def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None:
     store = store or JobStore()
     if message.failure is not None:
-        reason = (
-            f"chunk {message.chunk_index} failed after {message.attempt} attempt(s): "
-            f"{message.failure.reason}"
-        )
+        failure = message.failure
+        if failure.kind == "input":
+            # The user's file is at fault: lead with where, as the reason does.
+            reason = failure.reason
+        else:
+            reason = (
+                f"chunk {message.chunk_index} failed after {message.attempt} attempt(s): "
+                f"{failure.reason}"
+            )
         fail(message.job_id, reason, store)
         return
 

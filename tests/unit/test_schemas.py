@@ -71,7 +71,11 @@ def test_untrusted_events_are_rejected(mutate):
 
 def test_messages_round_trip_and_forbid_unknown_fields():
     done = ChunkDone(
-        job_id="j", chunk_index=3, attempt=1, rows=10, failure=ChunkFailure(reason="x", line=4)
+        job_id="j",
+        chunk_index=3,
+        attempt=1,
+        rows=10,
+        failure=ChunkFailure(kind="input", reason="x", line=4),
     )
     assert ChunkDone.model_validate_json(done.model_dump_json()) == done
     request = ScheduleRequest(job_id="j", chunk_count=2, plan_key="staging/j/plan.json")
