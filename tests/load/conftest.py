@@ -1,0 +1,3 @@
+from __future__ import annotations
+
+from tests.integration.conftest import model_dir  # noqa: F401 (a shared fixture)
