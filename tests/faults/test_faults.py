@@ -273,3 +273,23 @@ def test_reaper_fails_jobs_past_their_deadline(stack, aws, store):
     assert detail["status"] == "FAILED"
     assert detail["error"].startswith("timed out")
     assert "last known state ACCEPTED, 0 of 1 chunks done" in detail["error"]
+
+
+def test_local_aws_frozen_mid_job(stack, aws, model_dir):
+    """moto cannot persist its state across a restart, so the local AWS is frozen
+    (SIGSTOP) instead: every service sees its calls hang, then carries on."""
+    data = csv_bytes(20_000, seed=27)
+    key = "input/frozen-aws.csv"
+    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    moto = stack.services["moto"]
+    deadline = time.monotonic() + 30
+    while not workers_of(stack.services["batch"].pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(moto.pid, signal.SIGSTOP)
+    try:
+        time.sleep(5)
+    finally:
+        os.kill(moto.pid, signal.SIGCONT)
+    detail = wait_done(stack, aws, key, timeout=180)
+    assert_correct_output(aws, stack, detail, data, model_dir)
+    assert len(jobs_for(aws, stack, key)) == 1
