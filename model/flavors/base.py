@@ -1,0 +1,83 @@
+"""The runtime seam: what a flavor loads, what the server calls, and how either fails.
+
+A flavor turns the files of a model directory into a `Model`, an object that only
+needs `predict`. Flavors import their framework inside `load`, so that the server
+pays only for the framework it serves.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+class ModelLoadError(Exception):
+    """The model directory holds nothing that can be served; the message says why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class BadRequest(ValueError):
+    """The caller's input cannot be scored as sent: fixing the request fixes it."""
+
+    status = 400
+
+
+class Model(Protocol):
+    @property
+    def feature_count(self) -> int | None:
+        """Columns each input row must have, or None when the model does not say."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """A few words for logs: flavor, artifact, shape."""
+        ...
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """One prediction per row of a 2-D float32 array (1-D, or 2-D for several outputs).
+
+        Raises `BadRequest` when the rows do not fit the model.
+        """
+        ...
+
+
+class Flavor(Protocol):
+    name: str
+
+    def artifact(self, model_dir: Path) -> Path | None:
+        """The file in `model_dir` this flavor would load, or None if there is none."""
+        ...
+
+    def load(self, artifact: Path, *, threads: int) -> Model:
+        """The model in `artifact`, predicting with `threads` threads per call.
+
+        Raises `ModelLoadError` when the file cannot be loaded.
+        """
+        ...
+
+
+def check_rows(features: np.ndarray, feature_count: int | None) -> np.ndarray:
+    """`features` as a C-contiguous 2-D float32 array of the model's width."""
+    if features.ndim != 2:
+        raise BadRequest(f"expected rows of features (a 2-D array), got {features.ndim} dimensions")
+    if feature_count is not None and features.shape[1] != feature_count:
+        raise BadRequest(f"expected {feature_count} features per row, got {features.shape[1]}")
+    return np.ascontiguousarray(features, dtype=np.float32)
+
+
+# "[12:34:56] /workspace/src/c_api/c_api.cc:1532: " before XGBoost's own message.
+_NATIVE_PREFIX = re.compile(r"^\[\d{2}:\d{2}:\d{2}\] \S+:\d+: ")
+
+
+def first_line(error: BaseException) -> str:
+    """The informative part of a framework's error, without source positions and the
+    C++ stack trace that XGBoost appends."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return _NATIVE_PREFIX.sub("", lines[0]) if lines else type(error).__name__

@@ -1,0 +1,59 @@
+"""The model server's settings: the only place the server reads the environment.
+
+SageMaker's own variables keep their names (`SM_MODEL_DIR`, `SAGEMAKER_BIND_TO_PORT`);
+byom's start with `BYOM_`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def cpu_count() -> int:
+    # The CPUs this process may use (a container's cpuset), not the host's.
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    # Loopback by default: the fault endpoint below is on whenever the server is
+    # only reachable from this machine. The container sets 0.0.0.0.
+    host: str = Field(default="127.0.0.1", validation_alias="BYOM_MODEL_SERVER_HOST")
+    port: int = Field(default=8080, ge=0, le=65535, validation_alias="SAGEMAKER_BIND_TO_PORT")
+    model_dir: Path = Field(default=Path("/opt/ml/model"), validation_alias="SM_MODEL_DIR")
+    allow_pickle: bool = Field(default=False, validation_alias="BYOM_ALLOW_PICKLE")
+    # Predictions run in a pool of this many threads, one OpenMP thread each.
+    threads: int = Field(
+        default_factory=cpu_count, ge=1, validation_alias="BYOM_MODEL_SERVER_THREADS"
+    )
+    # Fault injection for tests of callers' retry logic: the first `fault_count`
+    # invocations answer `fault_status` instead of predicting.
+    fault_status: int | None = Field(
+        default=None, ge=400, le=599, validation_alias="BYOM_FAULT_STATUS"
+    )
+    fault_count: int = Field(default=0, ge=0, validation_alias="BYOM_FAULT_COUNT")
+    # POST /_byom/faults changes the two above at run time. Unset means "on only
+    # when bound to a loopback address", so a server reachable from elsewhere
+    # cannot be told to fail by anyone who can reach it.
+    fault_api: bool | None = Field(default=None, validation_alias="BYOM_FAULT_API")
+
+    @model_validator(mode="after")
+    def _faults_need_both(self) -> ServerSettings:
+        if self.fault_count and self.fault_status is None:
+            raise ValueError("BYOM_FAULT_COUNT needs BYOM_FAULT_STATUS (e.g. 429 or 500)")
+        return self
+
+    @property
+    def fault_api_enabled(self) -> bool:
+        if self.fault_api is not None:
+            return self.fault_api
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
