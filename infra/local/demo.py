@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +45,8 @@ def main() -> None:
     parser.add_argument("--file", type=Path, default=SAMPLE)
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
+    # A plain SIGTERM would end this process without stopping the stack's.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
 
     print("starting the local stack ...", flush=True)
     started = time.monotonic()

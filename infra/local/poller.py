@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 log = logging.getLogger("byom.local.poller")
 
@@ -102,10 +103,15 @@ def poll(
     while not should_stop():
         received = 0
         for url in queue_urls:
-            received += _poll_once(
-                sqs, url, arns[url], region, handler, function_name, batch_size, wait,
-                timeout_seconds,
-            )  # fmt: skip
+            try:
+                received += _poll_once(
+                    sqs, url, arns[url], region, handler, function_name, batch_size, wait,
+                    timeout_seconds,
+                )  # fmt: skip
+            except (BotoCoreError, ClientError):
+                # Like Lambda's event source mapping: keep polling through outages.
+                log.exception("polling %s failed; trying again", url)
+                time.sleep(1)
         if not received and wait == 0:
             time.sleep(wait_seconds)
 
