@@ -1,0 +1,69 @@
+"""`make up`'s entry point as a user runs it: upload with a plain S3 client, then Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from infra.local.processes import free_port
+from infra.local.resources import client
+from infra.local.stack import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_serves_uploads_and_stops_on_ctrl_c(model_dir, tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local.up", "--port", str(port),
+         "--model-dir", str(model_dir), "--log-dir", str(tmp_path / "logs")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        banner = []
+        for line in process.stdout:
+            banner.append(line)
+            if line.startswith("Ctrl-C stops everything"):
+                break
+        text = "".join(banner)
+        assert f"--endpoint-url http://127.0.0.1:{port}" in text, text
+
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = client("s3", endpoint, "us-east-1")
+        dynamodb = client("dynamodb", endpoint, "us-east-1")
+        s3.upload_file(str(REPO / "model/sample/sample.csv"), "byom-local", "input/mine.csv")
+        s3.put_object(Bucket="byom-local", Key="input/broken.csv", Body=b"1,2,3\n")
+
+        deadline = time.monotonic() + 60
+        states: dict[str, dict] = {}
+        while time.monotonic() < deadline and len(states) < 2:
+            items = dynamodb.scan(TableName="byom-jobs")["Items"]
+            states = {
+                i["input_key"]["S"]: i for i in items if i["state"]["S"] in ("SUCCEEDED", "FAILED")
+            }
+            time.sleep(0.3)
+        assert states["input/mine.csv"]["state"]["S"] == "SUCCEEDED"
+        output = s3.get_object(Bucket="byom-local", Key=states["input/mine.csv"]["output_key"]["S"])
+        assert output["Body"].read().count(b"\n") == 7
+        broken = states["input/broken.csv"]
+        assert broken["state"]["S"] == "FAILED"
+        assert "input/broken.csv, line 1, column 4" in broken["error"]["S"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert code == 0
+    assert not port_open(port), "the local AWS is still listening after Ctrl-C"
