@@ -108,7 +108,9 @@ class BatchRunner:
         if not self.emit_events:
             return
         if child is None:
-            job_id, status, attempts = job.job_id, job.status, []
+            # A plain (non-array) job's attempts are its one child's.
+            attempts = job.children[0].attempts if job.array_size is None else []
+            job_id, status = job.job_id, job.status
         else:
             suffix = "" if child.index is None else f":{child.index}"
             job_id, status, attempts = f"{job.job_id}{suffix}", child.status, child.attempts

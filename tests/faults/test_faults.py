@@ -6,6 +6,7 @@ nothing stray is left under output/.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -293,3 +294,32 @@ def test_local_aws_frozen_mid_job(stack, aws, model_dir):
     detail = wait_done(stack, aws, key, timeout=180)
     assert_correct_output(aws, stack, detail, data, model_dir)
     assert len(jobs_for(aws, stack, key)) == 1
+
+
+def test_worker_killed_on_every_attempt_fails_the_job(stack, aws):
+    """No completion ever comes; Batch's own FAILED state change must end the job."""
+    key = "input/always-killed.csv"
+    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=csv_bytes(50, seed=28))
+    batch_pid = stack.services["batch"].pid
+    uri = f"s3://{stack.config.bucket}/{key}"
+    killed: set[int] = set()
+    deadline = time.monotonic() + 90
+    found: dict = {}
+    while time.monotonic() < deadline and not found:
+        for pid in set(workers_of(batch_pid)) - killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        response = aws["sqs"].receive_message(QueueUrl=aws["done"], WaitTimeSeconds=0)
+        for message in response.get("Messages", []):
+            detail = json.loads(message["Body"])["detail"]
+            aws["sqs"].delete_message(QueueUrl=aws["done"], ReceiptHandle=message["ReceiptHandle"])
+            if detail["input_uri"] == uri:
+                found = detail
+        time.sleep(0.02)
+    assert found, f"no done event (killed {len(killed)} workers)"
+    assert len(killed) == 3, "Batch should have tried the child three times"
+    assert found["status"] == "FAILED"
+    assert "failed after 3 attempt(s)" in found["error"]
+    assert "exited with code -9" in found["error"]
+    assert outputs_named(aws, stack, "-always-killed.csv") == []
