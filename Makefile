@@ -1,16 +1,23 @@
 # The README's commands. Every target builds the venv first when there is none.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
+IAC_VENV := .venv-iac
 PY := $(VENV)/bin/python
 MODEL_DIR := model/artifacts
 MODEL := $(MODEL_DIR)/xgboost-model.json
 
-.PHONY: demo up test lint typecheck unit venv model clean
+.PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	touch $@
+
+# checkov, hadolint and shellcheck live apart: checkov's pins clash with ours.
+iac-venv: $(IAC_VENV)/.installed
+$(IAC_VENV)/.installed: requirements-iac.lock infra/iac_venv.sh
+	PYTHON=$(PYTHON) infra/iac_venv.sh
 	touch $@
 
 model: $(MODEL)
@@ -30,11 +37,17 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy .
 
-test: lint typecheck model
+test: lint typecheck model iac-venv
 	$(PY) -m pytest
+
+deploy: venv model
+	infra/deploy.sh $(ARGS)
+
+destroy:
+	infra/destroy.sh $(ARGS)
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
 clean:
-	rm -rf $(VENV) $(MODEL_DIR) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) $(MODEL_DIR) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Deploy byom to the AWS account and region of your current credentials.
+#
+#   infra/deploy.sh [--stage NAME] [--region REGION] [--model-dir DIR] [Param=Value ...]
+#
+# Creates (once) a bootstrap bucket, packages the Lambda code, the image sources
+# and the model artifact into it, then creates or updates the stack byom-<stage>
+# from infra/cloudformation/byom.yaml and waits for it. The stack builds both
+# images with CodeBuild on the way; the first deployment takes 20-30 minutes,
+# mostly the image build and the SageMaker endpoint.
+#
+# Param=Value pairs override template parameters, for example
+#   infra/deploy.sh --stage prod ComputeType=SPOT MaxVcpus=256 EndpointInstanceCount=2
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+stage=dev
+region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
+model_dir=model/artifacts
+overrides=()
+
+usage() {
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --stage) stage="$2"; shift 2 ;;
+    --region) region="$2"; shift 2 ;;
+    --model-dir) model_dir="$2"; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *=*) overrides+=("$1"); shift ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+fail() {
+  echo "deploy: $*" >&2
+  exit 1
+}
+
+command -v aws > /dev/null || fail "the AWS CLI is not installed (https://aws.amazon.com/cli/)"
+python=.venv/bin/python
+[[ -x "$python" ]] || fail "no .venv here; run 'make venv' first"
+[[ "$stage" =~ ^[a-z][a-z0-9-]{0,15}$ ]] || fail "--stage must be lower case, at most 16 characters"
+if [[ -z "$region" ]]; then
+  region="$(aws configure get region || true)"
+fi
+[[ -n "$region" ]] || fail "no region: pass --region or set AWS_REGION"
+export AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
+ls "$model_dir"/xgboost-model.* > /dev/null 2>&1 \
+  || fail "no model in $model_dir; train the sample with 'make model' or pass --model-dir"
+
+account="$(aws sts get-caller-identity --query Account --output text)" \
+  || fail "no usable AWS credentials"
+stack="byom-$stage"
+bootstrap="byom-bootstrap-$account-$region"
+prefix="byom-$stage"
+echo "Deploying stack $stack to account $account, region $region"
+
+# ------------------------------------------------------------- bootstrap bucket
+if ! aws s3api head-bucket --bucket "$bootstrap" > /dev/null 2>&1; then
+  echo "Creating the bootstrap bucket $bootstrap"
+  if [[ "$region" == us-east-1 ]]; then
+    aws s3api create-bucket --bucket "$bootstrap" > /dev/null
+  else
+    aws s3api create-bucket --bucket "$bootstrap" \
+      --create-bucket-configuration "LocationConstraint=$region" > /dev/null
+  fi
+  aws s3api wait bucket-exists --bucket "$bootstrap"
+  aws s3api put-public-access-block --bucket "$bootstrap" --public-access-block-configuration \
+    BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true
+  aws s3api put-bucket-encryption --bucket "$bootstrap" --server-side-encryption-configuration \
+    '{"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}'
+  aws s3api put-bucket-policy --bucket "$bootstrap" --policy "$(cat << EOF
+{"Version": "2012-10-17", "Statement": [{"Sid": "DenyInsecureTransport", "Effect": "Deny",
+ "Principal": "*", "Action": "s3:*",
+ "Resource": ["arn:aws:s3:::$bootstrap", "arn:aws:s3:::$bootstrap/*"],
+ "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+EOF
+)"
+fi
+
+# ------------------------------------------------------------- packages
+build="$repo/build/deploy"
+mkdir -p "$build"
+
+# Uploads a file under its content hash, once.
+upload() {
+  local file="$1" key="$2"
+  if aws s3api head-object --bucket "$bootstrap" --key "$key" > /dev/null 2>&1; then
+    echo "  s3://$bootstrap/$key (unchanged)"
+  else
+    aws s3 cp --only-show-errors "$file" "s3://$bootstrap/$key"
+    echo "  s3://$bootstrap/$key"
+  fi
+}
+
+echo "Packaging"
+lambda_hash="$("$python" -m infra.package_lambda lambda --out "$build/lambda.zip")"
+source_hash="$("$python" -m infra.package_lambda source --out "$build/source.zip")"
+model_hash="$("$python" -m infra.package_lambda model --model-dir "$model_dir" --out "$build/model.tar.gz")"
+lambda_key="$prefix/lambda/$lambda_hash.zip"
+source_key="$prefix/source/$source_hash.zip"
+model_key="$prefix/model/$model_hash/model.tar.gz"
+upload "$build/lambda.zip" "$lambda_key"
+upload "$build/source.zip" "$source_key"
+upload "$build/model.tar.gz" "$model_key"
+
+# Spot capacity needs EC2's service-linked role, which only console use creates
+# by itself; the call fails harmlessly when the role exists.
+for override in ${overrides[@]+"${overrides[@]}"}; do
+  if [[ "$override" == ComputeType=SPOT ]]; then
+    aws iam create-service-linked-role --aws-service-name spot.amazonaws.com > /dev/null 2>&1 || true
+  fi
+done
+
+# ------------------------------------------------------------- stack
+echo "Deploying $stack (the first time: 20-30 minutes)"
+aws cloudformation deploy \
+  --stack-name "$stack" \
+  --template-file infra/cloudformation/byom.yaml \
+  --s3-bucket "$bootstrap" \
+  --s3-prefix "$prefix/templates" \
+  --capabilities CAPABILITY_IAM \
+  --no-fail-on-empty-changeset \
+  --tags "byom:stage=$stage" \
+  --parameter-overrides \
+    "Stage=$stage" \
+    "ArtifactBucket=$bootstrap" \
+    "LambdaCodeKey=$lambda_key" \
+    "SourceBundleKey=$source_key" \
+    "ImageTag=$source_hash" \
+    "ModelDataUrl=s3://$bootstrap/$model_key" \
+    ${overrides[@]+"${overrides[@]}"}
+
+output() {
+  aws cloudformation describe-stacks --stack-name "$stack" \
+    --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue" --output text
+}
+bucket="$(output DataBucketName)"
+bus="$(output EventBusName)"
+table="$(output JobsTableName)"
+topic="$(output AlarmTopicArn)"
+dashboard="$(output DashboardName)"
+
+cat << EOF
+
+byom is deployed: stack $stack in $region.
+
+Data bucket: $bucket
+
+Score a file (a CSV, one row of numeric features per line, header optional):
+  aws s3 cp my-rows.csv s3://$bucket/input/
+  aws s3 ls s3://$bucket/output/
+  aws dynamodb scan --table-name $table --query 'Items[].[job_id.S, state.S, output_key.S, error.S]'
+
+Subscribe to done events (source "byom", detail-type "byom.job.finished", bus $bus),
+for example into an SQS queue of yours whose policy lets events.amazonaws.com send to it:
+  aws events put-rule --name my-byom-sub --event-bus-name $bus \\
+    --event-pattern '{"source":["byom"],"detail-type":["byom.job.finished"]}'
+  aws events put-targets --rule my-byom-sub --event-bus-name $bus \\
+    --targets Id=1,Arn=<your queue ARN>
+
+Alarms: aws sns subscribe --topic-arn $topic --protocol email --notification-endpoint you@example.com
+Dashboard: https://$region.console.aws.amazon.com/cloudwatch/home?region=$region#dashboards:name=$dashboard
+Tear down: infra/destroy.sh --stage $stage --region $region
+EOF

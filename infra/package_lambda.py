@@ -1,0 +1,202 @@
+"""Build what the CloudFormation stack deploys from: the Lambda bundle, the image
+sources for CodeBuild, and the SageMaker model artifact.
+
+Every archive is byte-for-byte reproducible (sorted entries, fixed timestamps and
+modes), so its content hash names it in the bootstrap bucket: an unchanged tree
+gives an unchanged key, and CloudFormation leaves the functions and images alone.
+
+    python -m infra.package_lambda lambda --out build/lambda.zip
+    python -m infra.package_lambda source --out build/source.zip
+    python -m infra.package_lambda model --model-dir model/artifacts --out build/model.tar.gz
+
+Each command prints the archive's content hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOCK = REPO / "requirements.lock"
+
+# What the Lambda handlers import: shared/ and the three services that run as
+# functions (the worker runs in its image, not in Lambda).
+LAMBDA_SOURCES = (
+    "shared",
+    "services/__init__.py",
+    "services/ingest",
+    "services/scheduler",
+    "services/status",
+)
+# Their direct dependencies; requirements.lock pins these and everything they pull in.
+LAMBDA_REQUIREMENTS = (
+    "aiobotocore",
+    "aws-lambda-powertools",
+    "boto3",
+    "opentelemetry-exporter-otlp-proto-http",
+    "opentelemetry-propagator-aws-xray",
+    "opentelemetry-sdk",
+    "opentelemetry-sdk-extension-aws",
+    "pydantic",
+    "pydantic-settings",
+)
+LAMBDA_PYTHON = "3.12"  # the functions' runtime, python3.12 in the template
+LAMBDA_PLATFORM = "manylinux2014_x86_64"
+
+# What CodeBuild needs to build both images (infra/buildspec.yml).
+SOURCE_BUNDLE = (
+    ".dockerignore",
+    "infra/buildspec.yml",
+    "model",
+    "pyproject.toml",
+    "requirements.lock",
+    "services",
+    "shared",
+)
+# Trained artifacts reach SageMaker as model.tar.gz, never inside an image.
+EXCLUDED_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
+EXCLUDED_PATHS = frozenset({"model/artifacts"})
+EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+
+
+def collect(roots: Iterable[str], base: Path = REPO) -> list[Path]:
+    """Files under ``roots`` (relative to ``base``), sorted, without caches or artifacts."""
+    files: set[Path] = set()
+    for root in roots:
+        path = base / root
+        if path.is_file():
+            files.add(path)
+            continue
+        if not path.is_dir():
+            raise FileNotFoundError(f"{root} is missing from {base}")
+        for candidate in path.rglob("*"):
+            relative = candidate.relative_to(base)
+            if not candidate.is_file() or candidate.suffix in EXCLUDED_SUFFIXES:
+                continue
+            if EXCLUDED_DIRS.intersection(relative.parts):
+                continue
+            if any(relative.as_posix().startswith(f"{p}/") for p in EXCLUDED_PATHS):
+                continue
+            files.add(candidate)
+    return sorted(files)
+
+
+def write_zip(out: Path, entries: Iterable[tuple[Path, str]]) -> None:
+    """A zip whose bytes depend only on the entries' names and contents."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w") as archive:
+        for source, name in sorted(entries, key=lambda entry: entry[1]):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            executable = source.stat().st_mode & 0o111
+            info.external_attr = (0o100755 if executable else 0o100644) << 16
+            archive.writestr(info, source.read_bytes(), compresslevel=9)
+
+
+def install_dependencies(target: Path, python_version: str = LAMBDA_PYTHON) -> None:
+    """Lambda's dependencies as Linux wheels for its runtime, pinned by the lock."""
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+            "--target", str(target),
+            "--platform", LAMBDA_PLATFORM,
+            "--implementation", "cp",
+            "--python-version", python_version,
+            "--only-binary=:all:",
+            "--constraint", str(LOCK),
+            *LAMBDA_REQUIREMENTS,
+        ],
+        check=True,
+    )  # fmt: skip
+
+
+def build_lambda(out: Path, *, with_dependencies: bool = True, base: Path = REPO) -> str:
+    """The bundle every byom function runs from; returns its content hash."""
+    entries = [(path, path.relative_to(base).as_posix()) for path in collect(LAMBDA_SOURCES, base)]
+    with tempfile.TemporaryDirectory(prefix="byom-lambda-") as scratch:
+        if with_dependencies:
+            target = Path(scratch)
+            install_dependencies(target)
+            # pip's launcher scripts are of no use inside Lambda.
+            shutil.rmtree(target / "bin", ignore_errors=True)
+            entries += [
+                (path, path.relative_to(target).as_posix())
+                for path in collect([p.name for p in target.iterdir()], target)
+            ]
+        write_zip(out, entries)
+    return content_hash(out)
+
+
+def build_source(out: Path, base: Path = REPO) -> str:
+    """The image sources CodeBuild builds from; returns its content hash."""
+    entries = [(path, path.relative_to(base).as_posix()) for path in collect(SOURCE_BUNDLE, base)]
+    write_zip(out, entries)
+    return content_hash(out)
+
+
+def build_model(model_dir: Path, out: Path) -> str:
+    """model.tar.gz as SageMaker expects it: the model files at the archive's root."""
+    files = sorted(path for path in model_dir.rglob("*") if path.is_file())
+    if not any(path.name.startswith("xgboost-model") for path in files):
+        raise FileNotFoundError(f"no xgboost-model.* in {model_dir}; train one with make model")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path in files:
+            info = tarfile.TarInfo(path.relative_to(model_dir).as_posix())
+            info.size = path.stat().st_size
+            info.mode = 0o644
+            info.mtime = 0
+            with path.open("rb") as handle:
+                archive.addfile(info, handle)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # mtime=0 and no file name in the gzip header keep the bytes reproducible.
+    with out.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write(buffer.getvalue())
+    return content_hash(out)
+
+
+def content_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    lambda_ = commands.add_parser("lambda", help="the Lambda bundle")
+    lambda_.add_argument("--out", type=Path, required=True)
+    lambda_.add_argument(
+        "--no-dependencies",
+        action="store_true",
+        help="byom's own code only (for tests; the functions need the dependencies)",
+    )
+    source = commands.add_parser("source", help="the image sources for CodeBuild")
+    source.add_argument("--out", type=Path, required=True)
+    model = commands.add_parser("model", help="the SageMaker model artifact")
+    model.add_argument("--model-dir", type=Path, required=True)
+    model.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    if args.command == "lambda":
+        digest = build_lambda(args.out, with_dependencies=not args.no_dependencies)
+    elif args.command == "source":
+        digest = build_source(args.out)
+    else:
+        digest = build_model(args.model_dir, args.out)
+    print(digest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,548 @@
+"""The CloudFormation template, the deploy script and the services agree.
+
+Static checks of infra/cloudformation/byom.yaml: cfn-lint, the wiring of every
+BYOM_* setting, least-privilege IAM, the data-plane properties the issue asks
+for (including those moto's CloudFormation drops, see test_cloudformation.py),
+and the packaging helper. Nothing here starts a process.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import zipfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
+from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
+
+from infra import package_lambda
+from shared.schemas import DONE_EVENT_DETAIL_TYPE, DONE_EVENT_SOURCE, JobItem
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "infra" / "cloudformation" / "byom.yaml"
+BUILDSPEC = REPO / "infra" / "buildspec.yml"
+DEPLOY_SH = REPO / "infra" / "deploy.sh"
+WORKER_DOCKERFILE = REPO / "services" / "inference_worker" / "Dockerfile"
+DEPLOY_DOCS = (REPO / "README.md", REPO / "infra" / "DEPLOY.md")
+
+# Every setting that names or locates a resource: the template must pass each.
+WHERE_THINGS_LIVE = {
+    "region",
+    "bucket",
+    "jobs_table",
+    "event_bus",
+    "scheduler_queue_url",
+    "status_queue_url",
+    "endpoint_name",
+    "batch_job_queue",
+    "batch_job_definition",
+}
+# The job definition cannot name itself; the worker never submits jobs anyway.
+NOT_FOR_THE_WORKER = {"BYOM_BATCH_JOB_DEFINITION"}
+# Allowed on "*": actions that have no resource-level permissions at all.
+ACTIONS_WITHOUT_RESOURCES = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+AWS_MANAGED_POLICIES = {
+    "AWSXRayDaemonWriteAccess",
+    "service-role/AmazonEC2ContainerServiceforEC2Role",
+}
+
+
+@cache
+def load_template() -> dict[str, Any]:
+    """The template as plain JSON data, intrinsic functions in their long form."""
+    loaded = json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE))))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def resources(kind: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource
+        for name, resource in load_template()["Resources"].items()
+        if resource["Type"] == kind
+    }
+
+
+def resource(name: str) -> dict[str, Any]:
+    found: dict[str, Any] = load_template()["Resources"][name]
+    return found
+
+
+def wiring() -> dict[str, str]:
+    """BYOM_* setting -> the output that carries its value (the template's Metadata)."""
+    mapping: dict[str, str] = load_template()["Metadata"]["byom:settings"]
+    return mapping
+
+
+def settings_env_names() -> set[str]:
+    return {f"BYOM_{name.upper()}" for name in Settings.model_fields}
+
+
+def lambda_environments() -> dict[str, dict[str, Any]]:
+    return {
+        name: function["Properties"].get("Environment", {}).get("Variables", {})
+        for name, function in resources("AWS::Lambda::Function").items()
+        if "ZipFile" not in function["Properties"]["Code"]
+    }
+
+
+def worker_environment() -> dict[str, Any]:
+    container = resource("JobDefinition")["Properties"]["ContainerProperties"]
+    return {item["Name"]: item["Value"] for item in container["Environment"]}
+
+
+def references(node: Any) -> set[str]:
+    """Logical ids (resources and parameters) a template fragment refers to."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                text, variables = (value, {}) if isinstance(value, str) else value
+                names = re.findall(r"\$\{([^}!][^}]*)\}", text)
+                found |= {name.split(".")[0] for name in names if name not in variables}
+                found |= references(variables)
+            else:
+                found |= references(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= references(value)
+    return found
+
+
+def policy_documents() -> list[tuple[str, dict[str, Any]]]:
+    documents: list[tuple[str, dict[str, Any]]] = []
+    for name, item in load_template()["Resources"].items():
+        properties = item.get("Properties", {})
+        if item["Type"] == "AWS::IAM::Role":
+            documents += [
+                (f"{name}/{policy['PolicyName']}", policy["PolicyDocument"])
+                for policy in properties.get("Policies", [])
+            ]
+        elif item["Type"] in (
+            "AWS::IAM::ManagedPolicy",
+            "AWS::S3::BucketPolicy",
+            "AWS::SQS::QueuePolicy",
+        ):
+            documents.append((name, properties["PolicyDocument"]))
+    return documents
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# ------------------------------------------------------------------ linting
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    matches = lint_file(
+        TEMPLATE, ManualArgs(regions=["us-east-1", "eu-west-1"], include_checks=["I"])
+    )
+    assert [str(match) for match in matches] == []
+
+
+def test_every_checkov_skip_says_why() -> None:
+    for name, item in load_template()["Resources"].items():
+        for skip in item.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), name
+            assert len(skip.get("comment", "")) > 10, f"{name} skips {skip['id']} without a reason"
+
+
+def test_no_yaml_aliases() -> None:
+    # CloudFormation rejects YAML anchors and aliases.
+    text = TEMPLATE.read_text()
+    assert not re.search(r"(^|\s)[&*][A-Za-z_]", text, re.MULTILINE)
+
+
+# ------------------------------------------------------------------ settings wiring
+
+
+def test_wiring_covers_every_resource_setting() -> None:
+    wired = {name.removeprefix("BYOM_").lower() for name in wiring()}
+    assert wired == WHERE_THINGS_LIVE
+    assert set(Settings.model_fields) >= WHERE_THINGS_LIVE
+    outputs = load_template()["Outputs"]
+    for output in wiring().values():
+        assert output in outputs
+
+
+def test_services_get_exactly_the_outputs() -> None:
+    outputs = load_template()["Outputs"]
+    services = lambda_environments() | {"JobDefinition": worker_environment()}
+    assert len(services) == 6
+    for service, environment in services.items():
+        unknown = set(environment) - settings_env_names()
+        assert not unknown, f"{service} gets settings that do not exist: {unknown}"
+        expected = set(wiring()) - (NOT_FOR_THE_WORKER if service == "JobDefinition" else set())
+        assert expected <= set(environment), f"{service} misses {expected - set(environment)}"
+        for variable in expected:
+            output = outputs[wiring()[variable]]["Value"]
+            assert environment[variable] == output, f"{service} {variable}"
+
+
+def test_all_services_get_the_same_values() -> None:
+    environments = [*lambda_environments().values(), worker_environment()]
+    reference = environments[0]
+    for environment in environments[1:]:
+        for name, value in environment.items():
+            assert value == reference[name], name
+
+
+def test_local_stack_names_the_same_settings(tmp_path: Path) -> None:
+    from infra.local.resources import Resources
+    from infra.local.stack import LocalStack, StackConfig
+
+    stack = LocalStack(StackConfig(model_dir=tmp_path, log_dir=tmp_path))
+    stack.resources = Resources(
+        bucket="b", jobs_table="t", event_bus="e", queue_urls={"scheduler": "s", "status": "u"},
+        dlq_urls={},
+    )  # fmt: skip
+    local = {name for name in stack.base_env() if name.startswith("BYOM_")}
+    assert local <= settings_env_names()
+    for service, environment in lambda_environments().items():
+        assert local <= set(environment), f"{service} lacks {local - set(environment)}"
+
+
+def test_tuning_defaults_match_settings() -> None:
+    parameters = load_template()["Parameters"]
+    for variable, value in worker_environment().items():
+        if set(value) != {"Ref"} or value["Ref"] not in parameters:
+            continue
+        field = Settings.model_fields[variable.removeprefix("BYOM_").lower()]
+        assert str(parameters[value["Ref"]]["Default"]) == str(field.default), variable
+
+
+def test_worker_retries_and_timeout_follow_the_settings() -> None:
+    definition = resource("JobDefinition")["Properties"]
+    for environment in [*lambda_environments().values(), worker_environment()]:
+        assert environment["BYOM_WORKER_ATTEMPTS"] == definition["RetryStrategy"]["Attempts"]
+        assert (
+            environment["BYOM_WORKER_TIMEOUT_SECONDS"]
+            == definition["Timeout"]["AttemptDurationSeconds"]
+        )
+
+
+def test_endpoint_name_is_the_one_services_call() -> None:
+    name = resource("Endpoint")["Properties"]["EndpointName"]
+    assert worker_environment()["BYOM_ENDPOINT_NAME"] == name
+    assert load_template()["Outputs"]["EndpointName"]["Value"] == name
+
+
+def test_handlers_exist_in_the_bundle() -> None:
+    bundled = {
+        path.relative_to(REPO).as_posix()
+        for path in package_lambda.collect(package_lambda.LAMBDA_SOURCES)
+    }
+    for name, function in resources("AWS::Lambda::Function").items():
+        properties = function["Properties"]
+        if "ZipFile" in properties["Code"]:
+            continue
+        module, attribute = properties["Handler"].rsplit(".", 1)
+        path = module.replace(".", "/") + ".py"
+        assert path in bundled, name
+        tree = ast.parse((REPO / path).read_text())
+        defined = {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        } | {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert attribute in defined, f"{name}: {properties['Handler']}"
+
+
+# ------------------------------------------------------------------ IAM
+
+
+def test_no_wildcard_actions_on_wildcard_resources() -> None:
+    for name, document in policy_documents():
+        for statement in document["Statement"]:
+            actions = as_list(statement.get("Action", []))
+            assert statement.get("NotAction") is None, name
+            if statement["Effect"] == "Deny":
+                continue
+            for action in actions:
+                assert action != "*" and not action.endswith(":*"), f"{name}: {action}"
+            if "*" in as_list(statement["Resource"]):
+                assert set(actions) <= ACTIONS_WITHOUT_RESOURCES, f"{name}: {actions} on *"
+
+
+def test_only_known_aws_managed_policies() -> None:
+    for name, role in resources("AWS::IAM::Role").items():
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            if set(arn) == {"Ref"}:
+                assert resource(arn["Ref"])["Type"] == "AWS::IAM::ManagedPolicy"
+                continue
+            policy = arn["Fn::Sub"].split(":policy/")[1]
+            assert policy in AWS_MANAGED_POLICIES, f"{name}: {policy}"
+
+
+def test_traced_functions_may_write_traces() -> None:
+    # Lambda refuses active tracing to a role without X-Ray write permissions.
+    xray = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"}
+    for name, function in resources("AWS::Lambda::Function").items():
+        role = resource(function["Properties"]["Role"]["Fn::GetAtt"][0])
+        assert xray in role["Properties"].get("ManagedPolicyArns", []), name
+
+
+def test_bucket_permissions_use_byoms_prefixes() -> None:
+    fields = Settings.model_fields
+    prefixes = {
+        fields[name].default
+        for name in ("input_prefix", "staging_prefix", "output_prefix", "errors_prefix")
+    }
+    granted = [
+        statement["Resource"]
+        for _, document in policy_documents()
+        for statement in document["Statement"]
+        if statement["Effect"] == "Allow"
+    ]
+    used = set(re.findall(r"\$\{DataBucket\.Arn\}/([^*]*)\*", json.dumps(granted)))
+    assert used
+    assert used <= prefixes
+
+
+def test_each_function_has_its_own_role() -> None:
+    roles = [
+        function["Properties"]["Role"]["Fn::GetAtt"][0]
+        for function in resources("AWS::Lambda::Function").values()
+    ]
+    assert len(roles) == len(set(roles))
+
+
+# ------------------------------------------------------------------ data plane
+
+
+def test_bucket_is_private_encrypted_tls_only_and_notifies_eventbridge() -> None:
+    bucket = resource("DataBucket")["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"] == {
+        "EventBridgeEnabled": True
+    }
+    lifecycle = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    staging = lifecycle["expire-staging"]
+    assert staging["Prefix"] == Settings.model_fields["staging_prefix"].default
+    assert staging["ExpirationInDays"] == {"Ref": "StagingExpirationDays"}
+    (deny,) = resource("DataBucketPolicy")["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_queues_have_dead_letters_encryption_and_sized_visibility() -> None:
+    queues = resources("AWS::SQS::Queue")
+    assert len(queues) == 6
+    for name, queue in queues.items():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True, name
+        if not name.endswith("DeadLetterQueue"):
+            redrive = queue["Properties"]["RedrivePolicy"]
+            target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            assert target == name.replace("Queue", "DeadLetterQueue")
+            assert 1 < redrive["maxReceiveCount"] <= 10
+    mappings = resources("AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 6
+    for name, mapping in mappings.items():
+        properties = mapping["Properties"]
+        assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
+        queue = queues[properties["EventSourceArn"]["Fn::GetAtt"][0]]["Properties"]
+        function = resource(properties["FunctionName"]["Ref"])["Properties"]
+        # Lambda's guidance for SQS sources: at least six times the function timeout.
+        assert queue["VisibilityTimeout"] >= 6 * function["Timeout"], name
+
+
+def test_jobs_table_is_on_demand_with_recovery_and_ttl() -> None:
+    table = resource("JobsTable")["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    ttl = table["TimeToLiveSpecification"]
+    assert ttl["Enabled"] is True
+    assert ttl["AttributeName"] in JobItem.model_fields
+    assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+
+
+def test_rules_route_uploads_batch_failures_and_failed_jobs() -> None:
+    uploads = resource("UploadsRule")["Properties"]
+    assert uploads["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": "DataBucket"}]},
+            "object": {"key": [{"prefix": Settings.model_fields["input_prefix"].default}]},
+        },
+    }
+    assert uploads["Targets"][0]["Arn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    failures = resource("BatchFailuresRule")["Properties"]
+    assert failures["EventPattern"]["detail"]["jobQueue"] == [{"Ref": "JobQueue"}]
+    assert failures["Targets"][0]["Arn"] == {"Fn::GetAtt": ["StatusQueue", "Arn"]}
+    failed_jobs = resource("FailedJobsRule")["Properties"]
+    assert failed_jobs["EventBusName"] == {"Fn::GetAtt": ["EventBus", "Name"]}
+    assert failed_jobs["EventPattern"]["source"] == [DONE_EVENT_SOURCE]
+    assert failed_jobs["EventPattern"]["detail-type"] == [DONE_EVENT_DETAIL_TYPE]
+    # EventBridge may write only to the queues its own rules target.
+    for policy in resources("AWS::SQS::QueuePolicy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+            assert "aws:SourceArn" in statement["Condition"]["ArnEquals"]
+
+
+def test_batch_array_job_and_capacity_choices() -> None:
+    parameters = load_template()["Parameters"]
+    assert {"EC2", "SPOT", "FARGATE", "FARGATE_SPOT"} == set(
+        parameters["ComputeType"]["AllowedValues"]
+    )
+    for name in ("MinVcpus", "MaxVcpus", "InstanceTypes", "EndpointInstanceType"):
+        assert name in parameters
+    for name in ("EndpointInstanceCount", "ModelDataUrl", "Stage"):
+        assert name in parameters
+    definition = resource("JobDefinition")["Properties"]
+    assert definition["Type"] == "container"
+    assert definition["ContainerProperties"]["ReadonlyRootFilesystem"] is True
+    assert "JobRoleArn" in definition["ContainerProperties"]
+
+
+def test_endpoint_autoscales_on_invocations_per_instance() -> None:
+    policy = resource("EndpointScalingPolicy")["Properties"]
+    metric = policy["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
+    assert metric["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+    target = resource("EndpointScaling")["Properties"]
+    assert target["MinCapacity"] == {"Ref": "EndpointInstanceCount"}
+    model = resource("Model")["Properties"]
+    assert model["PrimaryContainer"]["ModelDataUrl"] == {"Ref": "ModelDataUrl"}
+
+
+def test_tracing_alarms_and_dashboard() -> None:
+    for name, function in resources("AWS::Lambda::Function").items():
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
+    alarms = resources("AWS::CloudWatch::Alarm")
+    watched = json.dumps(alarms)
+    for queue in ("IngestDeadLetterQueue", "SchedulerDeadLetterQueue", "StatusDeadLetterQueue"):
+        assert queue in watched
+    assert "FailedJobsRule" in watched
+    assert "Invocation5XXErrors" in watched
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+    body = resource("Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    assert len(widgets) >= 6
+
+
+def test_image_build_trigger_code_compiles() -> None:
+    code = resource("ImageBuildTrigger")["Properties"]["Code"]["ZipFile"]
+    compile(code, "index.py", "exec")
+    assert resource("Images")["Properties"]["ImageTag"] == {"Ref": "ImageTag"}
+    for name in ("JobDefinition", "Model"):
+        assert resource(name)["DependsOn"] == "Images"
+
+
+def test_buildspec_builds_both_images_from_the_repository_root() -> None:
+    spec = yaml.safe_load(BUILDSPEC.read_text())
+    assert spec["version"] == 0.2
+    script = "\n".join(spec["phases"]["build"]["commands"])
+    assert "services/inference_worker/Dockerfile" in script
+    assert "model/server/Dockerfile" in script
+    assert WORKER_DOCKERFILE.exists()
+    assert "CFN_RESPONSE_URL" in "\n".join(spec["phases"]["build"]["finally"])
+    variables = {
+        variable["Name"]
+        for variable in resource("ImageBuildProject")["Properties"]["Environment"][
+            "EnvironmentVariables"
+        ]
+    }
+    assert {"WORKER_REPOSITORY_URI", "MODEL_SERVER_REPOSITORY_URI", "IMAGE_TAG"} <= variables
+    assert set(re.findall(r"\$\{?([A-Z_]+_URI)\}?", script)) <= variables
+
+
+# ------------------------------------------------------------------ deploy script and docs
+
+
+def test_deploy_script_passes_every_required_parameter() -> None:
+    text = DEPLOY_SH.read_text()
+    block = text[text.index("--parameter-overrides") :]
+    passed = set(re.findall(r'^\s+"([A-Za-z]+)=', block, re.MULTILINE))
+    parameters = load_template()["Parameters"]
+    assert passed <= set(parameters)
+    required = {name for name, parameter in parameters.items() if "Default" not in parameter}
+    assert required <= passed
+    assert "aws cloudformation deploy" in text
+    assert "--capabilities CAPABILITY_IAM" in text
+
+
+def test_docs_list_what_motos_cloudformation_cannot_create() -> None:
+    from moto.cloudformation.parsing import get_model_map
+
+    supported = set(get_model_map())
+    unsupported = {
+        item["Type"]
+        for item in load_template()["Resources"].values()
+        if item["Type"] not in supported
+    }
+    assert unsupported
+    text = "\n".join(path.read_text() for path in DEPLOY_DOCS if path.exists())
+    missing = sorted(kind for kind in unsupported if f"`{kind}`" not in text)
+    assert not missing, f"the deployment docs do not list {missing}"
+
+
+# ------------------------------------------------------------------ packaging
+
+
+def test_lambda_bundle_holds_services_not_worker_or_tests() -> None:
+    names = {
+        path.relative_to(REPO).as_posix()
+        for path in package_lambda.collect(package_lambda.LAMBDA_SOURCES)
+    }
+    assert "services/ingest/handler.py" in names
+    assert "shared/settings.py" in names
+    assert not any(name.startswith(("services/inference_worker/", "tests/")) for name in names)
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
+
+
+def test_source_bundle_leaves_out_model_artifacts(tmp_path: Path) -> None:
+    (tmp_path / "model" / "artifacts").mkdir(parents=True)
+    (tmp_path / "model" / "artifacts" / "xgboost-model.json").write_text("{}")
+    (tmp_path / "model" / "server").mkdir()
+    (tmp_path / "model" / "server" / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / "model" / "__pycache__").mkdir()
+    (tmp_path / "model" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"x")
+    files = package_lambda.collect(["model"], tmp_path)
+    assert [path.relative_to(tmp_path).as_posix() for path in files] == ["model/server/Dockerfile"]
+
+
+def test_archives_are_reproducible(tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "xgboost-model.json").write_text('{"learner": {}}')
+    first = package_lambda.build_model(model_dir, tmp_path / "a.tar.gz")
+    (model_dir / "xgboost-model.json").touch()
+    second = package_lambda.build_model(model_dir, tmp_path / "b.tar.gz")
+    assert first == second
+    import tarfile
+
+    with tarfile.open(tmp_path / "a.tar.gz") as archive:
+        assert archive.getnames() == ["xgboost-model.json"]
+
+    source = tmp_path / "f.py"
+    source.write_text("x = 1\n")
+    package_lambda.write_zip(tmp_path / "a.zip", [(source, "f.py")])
+    source.touch()
+    package_lambda.write_zip(tmp_path / "b.zip", [(source, "f.py")])
+    assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        assert archive.namelist() == ["f.py"]
+
+
+def test_model_archive_needs_a_model(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="make model"):
+        package_lambda.build_model(tmp_path, tmp_path / "model.tar.gz")
