@@ -30,7 +30,7 @@ TEMPLATE = REPO / "infra" / "cloudformation" / "byom.yaml"
 BUILDSPEC = REPO / "infra" / "buildspec.yml"
 DEPLOY_SH = REPO / "infra" / "deploy.sh"
 WORKER_DOCKERFILE = REPO / "services" / "inference_worker" / "Dockerfile"
-DEPLOY_DOCS = (REPO / "README.md", REPO / "infra" / "DEPLOY.md")
+DEPLOY_DOCS = (REPO / "README.md",)
 
 # Every setting that names or locates a resource: the template must pass each.
 WHERE_THINGS_LIVE = {
