@@ -31,8 +31,8 @@ up: venv model
 	$(PY) -m infra.local.up --model-dir $(MODEL_DIR)
 
 lint: venv
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
+	$(PY) -m ruff check --no-cache .
+	$(PY) -m ruff format --check --no-cache .
 
 typecheck: venv
 	$(PY) -m mypy .

@@ -38,7 +38,3 @@ class ModelError(ByomError):
 
 class EndpointUnavailable(ByomError):
     """The endpoint kept throttling or failing after every retry."""
-
-
-class StaleJob(ByomError):
-    """The job is no longer in a state that accepts this change (a duplicate or late message)."""

@@ -1,14 +1,10 @@
-"""Sending byom's messages to SQS, and reading them back from Lambda-shaped records."""
+"""Sending byom's messages to SQS, carrying the trace along."""
 
 from __future__ import annotations
-
-from typing import TypeVar
 
 from pydantic import BaseModel
 
 from shared import aws, tracing
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def send(queue_url: str, message: BaseModel) -> str:
@@ -19,7 +15,3 @@ def send(queue_url: str, message: BaseModel) -> str:
         MessageSystemAttributes=tracing.sqs_trace_attributes(),
     )
     return response["MessageId"]
-
-
-def parse(body: str, model: type[M]) -> M:
-    return model.model_validate_json(body)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from shared import aws
 from shared.errors import InputError
+from shared.multipart import MultipartWriter
 
 GZIP_MAGIC = b"\x1f\x8b"
 _READ = 1024 * 1024
-_PART = 8 * 1024 * 1024
 # Small files can compress extremely well (a column of zeros); the ratio limit
 # starts to apply only past this many inflated bytes.
 _RATIO_FLOOR = 16 * 1024 * 1024
@@ -41,62 +41,42 @@ def inflate_to(
 ) -> Staged:
     s3 = aws.s3()
     body = s3.get_object(Bucket=bucket, Key=key, IfMatch=aws.if_match(etag))["Body"]
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=target_key)["UploadId"]
-    parts: list[dict[str, object]] = []
-    pending = bytearray()
     read = written = 0
     in_member = False
     # wbits 16+MAX_WBITS: gzip framing; members are concatenated by looping below.
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def flush_part() -> None:
-        number = len(parts) + 1
-        etag = s3.upload_part(
-            Bucket=bucket, Key=target_key, UploadId=upload_id, PartNumber=number,
-            Body=bytes(pending),
-        )["ETag"]  # fmt: skip
-        parts.append({"PartNumber": number, "ETag": etag})
-        pending.clear()
-
     try:
-        while block := body.read(_READ):
-            read += len(block)
-            data = block
-            while data:
-                in_member = True
-                out = inflater.decompress(data, _READ)
-                data = inflater.unconsumed_tail
-                if inflater.eof:
-                    data = inflater.unused_data + data
-                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    in_member = False
-                written += len(out)
-                if written > max_bytes:
-                    raise InputError(
-                        uri,
-                        f"inflates to more than the {max_bytes}-byte limit (BYOM_MAX_FILE_BYTES)",
-                    )
-                if written > _RATIO_FLOOR and written > max_ratio * read:
-                    raise InputError(
-                        uri,
-                        f"inflates more than {max_ratio} times (BYOM_MAX_COMPRESSION_RATIO); "
-                        "refusing what looks like a decompression bomb",
-                    )
-                pending += out
-                if len(pending) >= _PART:
-                    flush_part()
-        if in_member:
-            raise InputError(uri, "is a truncated gzip file")
-        if pending or not parts:
-            flush_part()
-        done = s3.complete_multipart_upload(
-            Bucket=bucket, Key=target_key, UploadId=upload_id,
-            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-        )  # fmt: skip
+        with MultipartWriter(s3, bucket, target_key, content_type="text/csv") as staged:
+            while block := body.read(_READ):
+                read += len(block)
+                data = block
+                while data:
+                    in_member = True
+                    out = inflater.decompress(data, _READ)
+                    data = inflater.unconsumed_tail
+                    if inflater.eof:
+                        data = inflater.unused_data + data
+                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                        in_member = False
+                    written += len(out)
+                    _check_limits(read, written, max_bytes=max_bytes, max_ratio=max_ratio, uri=uri)
+                    staged.write(out)
+            if in_member:
+                raise InputError(uri, "is a truncated gzip file")
+            staged_etag = staged.complete()
     except zlib.error as exc:
-        s3.abort_multipart_upload(Bucket=bucket, Key=target_key, UploadId=upload_id)
         raise InputError(uri, f"is not valid gzip: {exc}") from None
-    except BaseException:
-        s3.abort_multipart_upload(Bucket=bucket, Key=target_key, UploadId=upload_id)
-        raise
-    return Staged(key=target_key, etag=done["ETag"].strip('"'), size=written)
+    return Staged(key=target_key, etag=staged_etag, size=written)
+
+
+def _check_limits(read: int, written: int, *, max_bytes: int, max_ratio: int, uri: str) -> None:
+    if written > max_bytes:
+        raise InputError(
+            uri, f"inflates to more than the {max_bytes}-byte limit (BYOM_MAX_FILE_BYTES)"
+        )
+    if written > _RATIO_FLOOR and written > max_ratio * read:
+        raise InputError(
+            uri,
+            f"inflates more than {max_ratio} times (BYOM_MAX_COMPRESSION_RATIO); "
+            "refusing what looks like a decompression bomb",
+        )

@@ -14,12 +14,10 @@ from dataclasses import dataclass
 
 from shared import aws, naming
 from shared.errors import ByomError
+from shared.multipart import MIN_PART, MultipartWriter
 from shared.schemas import JobItem
 
 log = logging.getLogger(__name__)
-
-MIN_PART = 5 * 1024 * 1024
-TARGET_PART = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,53 +47,13 @@ def assemble(job: JobItem) -> int:
     """Write ``job.output_key`` from the chunk outputs; returns its size in bytes."""
     s3 = aws.s3()
     outputs = list_chunk_outputs(job)
-    upload = s3.create_multipart_upload(
-        Bucket=job.bucket, Key=job.output_key, ContentType="text/csv"
-    )
-    upload_id = upload["UploadId"]
-    parts: list[dict[str, object]] = []
-    buffer = bytearray()
-
-    def put_buffer() -> None:
-        number = len(parts) + 1
-        etag = s3.upload_part(
-            Bucket=job.bucket,
-            Key=job.output_key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=bytes(buffer),
-        )["ETag"]
-        parts.append({"PartNumber": number, "ETag": etag})
-        buffer.clear()
-
-    try:
-        for output in outputs:
-            if output.size >= MIN_PART and not buffer:
-                number = len(parts) + 1
-                copied = s3.upload_part_copy(
-                    Bucket=job.bucket,
-                    Key=job.output_key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": job.bucket, "Key": output.key},
-                )
-                parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+    with MultipartWriter(s3, job.bucket, job.output_key, content_type="text/csv") as output:
+        for chunk in outputs:
+            if chunk.size >= MIN_PART and output.copy(chunk.key):
                 continue
-            buffer += s3.get_object(Bucket=job.bucket, Key=output.key)["Body"].read()
-            if len(buffer) >= TARGET_PART:
-                put_buffer()
-        if buffer or not parts:
-            put_buffer()
-        s3.complete_multipart_upload(
-            Bucket=job.bucket,
-            Key=job.output_key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-        )
-    except BaseException:
-        s3.abort_multipart_upload(Bucket=job.bucket, Key=job.output_key, UploadId=upload_id)
-        raise
-    total = sum(output.size for output in outputs)
+            output.write(s3.get_object(Bucket=job.bucket, Key=chunk.key)["Body"].read())
+        output.complete()
+    total = sum(chunk.size for chunk in outputs)
     log.info(
         "output assembled", extra={"job_id": job.job_id, "key": job.output_key, "bytes": total}
     )

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.status.assemble import MIN_PART, assemble, assemble_errors
+from services.status.assemble import assemble, assemble_errors
 from shared import aws, naming
+from shared.multipart import MIN_PART
 from shared.schemas import JobItem, JobState
 from shared.settings import get_settings
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost
-from model.data import generate, write_feature_csv
 
+from model.data import generate, write_feature_csv
 from tests.integration.conftest import start_stack
 from tests.integration.helpers import collect_done_events, job_item, keys_under
 
