@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from shared import aws, naming
+from shared import aws, metrics, naming
 from shared.events import publish_done
 from shared.jobs import JobStore
 from shared.schemas import JobItem
@@ -35,6 +35,9 @@ def announce(job: JobItem, store: JobStore) -> None:
     publish_done(job)
     store.mark_event_sent(job.job_id)
     remove_staging(job)
+    metrics.count(f"Jobs{job.state.value.title()}")
+    metrics.count("RowsScored", job.rows)
+    metrics.count("RowsRejected", job.bad_rows)
     log.info(
         "job finished",
         extra={"job_id": job.job_id, "state": job.state.value, "rows": job.rows},

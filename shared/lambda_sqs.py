@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from shared import logs, tracing
+from shared import logs, metrics, tracing
 
 LambdaHandler = Callable[[dict[str, Any], Any], PartialItemFailureResponse]
 
@@ -44,6 +44,7 @@ def sqs_handler(service: str, process: Callable[[str], object]) -> LambdaHandler
                 event=event, record_handler=record_handler, processor=processor, context=context
             )
         finally:
+            metrics.flush()
             tracing.flush()
 
     return handler

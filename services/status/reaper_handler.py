@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.status.reaper import reap
-from shared import logs, tracing
+from shared import logs, metrics, tracing
 
 logs.configure("byom-reaper")
 tracing.configure("byom-reaper")
@@ -16,4 +16,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         with tracing.span("byom-reaper.run"):
             return {"reaped": reap()}
     finally:
+        metrics.flush()
         tracing.flush()
