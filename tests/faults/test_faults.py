@@ -20,6 +20,7 @@ import pytest
 
 from infra.local.stack import LocalStack, StackConfig
 from model.data import generate, write_feature_csv
+from shared import naming
 from shared.jobs import JobStore
 from shared.schemas import ChunkDone, JobItem, JobState
 from tests.integration.helpers import collect_done_events, job_item, keys_under
@@ -154,12 +155,13 @@ def test_duplicate_events_and_reuploads_make_one_job(stack, aws, model_dir):
 def test_worker_killed_mid_chunk_is_retried(stack, aws, model_dir):
     data = csv_bytes(40_000, seed=23)  # ~24 chunks: workers run for a while
     key = "input/killed-worker.csv"
-    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    put = aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    job_id = naming.job_id_for(stack.config.bucket, key, put["ETag"])
     batch_pid = stack.services["batch"].pid
     killed: list[int] = []
     deadline = time.monotonic() + 60
     while len(killed) < 2 and time.monotonic() < deadline:
-        for pid in workers_of(batch_pid):
+        for pid in workers_of(batch_pid, job_id):
             if pid not in killed:
                 time.sleep(0.4)  # let it get into a chunk
                 try:
@@ -281,10 +283,11 @@ def test_local_aws_frozen_mid_job(stack, aws, model_dir):
     (SIGSTOP) instead: every service sees its calls hang, then carries on."""
     data = csv_bytes(20_000, seed=27)
     key = "input/frozen-aws.csv"
-    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    put = aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
+    job_id = naming.job_id_for(stack.config.bucket, key, put["ETag"])
     moto = stack.services["moto"]
     deadline = time.monotonic() + 30
-    while not workers_of(stack.services["batch"].pid) and time.monotonic() < deadline:
+    while not workers_of(stack.services["batch"].pid, job_id) and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(moto.pid, signal.SIGSTOP)
     try:
@@ -299,14 +302,16 @@ def test_local_aws_frozen_mid_job(stack, aws, model_dir):
 def test_worker_killed_on_every_attempt_fails_the_job(stack, aws):
     """No completion ever comes; Batch's own FAILED state change must end the job."""
     key = "input/always-killed.csv"
-    aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=csv_bytes(50, seed=28))
+    put = aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=csv_bytes(50, seed=28))
+    job_id = naming.job_id_for(stack.config.bucket, key, put["ETag"])
     batch_pid = stack.services["batch"].pid
     uri = f"s3://{stack.config.bucket}/{key}"
     killed: set[int] = set()
     deadline = time.monotonic() + 90
     found: dict = {}
     while time.monotonic() < deadline and not found:
-        for pid in set(workers_of(batch_pid)) - killed:
+        # only this job's workers: children of earlier tests may still be exiting
+        for pid in set(workers_of(batch_pid, job_id)) - killed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)

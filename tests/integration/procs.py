@@ -22,13 +22,23 @@ def _parent(pid: int) -> int | None:
     return None
 
 
-def workers_of(batch_runner_pid: int) -> list[int]:
-    """PIDs of worker processes whose parent is the given local Batch runner."""
+def _environment(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def workers_of(batch_runner_pid: int, job_id: str | None = None) -> list[int]:
+    """PIDs of worker processes of the given local Batch runner (and byom job)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
-        if _parent(pid) == batch_runner_pid and WORKER_MODULE in _cmdline(pid):
+        if _parent(pid) != batch_runner_pid or WORKER_MODULE not in _cmdline(pid):
+            continue
+        if job_id is None or _environment(pid).get("BYOM_JOB_ID") == job_id:
             found.append(pid)
     return found
