@@ -39,6 +39,14 @@ def _queue_arn(sqs: Any, url: str) -> str:
     return arn
 
 
+def _route(
+    events: Any, rule: str, pattern: dict[str, Any], target_arn: str, *, bus: str = "default"
+) -> None:
+    """An EventBridge rule that sends what matches ``pattern`` to one target."""
+    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "1", "Arn": target_arn}])
+
+
 def bootstrap(
     endpoint_url: str,
     region: str,
@@ -80,40 +88,31 @@ def bootstrap(
         dlq_urls[name] = dlq_url
 
     events.create_event_bus(Name=event_bus)
-    events.put_rule(
-        Name=f"{prefix}-uploads",
-        EventPattern=json.dumps(
-            {
-                "source": ["aws.s3"],
-                "detail-type": ["Object Created"],
-                "detail": {
-                    "bucket": {"name": [bucket]},
-                    "object": {"key": [{"prefix": input_prefix}]},
-                },
-            }
-        ),
+    _route(
+        events,
+        f"{prefix}-uploads",
+        {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {
+                "bucket": {"name": [bucket]},
+                "object": {"key": [{"prefix": input_prefix}]},
+            },
+        },
+        _queue_arn(sqs, queue_urls["ingest"]),
     )
-    events.put_targets(
-        Rule=f"{prefix}-uploads",
-        Targets=[{"Id": "ingest", "Arn": _queue_arn(sqs, queue_urls["ingest"])}],
-    )
-
-    events.put_rule(
-        Name=f"{prefix}-batch-failures",
-        EventPattern=json.dumps(
-            {
-                "source": ["aws.batch"],
-                "detail-type": ["Batch Job State Change"],
-                "detail": {
-                    "status": ["FAILED"],
-                    "jobQueue": [f"arn:aws:batch:{region}:{ACCOUNT}:job-queue/{batch_job_queue}"],
-                },
-            }
-        ),
-    )
-    events.put_targets(
-        Rule=f"{prefix}-batch-failures",
-        Targets=[{"Id": "status", "Arn": _queue_arn(sqs, queue_urls["status"])}],
+    _route(
+        events,
+        f"{prefix}-batch-failures",
+        {
+            "source": ["aws.batch"],
+            "detail-type": ["Batch Job State Change"],
+            "detail": {
+                "status": ["FAILED"],
+                "jobQueue": [f"arn:aws:batch:{region}:{ACCOUNT}:job-queue/{batch_job_queue}"],
+            },
+        },
+        _queue_arn(sqs, queue_urls["status"]),
     )
 
     dynamodb.create_table(
@@ -132,16 +131,11 @@ def subscribe_done_events(
     sqs = client("sqs", endpoint_url, region)
     events = client("events", endpoint_url, region)
     queue_url: str = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
-    events.put_rule(
-        Name=f"{queue_name}-rule",
-        EventBusName=event_bus,
-        EventPattern=json.dumps(
-            {"source": [DONE_EVENT_SOURCE], "detail-type": [DONE_EVENT_DETAIL_TYPE]}
-        ),
-    )
-    events.put_targets(
-        Rule=f"{queue_name}-rule",
-        EventBusName=event_bus,
-        Targets=[{"Id": "subscriber", "Arn": _queue_arn(sqs, queue_url)}],
+    _route(
+        events,
+        f"{queue_name}-rule",
+        {"source": [DONE_EVENT_SOURCE], "detail-type": [DONE_EVENT_DETAIL_TYPE]},
+        _queue_arn(sqs, queue_url),
+        bus=event_bus,
     )
     return queue_url

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from datetime import UTC, datetime
 
 import numpy as np
@@ -23,7 +22,12 @@ from model.data import generate, write_feature_csv
 from shared import naming
 from shared.jobs import JobStore
 from shared.schemas import ChunkDone, JobItem, JobState
-from tests.integration.helpers import collect_done_events, job_item, keys_under
+from tests.integration.helpers import (
+    collect_done_events,
+    job_item,
+    keys_under,
+    set_model_faults,
+)
 from tests.integration.procs import workers_of
 from tests.integration.test_pipeline import expected_predictions
 
@@ -75,14 +79,7 @@ def no_faults_left(stack):
 
 
 def set_faults(stack: LocalStack, status: int, count: int) -> None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{stack.model_port}/_byom/faults",
-        data=json.dumps({"status": status, "count": count}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
+    set_model_faults(f"http://127.0.0.1:{stack.model_port}", status, count)
 
 
 def csv_bytes(rows: int, seed: int) -> bytes:

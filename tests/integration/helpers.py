@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from typing import Any
 
 
@@ -35,3 +36,15 @@ def job_item(dynamodb: Any, table: str, job_id: str) -> dict[str, Any]:
 def keys_under(s3: Any, bucket: str, prefix: str) -> list[str]:
     response = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
     return [obj["Key"] for obj in response.get("Contents", [])]
+
+
+def set_model_faults(model_server_url: str, status: int, count: int) -> None:
+    """Make the model server answer ``status`` to its next ``count`` invocations."""
+    request = urllib.request.Request(
+        f"{model_server_url}/_byom/faults",
+        data=json.dumps({"status": status, "count": count}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-import urllib.request
 
 import pytest
 from aiobotocore.config import AioConfig
@@ -15,6 +13,7 @@ from infra.local.processes import Service, free_port, http_ok, wait_until
 from infra.local.stack import REPO
 from services.inference_worker.endpoint import AdaptiveLimiter, Endpoint
 from shared.errors import EndpointUnavailable, ModelError
+from tests.integration.helpers import set_model_faults
 
 pytestmark = pytest.mark.integration
 
@@ -49,16 +48,6 @@ def server(model_dir, tmp_path_factory):
         service.stop()
 
 
-def set_faults(url: str, status: int, count: int) -> None:
-    request = urllib.request.Request(
-        f"{url}/_byom/faults",
-        data=json.dumps({"status": status, "count": count}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request, timeout=5).close()
-
-
 async def with_endpoint(url: str, body, **options):
     session = get_session()
     async with session.create_client(
@@ -91,7 +80,7 @@ def test_model_error_is_not_retried_and_keeps_its_message(server):
 
 
 def test_throttling_is_retried_and_shrinks_the_limit(server):
-    set_faults(server, 429, 3)
+    set_model_faults(server, 429, 3)
 
     async def body(endpoint):
         answer = await endpoint.invoke_csv(ROW * 5)
@@ -104,7 +93,7 @@ def test_throttling_is_retried_and_shrinks_the_limit(server):
 
 
 def test_retries_are_bounded(server):
-    set_faults(server, 500, 100)
+    set_model_faults(server, 500, 100)
     try:
 
         async def body(endpoint):
@@ -113,7 +102,7 @@ def test_retries_are_bounded(server):
 
         asyncio.run(with_endpoint(server, body, attempts=3))
     finally:
-        set_faults(server, 500, 0)
+        set_model_faults(server, 500, 0)
 
 
 def test_limiter_bounds_concurrency_and_recovers():
