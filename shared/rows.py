@@ -73,7 +73,9 @@ def line_problem(raw: bytes, *, line: int, columns: int, uri: str) -> InputError
         except ValueError:
             return InputError(uri, f"{_shorten(cell)!r} is not a number", line=line, column=index)
         if not math.isfinite(value):
-            return InputError(uri, f"{cell!r} is not a finite number", line=line, column=index)
+            return InputError(
+                uri, f"{_shorten(cell)!r} is not a finite number", line=line, column=index
+            )
     return None
 
 

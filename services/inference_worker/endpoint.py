@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
@@ -89,6 +89,11 @@ class Endpoint:
                 code = exc.response.get("Error", {}).get("Code", "")
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 message = exc.response.get("Error", {}).get("Message", str(exc))
+                if code == "ModelError":
+                    # SageMaker reports any container error as a 424 ModelError;
+                    # the container's own status says whether a retry can help.
+                    original: Any = exc.response.get("OriginalStatusCode")
+                    status = int(original) if original else status
                 if code in _THROTTLED or status == 429:
                     self.limiter.throttled()
                 elif status < 500:

@@ -81,7 +81,8 @@ def find_upload(event: S3ObjectCreatedEvent) -> Upload | None:
             head = aws.s3().head_object(Bucket=bucket, Key=key, IfMatch=aws.if_match(etag))
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status in (404, 412):
+            # 403 too: without ListBucket on the key, S3 says 403 for a missing key.
+            if status in (403, 404, 412):
                 continue
             raise
         return Upload(bucket, key, etag, head["ContentLength"], head.get("Metadata", {}))
