@@ -53,11 +53,8 @@ def stack(model_dir, tmp_path_factory):
             "BYOM_INVOKE_BACKOFF_MAX_SECONDS": "0.2",
         },
     )
-    stack = LocalStack(config).start()
-    try:
+    with LocalStack(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

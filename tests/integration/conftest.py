@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.processes import Service, free_port, http_ok, wait_until
-from infra.local.stack import REPO, LocalStack, StackConfig
+from infra.local.stack import REPO
 
 MODEL_DIR = REPO / "model" / "artifacts"
 
@@ -41,10 +41,3 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield endpoint
     finally:
         service.stop()
-
-
-def start_stack(model_dir: Path, log_dir: Path, **overrides: object) -> LocalStack:
-    config = StackConfig(model_dir=model_dir, log_dir=log_dir)
-    for name, value in overrides.items():
-        setattr(config, name, value)
-    return LocalStack(config).start()

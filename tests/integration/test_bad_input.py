@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.local.stack import LocalStack, StackConfig
 from model.data import generate, write_feature_csv
-from tests.integration.conftest import start_stack
 from tests.integration.helpers import collect_done_events, job_item, keys_under
 
 pytestmark = pytest.mark.integration
@@ -32,15 +32,13 @@ LIMIT = 512 * MIB
 
 @pytest.fixture(scope="module")
 def stack(model_dir, tmp_path_factory):
-    stack = start_stack(
-        model_dir,
-        tmp_path_factory.mktemp("bad-input-logs"),
+    config = StackConfig(
+        model_dir=model_dir,
+        log_dir=tmp_path_factory.mktemp("bad-input-logs"),
         settings={"BYOM_MAX_FILE_BYTES": str(LIMIT), "BYOM_CHUNK_BYTES": str(MIB)},
     )
-    try:
+    with LocalStack(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import xgboost
 
+from infra.local.stack import LocalStack, StackConfig
 from model.data import generate, write_feature_csv
-from tests.integration.conftest import start_stack
 from tests.integration.helpers import collect_done_events, job_item, keys_under
 
 pytestmark = pytest.mark.integration
@@ -21,15 +21,13 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def stack(model_dir, tmp_path_factory):
-    stack = start_stack(
-        model_dir,
-        tmp_path_factory.mktemp("stack-logs"),
+    config = StackConfig(
+        model_dir=model_dir,
+        log_dir=tmp_path_factory.mktemp("stack-logs"),
         settings={"BYOM_CHUNK_BYTES": str(4 * MIB), "BYOM_CHUNKS_PER_CHILD": "3"},
     )
-    try:
+    with LocalStack(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
