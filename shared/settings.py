@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # Job lifecycle.
     job_deadline_seconds: int = Field(default=6 * 3600, ge=1)
     job_ttl_days: int = Field(default=90, ge=1)
+    # Files at or under this size are scored by the scheduler itself, without Batch.
+    inline_max_bytes: int = Field(default=1 * MIB, ge=0)
+    # The worker compute environment's MaxVcpus: arrays are sized not to exceed it.
+    max_vcpus: int = Field(default=256, ge=1)
 
 
 @lru_cache(maxsize=1)
