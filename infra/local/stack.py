@@ -112,7 +112,8 @@ class LocalStack:
     def _start(self) -> None:
         python = sys.executable
         moto = self._service(
-            "moto", [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)]
+            "moto",
+            [python, "-m", "infra.local.moto_server", "-H", "127.0.0.1", "-p", str(self.moto_port)],
         )
         moto.start()
         model = self._service(

@@ -29,7 +29,15 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     service = Service(
         name="moto",
-        command=[sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        command=[
+            sys.executable,
+            "-m",
+            "infra.local.moto_server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         env={"PATH": "/usr/bin:/bin"},
         log_path=tmp_path_factory.mktemp("moto") / "moto.log",
         cwd=REPO,
