@@ -2,16 +2,24 @@
 
 Used by whichever service learns that a job is over: ingest (bad upload), status
 (last chunk, failed chunk, failed Batch child, dead letter) and the reaper.
+
+A FAILED job keeps nothing of its work: its array is terminated and its output
+object deleted, every time its ending is announced (idempotent, so a duplicate
+or a sweep by the reaper can redo what a crash left undone). Whatever a
+terminated child still writes is followed by its completion message, and status
+sweeps the chunk's staging objects when that completion finds the job ended.
 """
 
 from __future__ import annotations
 
 import logging
 
+from botocore.exceptions import ClientError
+
 from shared import aws, metrics, naming
 from shared.events import publish_done
 from shared.jobs import JobStore
-from shared.schemas import JobItem
+from shared.schemas import JobItem, JobState
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +33,17 @@ def fail(job_id: str, error: str, store: JobStore, errors_key: str | None = None
 
 
 def announce(job: JobItem, store: JobStore) -> None:
-    """Send the done event unless it went out already, then tidy the staging area.
+    """Make a finished job's ending hold, send the done event unless it went out
+    already, then tidy the staging area.
 
-    The event is sent before it is recorded as sent, so a crash in between sends
-    it twice rather than never (subscribers dedupe on ``job_id``).
+    A FAILED job's work is undone first, also when the event went out before: a
+    late assembly or write may have come after the first announcement. The event
+    is sent before it is recorded as sent, so a crash in between sends it twice
+    rather than never (subscribers dedupe on ``job_id``).
     """
+    if job.state is JobState.FAILED:
+        stop_workers(job)
+        remove_output(job, store)
     if store.event_sent(job.job_id):
         return
     publish_done(job)
@@ -41,6 +55,46 @@ def announce(job: JobItem, store: JobStore) -> None:
     log.info(
         "job finished",
         extra={"job_id": job.job_id, "state": job.state.value, "rows": job.rows},
+    )
+
+
+def stop_workers(job: JobItem) -> None:
+    """Terminate the job's array: its children would only write for a dead job."""
+    if not job.batch_job_id:
+        return
+    try:
+        aws.batch().terminate_job(
+            jobId=job.batch_job_id, reason=f"byom job {job.job_id} ended FAILED"
+        )
+    except ClientError as exc:
+        # Batch's 4xx (ClientException): it no longer knows the job, so nothing runs.
+        if exc.response.get("Error", {}).get("Code") != "ClientException":
+            raise
+        log.warning(
+            "Batch refused to terminate the array",
+            extra={"job_id": job.job_id, "batch_job_id": job.batch_job_id, "error": str(exc)},
+        )
+
+
+def remove_output(job: JobItem, store: JobStore) -> None:
+    """A FAILED job has no output: delete it, if the name is this job's own.
+
+    The claim check keeps a job whose item names an unclaimed key (one the
+    dead-letter handler made up) from deleting another job's output.
+    """
+    if store.owns_output(job.job_id, job.output_key):
+        aws.s3().delete_object(Bucket=job.bucket, Key=job.output_key)
+
+
+def remove_chunk_staging(job: JobItem, chunk_index: int) -> None:
+    """Delete what a worker wrote for one chunk (a late write for an ended job)."""
+    keys = (
+        naming.chunk_output_key(job.job_id, chunk_index),
+        naming.chunk_errors_key(job.job_id, chunk_index),
+    )
+    aws.s3().delete_objects(
+        Bucket=job.bucket,
+        Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
     )
 
 

@@ -2,6 +2,10 @@
 
 Every change is a conditional write, so a duplicate or late message can never
 move a job backwards, count a chunk twice, or reopen a finished job.
+
+The table also holds name claims (``name#<output key>``, see ``claim_output_key``).
+They have no ``state``, so every scan here, which filters on ``state``, skips them,
+and ``get`` never parses one as a job.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from shared import aws, naming
+from shared.errors import ByomError
 from shared.schemas import JobItem, JobState, S3ObjectCreatedEvent
 from shared.settings import get_settings
 
@@ -124,7 +129,50 @@ class JobStore:
             raise
         return True
 
+    def claim_output_key(self, job_id: str, input_key: str, created_at: datetime) -> str:
+        """Reserve an output name no other job has, and return it.
+
+        The first candidate nobody else holds wins, in one conditional put each;
+        a job that claims again (a retried ingest) gets the name it holds back.
+        A claim expires with the jobs, which is safe: its name carries the
+        creation second, which no later upload can have.
+        """
+        candidates = naming.output_key_candidates(input_key, created_at, job_id)
+        expires_at = int((_now() + timedelta(days=get_settings().job_ttl_days)).timestamp())
+        for candidate in candidates:
+            try:
+                self.client.put_item(
+                    TableName=self.table,
+                    Item=_to_attrs(
+                        {
+                            "job_id": naming.name_claim_id(candidate),
+                            "owner": job_id,
+                            "expires_at": expires_at,
+                        }
+                    ),
+                    ConditionExpression="attribute_not_exists(job_id) OR #owner = :me",
+                    ExpressionAttributeNames={"#owner": "owner"},
+                    ExpressionAttributeValues=_to_attrs({":me": job_id}),
+                )
+            except ClientError as exc:
+                if _conditional_failed(exc):
+                    continue
+                raise
+            return candidate
+        raise ByomError(f"job {job_id}: every output name is taken: {candidates}")
+
+    def owns_output(self, job_id: str, output_key: str) -> bool:
+        """Whether ``output_key`` was claimed by this job (so it may delete it)."""
+        response = self.client.get_item(
+            TableName=self.table,
+            Key=_to_attrs({"job_id": naming.name_claim_id(output_key)}),
+            ConsistentRead=True,
+        )
+        return bool(_from_attrs(response.get("Item", {})).get("owner") == job_id)
+
     def get(self, job_id: str) -> JobItem | None:
+        if job_id.startswith(naming.NAME_CLAIM_PREFIX):
+            return None  # a name claim, not a job
         response = self.client.get_item(
             TableName=self.table, Key=_to_attrs({"job_id": job_id}), ConsistentRead=True
         )
@@ -169,7 +217,11 @@ class JobStore:
         return JobItem.model_validate(_from_attrs(response["Attributes"]))
 
     def mark_submitted(self, job_id: str, batch_job_id: str) -> JobItem | None:
-        """Record the array job; the state moves only if no chunk has finished yet."""
+        """Record the array job; the state moves only if no chunk has finished yet.
+
+        None when another submission was recorded first or the job has ended: the
+        caller must then stop the array it submitted, since nobody else knows it.
+        """
         moved = self._transition(job_id, JobState.SUBMITTED, {"batch_job_id": batch_job_id})
         if moved is not None:
             return moved
@@ -178,10 +230,11 @@ class JobStore:
                 TableName=self.table,
                 Key=_to_attrs({"job_id": job_id}),
                 UpdateExpression="SET batch_job_id = :id",
-                ConditionExpression=(
-                    "attribute_exists(job_id) AND attribute_not_exists(batch_job_id)"
+                ConditionExpression="#state = :running AND attribute_not_exists(batch_job_id)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=_to_attrs(
+                    {":id": batch_job_id, ":running": JobState.RUNNING.value}
                 ),
-                ExpressionAttributeValues=_to_attrs({":id": batch_job_id}),
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
@@ -267,6 +320,28 @@ class JobStore:
             FilterExpression="deadline_epoch < :now AND #state IN ("
             + ", ".join(f":s{i}" for i in range(len(live)))
             + ")",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues=_to_attrs(values),
+            ConsistentRead=True,
+        )
+        return [
+            JobItem.model_validate(_from_attrs(item)) for page in pages for item in page["Items"]
+        ]
+
+    def unannounced(self, finished_before: datetime) -> list[JobItem]:
+        """Terminal jobs whose done event is not recorded as sent, ended before the cutoff.
+
+        Whoever ends a job announces it at once; a job left here was ended by a
+        process that died or failed to publish in between.
+        """
+        ended = [state for state in JobState if state.terminal]
+        values: dict[str, Any] = {":cutoff": finished_before.isoformat().replace("+00:00", "Z")}
+        values.update({f":s{i}": state.value for i, state in enumerate(ended)})
+        paginator = self.client.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=self.table,
+            FilterExpression="attribute_not_exists(event_sent) AND updated_at < :cutoff "
+            "AND #state IN (" + ", ".join(f":s{i}" for i in range(len(ended))) + ")",
             ExpressionAttributeNames={"#state": "state"},
             ExpressionAttributeValues=_to_attrs(values),
             ConsistentRead=True,

@@ -1,7 +1,11 @@
 """Deterministic names: job ids and every S3 key byom writes.
 
-Names derive only from the uploaded object and the job's creation time, so a
-retried step writes to the same place instead of leaving a second copy.
+Names derive only from the uploaded object, the job's creation time and the job
+id, so a retried step writes to the same place instead of leaving a second copy.
+Flattening can map different keys to one name (``a/b.csv``, ``a_b.csv``,
+``a:b.csv``), so the output name is claimed in the jobs table
+(``JobStore.claim_output_key``), trying the candidates of ``output_key_candidates``
+in turn; the errors report then follows the name the job got.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ def safe_name(key: str) -> str:
     return name
 
 
+NAME_CLAIM_PREFIX = "name#"  # claim items share the jobs table; job ids are hex
+_FRAGMENT = 8  # hex digits of the job id that tell two same-named outputs apart
+
+
 def _report_name(key: str, created_at: datetime) -> str:
     name = safe_name(key).removesuffix(".gz")
     if not name.lower().endswith(".csv"):
@@ -46,12 +54,39 @@ def _report_name(key: str, created_at: datetime) -> str:
 
 
 def output_key(key: str, created_at: datetime) -> str:
+    """The output name an upload would like: ``output/<UTC second>-<name>.csv``."""
     return get_settings().output_prefix + _report_name(key, created_at)
 
 
-def errors_key(key: str, created_at: datetime) -> str:
-    """Where the rejected rows of a job are listed (line, column, reason)."""
-    return get_settings().errors_prefix + _report_name(key, created_at)
+def tagged(output: str, tag: str) -> str:
+    """``output/<ts>-a_b.csv`` with ``tag`` before the extension: ``...-a_b-<tag>.csv``."""
+    return f"{output.removesuffix('.csv')}-{tag}.csv"
+
+
+def output_key_candidates(key: str, created_at: datetime, job_id: str) -> list[str]:
+    """The names a job may claim, best first.
+
+    The plain name serves the common case. When another job holds it, a short
+    fragment of the job id tells them apart; the whole id (unique per upload)
+    is the last resort should even that be taken.
+    """
+    plain = output_key(key, created_at)
+    return [plain, tagged(plain, job_id[:_FRAGMENT]), tagged(plain, job_id)]
+
+
+def name_claim_id(output: str) -> str:
+    """The jobs-table key of the item that reserves ``output`` for one job."""
+    return NAME_CLAIM_PREFIX + output
+
+
+def errors_key(output: str) -> str:
+    """Where the rejected rows of the job writing ``output`` are listed.
+
+    Derived from the job's claimed output name, never from the input key again,
+    so two jobs whose outputs differ cannot share an errors report either.
+    """
+    settings = get_settings()
+    return settings.errors_prefix + output.removeprefix(settings.output_prefix)
 
 
 def staging_prefix(job_id: str) -> str:

@@ -5,6 +5,11 @@ shape; the messages the handler reports in ``batchItemFailures`` (or all of them
 when it raises) are left for the visibility timeout to return, which is what
 makes the queue's redrive policy move poison messages to the DLQ.
 
+The handler runs in its own process (``Runtime``, Lambda's execution environment):
+imported once, reused while it behaves, and killed when an invocation runs past
+``--timeout-seconds``. As on Lambda, a timed-out invocation returns its whole
+batch to the queue, and the next one starts a fresh process.
+
     python -m infra.local.poller --queue-url URL [--queue-url URL ...] \\
         --handler services.status.handler:handler
 """
@@ -14,11 +19,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import multiprocessing
 import signal
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
@@ -78,14 +87,119 @@ def load_handler(spec: str) -> Handler:
     return handler
 
 
+# Lambda gives a function's initialisation (imports, module-level set-up) 10 s;
+# these machines are slower and shared, so the local limit is generous.
+INIT_TIMEOUT_SECONDS = 120.0
+
+
+class InvocationFailed(Exception):
+    """The handler raised, timed out or died: the whole batch goes back to the queue."""
+
+
+def _serve(spec: str, function_name: str, timeout_seconds: int, conn: Connection) -> None:
+    """The execution environment: import the handler, then run one event at a time."""
+    try:
+        handler = load_handler(spec)
+    except BaseException:
+        conn.send(("init_error", traceback.format_exc()))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            event = conn.recv()
+        except EOFError:  # the poller is gone
+            return
+        context = LambdaContext(function_name=function_name, timeout_seconds=timeout_seconds)
+        try:
+            conn.send(("ok", handler(event, context) or {}))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
+
+
+class Runtime:
+    """One Lambda execution environment for ``spec``, in a child process.
+
+    ``invoke`` waits at most the function's timeout; past it the process is
+    killed mid-invocation, whatever the handler is doing, as Lambda does.
+    """
+
+    def __init__(self, spec: str, *, function_name: str, timeout_seconds: int) -> None:
+        self.spec = spec
+        self.function_name = function_name
+        self.timeout_seconds = timeout_seconds
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start a fresh environment and wait for its initialisation."""
+        self.stop()
+        # spawn, not fork: a fresh interpreter, as a cold start is, sharing no
+        # sockets or locks with the poller.
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=_serve,
+            args=(self.spec, self.function_name, self.timeout_seconds, child),
+            name=f"{self.function_name}-runtime",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+        if not parent.poll(INIT_TIMEOUT_SECONDS):
+            self.stop()
+            raise InvocationFailed(f"{self.spec}: init took over {INIT_TIMEOUT_SECONDS:.0f} s")
+        try:
+            kind, payload = parent.recv()
+        except EOFError:
+            kind, payload = "init_error", "the runtime exited during init"
+        if kind != "ready":
+            self.stop()
+            raise InvocationFailed(f"{self.spec}: init failed\n{payload}")
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join()
+        self._process = self._conn = None
+
+    def ensure_started(self) -> None:
+        if self._process is None or not self._process.is_alive():
+            self.start()
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The handler's result; raises ``InvocationFailed`` if there is none."""
+        self.ensure_started()
+        assert self._conn is not None
+        self._conn.send(event)
+        if not self._conn.poll(self.timeout_seconds):
+            self.stop()  # killed in the middle of whatever it was doing
+            raise InvocationFailed(f"Task timed out after {self.timeout_seconds} seconds")
+        try:
+            kind, payload = self._conn.recv()
+        except EOFError:
+            self.stop()
+            raise InvocationFailed("the runtime exited during the invocation") from None
+        if kind != "ok":
+            raise InvocationFailed(f"the handler raised\n{payload}")
+        result: dict[str, Any] = payload
+        return result
+
+
 def poll(
     queue_urls: list[str],
-    handler: Handler,
+    runtime: Runtime,
     *,
     function_name: str,
     batch_size: int,
     wait_seconds: int,
-    timeout_seconds: int,
     should_stop: Callable[[], bool],
 ) -> None:
     """Poll the queues in turn (one event source mapping each) until told to stop."""
@@ -104,11 +218,13 @@ def poll(
         received = 0
         for url in queue_urls:
             try:
+                # Start (or restart) the environment before taking messages, so
+                # a cold start does not eat into their visibility timeout.
+                runtime.ensure_started()
                 received += _poll_once(
-                    sqs, url, arns[url], region, handler, function_name, batch_size, wait,
-                    timeout_seconds,
-                )  # fmt: skip
-            except (BotoCoreError, ClientError):
+                    sqs, url, arns[url], region, runtime, function_name, batch_size, wait
+                )
+            except (BotoCoreError, ClientError, InvocationFailed):
                 # Like Lambda's event source mapping: keep polling through outages.
                 log.exception("polling %s failed; trying again", url)
                 time.sleep(1)
@@ -121,11 +237,10 @@ def _poll_once(
     queue_url: str,
     queue_arn: str,
     region: str,
-    handler: Handler,
+    runtime: Runtime,
     function_name: str,
     batch_size: int,
     wait_seconds: int,
-    timeout_seconds: int,
 ) -> int:
     response = sqs.receive_message(
         QueueUrl=queue_url,
@@ -138,11 +253,12 @@ def _poll_once(
     if not messages:
         return 0
     event = {"Records": [to_lambda_record(m, queue_arn, region) for m in messages]}
-    context = LambdaContext(function_name=function_name, timeout_seconds=timeout_seconds)
     try:
-        result = handler(event, context) or {}
-    except Exception:
-        log.exception("handler raised; the whole batch will be retried")
+        result = runtime.invoke(event)
+    except InvocationFailed as exc:
+        log.error(
+            "%s: %s; the whole batch of %d will be retried", function_name, exc, len(messages)
+        )
         return len(messages)
     failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
     done = [
@@ -174,15 +290,20 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    poll(
-        args.queue_url,
-        load_handler(args.handler),
-        function_name=args.function_name,
-        batch_size=args.batch_size,
-        wait_seconds=args.wait_seconds,
-        timeout_seconds=args.timeout_seconds,
-        should_stop=lambda: stopping,
+    runtime = Runtime(
+        args.handler, function_name=args.function_name, timeout_seconds=args.timeout_seconds
     )
+    try:
+        poll(
+            args.queue_url,
+            runtime,
+            function_name=args.function_name,
+            batch_size=args.batch_size,
+            wait_seconds=args.wait_seconds,
+            should_stop=lambda: stopping,
+        )
+    finally:
+        runtime.stop()
 
 
 if __name__ == "__main__":

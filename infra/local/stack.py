@@ -13,18 +13,30 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from infra.local import resources
 from infra.local.processes import Service, free_port, http_ok, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+class Function(NamedTuple):
+    """A Lambda function as the template configures it: handler, timeout, batch size."""
+
+    handler: str
+    timeout_seconds: int
+    batch_size: int
+
+
+# Ingest (reads and inflates the upload) and status (assembles the output) take
+# one message per invocation: a slow upload must not time out a batch of others.
 HANDLERS = {
-    "ingest": "services.ingest.handler:handler",
-    "scheduler": "services.scheduler.handler:handler",
-    "status": "services.status.handler:handler",
+    "ingest": Function("services.ingest.handler:handler", 120, 1),
+    "scheduler": Function("services.scheduler.handler:handler", 30, 10),
+    "status": Function("services.status.handler:handler", 300, 1),
 }
-DEAD_LETTER_HANDLER = "services.status.dead_letter_handler:handler"
+DEAD_LETTERS = Function("services.status.dead_letter_handler:handler", 60, 10)
 REAPER_HANDLER = "services.status.reaper_handler:handler"
 WORKER_COMMAND = f"{sys.executable} -m services.inference_worker.main"
 
@@ -151,14 +163,16 @@ class LocalStack:
             ],
         )  # fmt: skip
         batch.start()
-        for name, handler in HANDLERS.items():
+        for name, function in HANDLERS.items():
             self._service(
                 name,
                 [
                     python, "-m", "infra.local.poller",
                     "--queue-url", self.resources.queue_urls[name],
-                    "--handler", handler,
+                    "--handler", function.handler,
                     "--function-name", f"byom-{name}",
+                    "--timeout-seconds", str(function.timeout_seconds),
+                    "--batch-size", str(function.batch_size),
                 ],
             ).start()  # fmt: skip
         dead_letter_queues = [
@@ -168,8 +182,10 @@ class LocalStack:
             "dead-letters",
             [
                 python, "-m", "infra.local.poller", *dead_letter_queues,
-                "--handler", DEAD_LETTER_HANDLER,
+                "--handler", DEAD_LETTERS.handler,
                 "--function-name", "byom-dead-letters",
+                "--timeout-seconds", str(DEAD_LETTERS.timeout_seconds),
+                "--batch-size", str(DEAD_LETTERS.batch_size),
             ],
         ).start()  # fmt: skip
         self._service(

@@ -109,7 +109,9 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         return None
 
     job = new_job(event).model_copy(update={"input_key": upload.key})
-    job = job.model_copy(update={"output_key": naming.output_key(upload.key, job.created_at)})
+    job = job.model_copy(
+        update={"output_key": store.claim_output_key(job_id, upload.key, job.created_at)}
+    )
     try:
         policy = row_policy(upload)
         plan = plan_job(job_id, upload, policy)

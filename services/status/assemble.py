@@ -82,6 +82,6 @@ def assemble_errors(job: JobItem) -> str | None:
     body = ERRORS_HEADER + b"".join(
         s3.get_object(Bucket=job.bucket, Key=key)["Body"].read() for key in keys
     )
-    target = naming.errors_key(job.input_key, job.created_at)
+    target = naming.errors_key(job.output_key)  # follows the output's claimed name
     s3.put_object(Bucket=job.bucket, Key=target, Body=body, ContentType="text/csv")
     return target

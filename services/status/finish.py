@@ -5,20 +5,33 @@ from __future__ import annotations
 import logging
 
 from services.status.assemble import assemble, assemble_errors
+from shared import aws
 from shared.endings import announce, fail
 from shared.jobs import JobStore
-from shared.schemas import JobItem
+from shared.schemas import JobItem, JobState
 
 log = logging.getLogger(__name__)
 
 
 def succeed(job: JobItem, store: JobStore) -> None:
-    """All chunks are in: write the output, then mark the job SUCCEEDED."""
+    """All chunks are in: write the output, then mark the job SUCCEEDED.
+
+    The output must be complete before SUCCEEDED is written, so it exists for a
+    moment before the job says so. A failure (reaper, dead letter, failed child)
+    that wins that moment deletes the output itself; if it came before the
+    output was completed, the loss of the SUCCEEDED write is seen here and the
+    output just written is deleted again (``announce`` of a FAILED job does it).
+    """
     errors_key = assemble_errors(job) if job.bad_rows else None
     assemble(job)
     finished = store.succeed(job.job_id, errors_key) or store.get(job.job_id)
-    if finished is not None and finished.state.terminal:
-        announce(finished, store)
+    if finished is None or not finished.state.terminal:
+        return
+    if finished.state is JobState.FAILED:
+        log.warning("job failed while its output was assembled", extra={"job_id": job.job_id})
+        if errors_key and finished.errors_key != errors_key:
+            aws.s3().delete_object(Bucket=job.bucket, Key=errors_key)
+    announce(finished, store)
 
 
 def too_many_bad_rows(job: JobItem, store: JobStore) -> None:

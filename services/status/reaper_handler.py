@@ -14,7 +14,8 @@ tracing.configure("byom-reaper")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         with tracing.span("byom-reaper.run"):
-            return {"reaped": reap()}
+            run = reap()
+            return {"reaped": run.reaped, "announced": run.announced, "troubled": run.troubled}
     finally:
         metrics.flush()
         tracing.flush()

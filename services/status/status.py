@@ -12,7 +12,7 @@ import logging
 
 from services.status.batch_events import handle_batch_event
 from services.status.finish import succeed, too_many_bad_rows
-from shared.endings import announce, fail
+from shared.endings import announce, fail, remove_chunk_staging
 from shared.jobs import JobStore
 from shared.schemas import BatchJobStateChange, ChunkDone
 
@@ -39,7 +39,9 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
                 f"chunk {message.chunk_index} failed after {message.attempt} attempt(s): "
                 f"{failure.reason}"
             )
-        fail(message.job_id, reason, store)
+        failed = fail(message.job_id, reason, store)
+        if failed is not None:
+            remove_chunk_staging(failed, message.chunk_index)
         return
 
     recorded = store.record_chunk(
@@ -50,6 +52,10 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
         return
     job = recorded.job
     if job.state.terminal:
+        # A late worker (its job ended, its array terminated) wrote this chunk
+        # after staging was removed: every write is followed by its completion,
+        # so sweeping here leaves nothing behind.
+        remove_chunk_staging(job, message.chunk_index)
         announce(job, store)
         return
     if not recorded.first_time:

@@ -102,3 +102,51 @@ def test_event_sent_flag(store):
     assert not store.event_sent("job-1")
     store.mark_event_sent("job-1")
     assert store.event_sent("job-1")
+
+
+CREATED = datetime(2026, 11, 25, 3, 33, 2, tzinfo=UTC)
+
+
+def test_uploads_named_alike_in_one_second_claim_distinct_outputs(store):
+    keys = ["input/a/b.csv", "input/a_b.csv", "input/a b.csv", "input/a:b.csv", "input/a_b.csv.gz"]
+    claimed = [
+        store.claim_output_key(f"{i:x}" * 32, key, CREATED) for i, key in enumerate(keys, 1)
+    ]
+    assert claimed[0] == "output/20261125T033302Z-a_b.csv"  # the common case keeps its name
+    assert len(set(claimed)) == len(keys)
+    # Two uploads of one key in one second are two jobs: two names as well.
+    assert store.claim_output_key("f" * 32, "input/a_b.csv", CREATED) not in claimed
+
+
+def test_a_retried_claim_gets_its_own_name_back(store):
+    first = store.claim_output_key("1" * 32, "input/x.csv", CREATED)
+    taken = store.claim_output_key("2" * 32, "input/x.csv", CREATED)
+    assert store.claim_output_key("1" * 32, "input/x.csv", CREATED) == first
+    assert store.claim_output_key("2" * 32, "input/x.csv", CREATED) == taken
+    assert store.owns_output("1" * 32, first) and not store.owns_output("2" * 32, first)
+    assert not store.owns_output("1" * 32, "output/never-claimed.csv")
+
+
+def test_name_claims_are_never_taken_for_jobs(store):
+    output = store.claim_output_key("1" * 32, "input/x.csv", CREATED)
+    assert store.get(f"name#{output}") is None
+    assert store.overdue(2**40) == []
+    assert store.unannounced(datetime(2100, 1, 1, tzinfo=UTC)) == []
+
+
+def test_unannounced_lists_terminal_jobs_without_their_event(store):
+    for job_id in ("live", "failed", "announced"):
+        store.create(new_job(job_id))
+    store.fail("failed", "boom")
+    store.fail("announced", "boom")
+    store.mark_event_sent("announced")
+    later = datetime(2100, 1, 1, tzinfo=UTC)
+    assert [job.job_id for job in store.unannounced(later)] == ["failed"]
+    assert store.unannounced(datetime(2000, 1, 1, tzinfo=UTC)) == []  # within the grace
+
+
+def test_a_submission_after_the_job_ended_is_not_recorded(store):
+    store.create(new_job())
+    store.fail("job-1", "boom")
+    assert store.mark_submitted("job-1", "batch-a") is None
+    assert store.get("job-1").batch_job_id is None
