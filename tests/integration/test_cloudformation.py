@@ -251,7 +251,7 @@ def test_bucket_is_encrypted_and_named_by_stage(deployed: Deployed) -> None:
 
 def test_queues_have_dead_letters_encryption_and_visibility(deployed: Deployed) -> None:
     sqs = deployed.client("sqs")
-    expected_visibility = {"ingest": 720, "scheduler": 180, "status": 1800}
+    expected_visibility = {"ingest": 720, "scheduler": 360, "status": 1800}
     for name, visibility in expected_visibility.items():
         url = sqs.get_queue_url(QueueName=f"byom-{deployed.stage}-{name}")["QueueUrl"]
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -332,6 +332,8 @@ def test_functions_consume_their_queues_with_partial_failures(deployed: Deployed
         mapping = mappings[f"byom-{stage}-{queue}"]
         assert mapping["FunctionArn"].endswith(f":function:byom-{stage}-{function}")
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        # Long work (an upload, inline scoring, an assembly) is not batched.
+        assert mapping["BatchSize"] == (10 if queue.endswith("-dlq") else 1), queue
     for function in ("ingest", "scheduler", "status", "dead-letters", "reaper"):
         configuration = lambda_.get_function_configuration(FunctionName=f"byom-{stage}-{function}")
         assert configuration["Runtime"] == "python3.12"
@@ -401,6 +403,21 @@ def test_services_read_exactly_what_the_stack_outputs(deployed: Deployed) -> Non
     }
     worker_expected = {k: v for k, v in expected.items() if k not in NOT_FOR_THE_WORKER}
     assert {name: worker[name] for name in worker_expected} == worker_expected
+    # Arrays are sized to the compute environment the stack actually made.
+    batch = deployed.client("batch")
+    (queue,) = batch.describe_job_queues(jobQueues=[outputs["BatchJobQueueArn"]])["jobQueues"]
+    (compute,) = batch.describe_compute_environments(
+        computeEnvironments=[queue["computeEnvironmentOrder"][0]["computeEnvironment"]]
+    )["computeEnvironments"]
+    assert worker["BYOM_MAX_VCPUS"] == str(compute["computeResources"]["maxvCpus"])
+    for function in ("ingest", "scheduler", "status", "dead-letters", "reaper"):
+        environment = lambda_.get_function_configuration(FunctionName=f"byom-{stage}-{function}")[
+            "Environment"
+        ]["Variables"]
+        assert str(environment["BYOM_MAX_VCPUS"]) == worker["BYOM_MAX_VCPUS"], function
+        assert str(environment["BYOM_INLINE_MAX_BYTES"]) == worker["BYOM_INLINE_MAX_BYTES"], (
+            function
+        )
 
     # ... and each value names a resource that exists.
     assert expected["BYOM_REGION"] == REGION
@@ -413,7 +430,6 @@ def test_services_read_exactly_what_the_stack_outputs(deployed: Deployed) -> Non
         account_and_name = expected[variable].split("amazonaws.com/", 1)[1]
         actual = sqs.get_queue_url(QueueName=account_and_name.split("/")[1])["QueueUrl"]
         assert actual.endswith(f"/{account_and_name}")
-    batch = deployed.client("batch")
     assert batch.describe_job_queues(jobQueues=[expected["BYOM_BATCH_JOB_QUEUE"]])["jobQueues"]
     assert batch.describe_job_definitions(jobDefinitions=[expected["BYOM_BATCH_JOB_DEFINITION"]])[
         "jobDefinitions"

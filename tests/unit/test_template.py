@@ -9,8 +9,12 @@ and the packaging helper. Nothing here starts a process.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
+import sys
+import types
+import urllib.request
 import zipfile
 from functools import cache
 from pathlib import Path
@@ -46,8 +50,20 @@ WHERE_THINGS_LIVE = {
 }
 # The job definition cannot name itself; the worker never submits jobs anyway.
 NOT_FOR_THE_WORKER = {"BYOM_BATCH_JOB_DEFINITION"}
-# Allowed on "*": actions that have no resource-level permissions at all.
-ACTIONS_WITHOUT_RESOURCES = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+# Allowed on "*": actions that have no resource-level permissions at all (the
+# Service Authorization Reference lists no resource type for them).
+ACTIONS_WITHOUT_RESOURCES = {
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "batch:ListJobs",
+}
+# Tuning settings whose template value is not a default but the deployment's own
+# figure: BYOM_MAX_VCPUS is the compute environment's MaxvCpus (checked below);
+# the setting's default serves the local Batch runner, which has no such bound.
+DEPLOYMENT_FIGURES = {"BYOM_MAX_VCPUS"}
+# Every job Batch runs for byom carries this tag (the scheduler's SubmitJob).
+BYOM_JOB_TAG = "byom:job-id"
+BATCH_JOB_ARN = {"Fn::Sub": "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:job/*"}
 AWS_MANAGED_POLICIES = {
     "AWSXRayDaemonWriteAccess",
     "service-role/AmazonEC2ContainerServiceforEC2Role",
@@ -142,6 +158,47 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def role_statements(role: str) -> list[dict[str, Any]]:
+    """The Allow statements a role holds: its inline policies and byom's managed ones."""
+    properties = resource(role)["Properties"]
+    documents = [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
+    documents += [
+        resource(arn["Ref"])["Properties"]["PolicyDocument"]
+        for arn in properties.get("ManagedPolicyArns", [])
+        if set(arn) == {"Ref"}
+    ]
+    return [
+        statement
+        for document in documents
+        for statement in document["Statement"]
+        if statement["Effect"] == "Allow"
+    ]
+
+
+def granting(role: str, action: str) -> list[dict[str, Any]]:
+    return [s for s in role_statements(role) if action in as_list(s["Action"])]
+
+
+def object_resources(role: str, action: str) -> set[str]:
+    """The data-bucket key patterns (``input/*``...) a role may use ``action`` on."""
+    found: set[str] = set()
+    for statement in granting(role, action):
+        for item in as_list(statement["Resource"]):
+            text = item.get("Fn::Sub", "") if isinstance(item, dict) else ""
+            if text.startswith("${DataBucket.Arn}/"):
+                found.add(text.removeprefix("${DataBucket.Arn}/"))
+    return found
+
+
+def listable_prefixes(role: str) -> set[str]:
+    """The s3:prefix patterns under which a role may list the data bucket."""
+    found: set[str] = set()
+    for statement in granting(role, "s3:ListBucket"):
+        assert statement["Resource"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}, role
+        found |= set(statement["Condition"]["StringLike"]["s3:prefix"])
+    return found
+
+
 # ------------------------------------------------------------------ linting
 
 
@@ -219,6 +276,8 @@ def test_tuning_defaults_match_settings() -> None:
     for variable, value in worker_environment().items():
         if set(value) != {"Ref"} or value["Ref"] not in parameters:
             continue
+        if variable in DEPLOYMENT_FIGURES:
+            continue
         field = Settings.model_fields[variable.removeprefix("BYOM_").lower()]
         assert str(parameters[value["Ref"]]["Default"]) == str(field.default), variable
 
@@ -231,6 +290,21 @@ def test_worker_retries_and_timeout_follow_the_settings() -> None:
             environment["BYOM_WORKER_TIMEOUT_SECONDS"]
             == definition["Timeout"]["AttemptDurationSeconds"]
         )
+
+
+def test_services_size_arrays_and_inline_scoring_from_the_template() -> None:
+    compute = resource("ComputeEnvironment")["Properties"]["ComputeResources"]["Fn::If"]
+    fargate, ec2 = compute[1], compute[2]
+    parameters = load_template()["Parameters"]
+    for environment in [*lambda_environments().values(), worker_environment()]:
+        # The compute environment's actual bound, whichever capacity type is chosen.
+        assert environment["BYOM_MAX_VCPUS"] == fargate["MaxvCpus"] == ec2["MaxvCpus"]
+        assert environment["BYOM_INLINE_MAX_BYTES"] == {"Ref": "InlineMaxBytes"}
+    assert (
+        parameters["InlineMaxBytes"]["Default"]
+        == Settings.model_fields["inline_max_bytes"].default
+        == 1048576
+    )
 
 
 def test_endpoint_name_is_the_one_services_call() -> None:
@@ -313,6 +387,76 @@ def test_bucket_permissions_use_byoms_prefixes() -> None:
     assert used <= prefixes
 
 
+def test_list_bucket_is_conditioned_on_byoms_prefixes() -> None:
+    fields = Settings.model_fields
+    prefixes = {
+        fields[name].default + "*"
+        for name in ("input_prefix", "staging_prefix", "output_prefix", "errors_prefix")
+    }
+    listing = [
+        (name, statement)
+        for name, document in policy_documents()
+        for statement in document["Statement"]
+        if statement["Effect"] == "Allow" and "s3:ListBucket" in as_list(statement["Action"])
+    ]
+    assert {name for name, _ in listing} >= {"WorkerJobRole/score-chunks", "StatusRole/status"}
+    for name, statement in listing:
+        condition = statement.get("Condition", {})
+        assert set(condition) == {"StringLike"}, f"{name} lists the whole bucket"
+        assert set(condition["StringLike"]) == {"s3:prefix"}, name
+        patterns = set(as_list(condition["StringLike"]["s3:prefix"]))
+        assert patterns and patterns <= prefixes, f"{name}: {patterns}"
+
+
+def test_missing_keys_are_404_where_services_look_for_them() -> None:
+    # S3 answers 403 for a missing key unless the caller may list it: ingest HEADs
+    # uploads (and reads inflated copies in staging/), workers and status look for
+    # chunk outputs. Each may list exactly where it reads.
+    assert listable_prefixes("IngestRole") == {"input/*", "staging/*"}
+    assert object_resources("IngestRole", "s3:GetObject") == {"input/*", "staging/*"}
+    assert listable_prefixes("WorkerJobRole") == {"staging/*"}
+    assert listable_prefixes("StatusRole") == {"staging/*"}
+
+
+def test_batch_jobs_are_stopped_only_where_byom_submitted_them() -> None:
+    stoppers = {"SchedulerRole", "StatusRole", "ReaperRole", "DeadLettersRole"}
+    for role in resources("AWS::IAM::Role"):
+        terminate = granting(role, "batch:TerminateJob")
+        assert bool(terminate) == (role in stoppers), role
+    for name, document in policy_documents():
+        for statement in document["Statement"]:
+            actions = set(as_list(statement.get("Action", [])))
+            if not actions & {"batch:TerminateJob", "batch:CancelJob"}:
+                continue
+            # Job ARNs are random ids: this account and region, and byom's tag.
+            assert statement["Resource"] == BATCH_JOB_ARN, name
+            assert statement["Condition"] == {
+                "Null": {f"aws:ResourceTag/{BYOM_JOB_TAG}": "false"}
+            }, name
+    assert '"byom:job-id"' in json.dumps(granting("SchedulerRole", "batch:TagResource"))
+
+
+def test_scheduler_finds_earlier_submissions_and_scores_small_files() -> None:
+    (listing,) = granting("SchedulerRole", "batch:ListJobs")
+    assert listing["Resource"] == "*"
+    assert granting("SchedulerRole", "batch:SubmitJob")
+    assert object_resources("SchedulerRole", "s3:GetObject") == {"input/*", "staging/*"}
+    assert object_resources("SchedulerRole", "s3:PutObject") == {"staging/*"}
+    (invoke,) = granting("SchedulerRole", "sagemaker:InvokeEndpoint")
+    assert invoke["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
+        ":endpoint/byom-${Stage}-model"
+    }
+    assert invoke["Resource"]["Fn::Sub"].endswith(
+        resource("Endpoint")["Properties"]["EndpointName"]["Fn::Sub"]
+    )
+    (report,) = granting("SchedulerRole", "sqs:SendMessage")
+    assert report["Resource"] == {"Fn::GetAtt": ["StatusQueue", "Arn"]}
+    function = resource("SchedulerFunction")["Properties"]
+    assert function["MemorySize"] >= 512
+    assert function["Timeout"] >= 60
+
+
 def test_each_function_has_its_own_role() -> None:
     roles = [
         function["Properties"]["Role"]["Fn::GetAtt"][0]
@@ -361,6 +505,15 @@ def test_queues_have_dead_letters_encryption_and_sized_visibility() -> None:
         function = resource(properties["FunctionName"]["Ref"])["Properties"]
         # Lambda's guidance for SQS sources: at least six times the function timeout.
         assert queue["VisibilityTimeout"] >= 6 * function["Timeout"], name
+
+
+def test_long_work_is_not_batched_with_unrelated_messages() -> None:
+    # A batch shares one function timeout: one long upload, inline scoring or
+    # assembly would push the other messages past it, to be redelivered until
+    # their DLQ fails their jobs.
+    mappings = resources("AWS::Lambda::EventSourceMapping")
+    for name in ("IngestEvents", "SchedulerEvents", "StatusEvents"):
+        assert mappings[name]["Properties"]["BatchSize"] == 1, name
 
 
 def test_jobs_table_is_on_demand_with_recovery_and_ttl() -> None:
@@ -445,6 +598,111 @@ def test_image_build_trigger_code_compiles() -> None:
     assert resource("Images")["Properties"]["ImageTag"] == {"Ref": "ImageTag"}
     for name in ("JobDefinition", "Model"):
         assert resource(name)["DependsOn"] == "Images"
+
+
+class _FakeAwsClient:
+    """A boto3 client that records every call; enough for the custom resource's code."""
+
+    def __init__(self, service: str, calls: list[tuple[str, str, dict[str, Any]]]) -> None:
+        self.service, self.calls = service, calls
+        self.exceptions = types.SimpleNamespace(
+            ParameterNotFound=type("ParameterNotFound", (Exception,), {})
+        )
+
+    def __getattr__(self, operation: str) -> Any:
+        def call(**kwargs: Any) -> dict[str, Any]:
+            self.calls.append((self.service, operation, kwargs))
+            return {"build": {"id": "byom-t-images:1"}}
+
+        return call
+
+
+def run_image_build_trigger(
+    request_type: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[dict[str, Any]], str]:
+    """Run the custom resource's inline code with recording fakes of boto3 and urlopen.
+
+    Returns the AWS calls, the responses sent to CloudFormation, and the URL.
+    """
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    responses: list[dict[str, Any]] = []
+    fake_boto3 = types.ModuleType("boto3")
+    fake_boto3.client = lambda service: _FakeAwsClient(service, calls)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "boto3", fake_boto3)
+
+    def urlopen(request: urllib.request.Request, timeout: float) -> io.BytesIO:
+        assert isinstance(request.data, bytes)
+        responses.append({"url": request.full_url, **json.loads(request.data)})
+        return io.BytesIO()
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    function = resource("ImageBuildTrigger")["Properties"]
+    variables = function.get("Environment", {}).get("Variables", {})
+    parameter = variables.get("RESPONSE_URL_PARAMETER", {"Fn::Sub": "unset"})["Fn::Sub"]
+    monkeypatch.setenv("RESPONSE_URL_PARAMETER", parameter.replace("${Stage}", "t"))
+    url = "https://cfn-responses.s3.amazonaws.com/stack%7CImages%7Cr1?X-Amz-Signature=0ff1ce"
+    event = {
+        "RequestType": request_type,
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/byom-t/1",
+        "RequestId": "r1",
+        "LogicalResourceId": "Images",
+        "PhysicalResourceId": "byom-t-images:0",
+        "ResourceProperties": {"Project": "byom-t-images", "ImageTag": "1"},
+    }
+    namespace: dict[str, Any] = {}
+    exec(compile(function["Code"]["ZipFile"], "index.py", "exec"), namespace)
+    namespace["handler"](event, None)
+    return calls, responses, url
+
+
+def test_image_build_gets_the_response_url_only_as_a_secure_parameter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls, responses, url = run_image_build_trigger("Create", monkeypatch)
+    assert responses == []  # the build answers CloudFormation, not the function
+    ((_, _, started),) = [call for call in calls if call[:2] == ("codebuild", "start_build")]
+    overrides = {item["name"]: item for item in started["environmentVariablesOverride"]}
+    # Nothing the build's API shows holds the URL: it is in a SecureString ...
+    assert not [item for item in overrides.values() if url in item["value"]]
+    ((_, _, stored),) = [call for call in calls if call[:2] == ("ssm", "put_parameter")]
+    assert stored["Value"] == url
+    assert stored["Type"] == "SecureString"
+    assert overrides["CFN_RESPONSE_URL"] == {
+        "name": "CFN_RESPONSE_URL",
+        "value": stored["Name"],
+        "type": "PARAMETER_STORE",
+    }
+    # ... and the build still gets every variable its response needs.
+    finally_script = "\n".join(yaml.safe_load(BUILDSPEC.read_text())["phases"]["build"]["finally"])
+    needed = set(re.findall(r"os\.environ\['([A-Z_]+)'\]", finally_script)) - {"CODEBUILD_BUILD_ID"}
+    assert needed | {"CFN_RESPONSE_URL"} <= set(overrides)
+    # The function may write that parameter, and the build may read it.
+    arn = (
+        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+        + resource("ImageBuildTrigger")["Properties"]["Environment"]["Variables"][
+            "RESPONSE_URL_PARAMETER"
+        ]["Fn::Sub"]
+    )
+    (write,) = granting("ImageBuildTriggerRole", "ssm:PutParameter")
+    assert write["Resource"] == {"Fn::Sub": arn}
+    (read,) = granting("ImageBuildRole", "ssm:GetParameters")
+    assert read["Resource"] == {"Fn::Sub": arn}
+
+
+def test_image_build_trigger_removes_the_parameter_on_delete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls, responses, url = run_image_build_trigger("Delete", monkeypatch)
+    assert [call[:2] for call in calls] == [("ssm", "delete_parameter")]
+    (response,) = responses
+    assert response["url"] == url
+    assert response["Status"] == "SUCCESS"
+    assert response["PhysicalResourceId"] == "byom-t-images:0"
+    (delete,) = granting("ImageBuildTriggerRole", "ssm:DeleteParameter")
+    assert (
+        delete["Resource"] == granting("ImageBuildTriggerRole", "ssm:PutParameter")[0]["Resource"]
+    )
 
 
 def test_buildspec_builds_both_images_from_the_repository_root() -> None:
