@@ -1,9 +1,19 @@
-"""Line-boundary chunking of CSV objects without reading them whole.
+"""Chunks of a CSV object: planned by arithmetic, aligned to lines by their readers.
 
-A chunk is a byte range ``[start, end)`` of the uploaded object that begins at the
-start of a line and ends just after a ``\\n`` (or at the end of the object). The
-planner finds each boundary by reading a small window around the nominal offset,
-so planning a 10 GB file costs a few ranged GETs, not a download.
+Planning costs no reads at all: chunk ``i`` is the byte range
+``[data_start + i * chunk_bytes, data_start + (i + 1) * chunk_bytes)``, cut
+anywhere. Each reader then aligns itself the way Hadoop's line record reader
+does, so that every line belongs to exactly one chunk:
+
+    a chunk owns every line whose first byte lies inside its range.
+
+A line starts at ``data_start`` or just after a ``\\n``. So a reader skips the
+partial line it starts in (unless it starts at ``data_start``) and reads past its
+range's end until the line it is in has ended. Neighbours agree without talking:
+a chunk ends at the first ``\\n`` at or after ``end - 1``, and the next one starts
+just after that same ``\\n``. A boundary inside a ``\\r\\n`` pair, inside a quoted
+field, on the last byte or in a file without a final newline needs no special
+case. (Fields cannot contain newlines: the number grammar rejects them.)
 """
 
 from __future__ import annotations
@@ -52,29 +62,48 @@ def find_line_end(
     return size
 
 
-def plan_ranges(
-    read: ReadRange,
-    size: int,
-    *,
-    data_start: int,
-    chunk_bytes: int,
-    max_line_bytes: int,
-    uri: str,
-) -> list[tuple[int, int]]:
-    """Split ``[data_start, size)`` into line-aligned ranges of about ``chunk_bytes``."""
-    ranges: list[tuple[int, int]] = []
-    start = data_start
-    while start < size:
-        target = start + chunk_bytes
-        if target >= size:
-            ranges.append((start, size))
-            break
-        # A boundary at ``target`` is already a line start when byte target-1 is
-        # a newline, which is why the search begins one byte early.
-        end = find_line_end(read, target - 1, size, max_line_bytes=max_line_bytes, uri=uri)
-        ranges.append((start, end))
-        start = end
-    return ranges
+def plan_ranges(data_start: int, size: int, chunk_bytes: int) -> list[tuple[int, int]]:
+    """``[data_start, size)`` cut into ranges of ``chunk_bytes`` (the last one shorter)."""
+    return [
+        (start, min(start + chunk_bytes, size)) for start in range(data_start, size, chunk_bytes)
+    ]
+
+
+def read_start(start: int, data_start: int) -> int:
+    """Where a reader of the range starting at ``start`` begins reading.
+
+    One byte early, so that a range that starts exactly on a line start sees the
+    ``\\n`` before it and keeps that line.
+    """
+    return start if start <= data_start else start - 1
+
+
+def owned_lines(
+    buffer: bytes, buffer_start: int, start: int, end: int, *, data_start: int, size: int
+) -> tuple[int, int] | None:
+    """The byte range ``[first, last)`` of the lines the chunk ``[start, end)`` owns.
+
+    ``buffer`` holds the object's bytes from ``buffer_start``, which must be
+    ``read_start(start, data_start)``. Returns None when the buffer ends before
+    the answer is known (the reader reads on and asks again); ``first == last``
+    when a line longer than the chunk started before it, so it owns no line.
+    """
+    buffer_end = buffer_start + len(buffer)
+    if start <= data_start:
+        first = data_start
+    else:
+        newline = buffer.find(b"\n")
+        if newline < 0:
+            return (end, end) if buffer_end >= end else None
+        first = buffer_start + newline + 1
+    if first >= end:
+        return first, first
+    newline = buffer.find(b"\n", max(end - 1, first) - buffer_start)
+    if newline >= 0:
+        return first, buffer_start + newline + 1
+    if buffer_end >= size:
+        return first, size
+    return None
 
 
 def count_lines(data: bytes) -> int:

@@ -85,9 +85,15 @@ class RowPolicy(_Message):
 
 
 class Chunk(_Message):
+    """A byte range of the object, cut by arithmetic; its reader aligns it to lines.
+
+    The chunk owns every line whose first byte lies in ``[start, end)``
+    (``shared/csvchunks.py``).
+    """
+
     index: int = Field(ge=0)
-    start: int = Field(ge=0)  # byte offset of the chunk's first byte in the object
-    end: int = Field(gt=0)  # byte offset one past its last byte (a line boundary)
+    start: int = Field(ge=0)  # byte offset of the range's first byte in the object
+    end: int = Field(gt=0)  # byte offset one past its last byte
 
 
 class ChunkPlan(_Message):
@@ -100,8 +106,14 @@ class ChunkPlan(_Message):
     etag: str
     size: int = Field(ge=0)
     header: bool  # the first line is a header and is not scored
+    data_start: int = Field(default=0, ge=0)  # where rows begin: after the BOM and header
     policy: RowPolicy = RowPolicy()
     chunks: tuple[Chunk, ...] = Field(min_length=1)
+
+    @property
+    def first_line(self) -> int:
+        """The file's line number of the first row (the header is line 1)."""
+        return 2 if self.header else 1
 
 
 # --- Messages between services ---------------------------------------------------
@@ -197,6 +209,9 @@ class JobItem(BaseModel):
     input_key: str
     input_etag: str
     input_size: int
+    # S3's LastModified of the upload this job scores: a later upload of the same
+    # bytes after a FAILED job is a retry, not a duplicate event.
+    input_last_modified: datetime | None = None
     output_key: str
     plan_key: str | None = None
     created_at: datetime

@@ -58,12 +58,17 @@ class Settings(BaseSettings):
 
     # Array sizing: at most this many children; each takes chunks round-robin.
     max_array_children: int = Field(default=50, ge=1, le=10_000)
-    chunks_per_child: int = Field(default=4, ge=1)
     worker_attempts: int = Field(default=3, ge=1, le=10)
     worker_timeout_seconds: int = Field(default=3600, ge=60)
 
     # The worker's fan-out towards the endpoint.
     invoke_concurrency: int = Field(default=8, ge=1)
+    # What the worker sends: float32 rows as .npy (parsed once, here), or the CSV
+    # text for endpoints that only read text/csv.
+    endpoint_content_type: Literal["application/x-npy", "text/csv"] = "application/x-npy"
+    # Chunks one child reads, parses and scores at once; its memory is about this
+    # many chunks' bytes, whatever the file's size.
+    worker_chunks_in_flight: int = Field(default=2, ge=1, le=16)
     invoke_attempts: int = Field(default=6, ge=1)
     invoke_backoff_seconds: float = Field(default=0.2, gt=0)
     invoke_backoff_max_seconds: float = Field(default=10.0, gt=0)
@@ -79,6 +84,13 @@ class Settings(BaseSettings):
     # Job lifecycle.
     job_deadline_seconds: int = Field(default=6 * 3600, ge=1)
     job_ttl_days: int = Field(default=90, ge=1)
+
+    # Array sizing from the bytes to score: one child per bytes_per_child (a child's
+    # start-up, tens of seconds on Batch, is paid once per child), at most as many
+    # as the compute environment runs at once (max_vcpus over a child's vCPUs) and
+    # max_array_children.
+    worker_vcpus: float = Field(default=1.0, gt=0)
+    bytes_per_child: int = Field(default=64 * MIB, ge=1)
     # Files at or under this size are scored by the scheduler itself, without Batch.
     inline_max_bytes: int = Field(default=1 * MIB, ge=0)
     # The worker compute environment's MaxVcpus: arrays are sized not to exceed it.

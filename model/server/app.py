@@ -16,10 +16,12 @@ Routes:
   invocations fail with that status. Registered only when the server listens on a
   loopback address (or `BYOM_FAULT_API=true`).
 
-Bodies are `text/csv` (one row of numbers per line, no header, "\\n" or "\\r\\n"
-endings) or `application/json` (`{"instances": [[...], ...]}` or a bare list of
-rows). The answer has the type the Accept header asks for, else the request's:
-CSV with one score per input line, or `{"predictions": [...]}`.
+Bodies are `application/x-npy` (a 2-D numeric array, as byom's workers send: the
+rows were parsed once, in the worker), `text/csv` (one row of numbers per line, no
+header, "\\n" or "\\r\\n" endings) or `application/json` (`{"instances": [[...],
+...]}` or a bare list of rows). The answer has the type the Accept header asks
+for, else the request's: CSV with one score per input line, `.npy`, or
+`{"predictions": [...]}`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from aiohttp import web
 
 from model.flavors import BadRequest, Model, ModelLoadError, load_model
@@ -52,6 +56,7 @@ CLIENT_MAX_SIZE = MAX_PAYLOAD + 1024 * 1024
 
 CSV = "text/csv"
 JSON = "application/json"
+NPY = "application/x-npy"
 
 _CORAL = "http://internal.amazon.com/coral/"
 # The `x-amzn-ErrorType` SageMaker sends for each status; botocore turns the part
@@ -172,15 +177,51 @@ def parse_json(body: bytes, feature_count: int | None) -> np.ndarray:
     return rows
 
 
+def parse_npy(body: bytes, feature_count: int | None) -> np.ndarray:
+    """A 2-D numeric ``.npy`` array (SageMaker's ``application/x-npy``); never unpickles."""
+    try:
+        rows: np.ndarray = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise BadRequest(f"the body is not a .npy array of numbers: {exc}") from exc
+    if not isinstance(rows, np.ndarray) or rows.dtype.kind not in "fiub":
+        raise BadRequest("the .npy body must hold a numeric array")
+    if rows.ndim == 1:
+        rows = rows.reshape(1, -1)
+    if rows.ndim != 2 or not rows.size:
+        raise BadRequest(f"expected rows of features, got an array of shape {rows.shape}")
+    if feature_count is not None and rows.shape[1] != feature_count:
+        raise BadRequest(f"expected {feature_count} features per row, got {rows.shape[1]}")
+    features = np.asarray(rows, dtype=np.float32)
+    if not np.isfinite(features).all():
+        row = int(np.flatnonzero(~np.isfinite(features).all(axis=1))[0])
+        raise BadRequest(f"row {row} holds a value that is not a finite float32")
+    return features
+
+
 def format_csv(predictions: np.ndarray) -> bytes:
-    """One line per row; numpy's shortest round-trip text for each value."""
-    text = predictions.astype(str).tolist()
-    lines = text if predictions.ndim == 1 else [",".join(row) for row in text]
-    return ("\n".join(lines) + "\n").encode()
+    """One line per row, each value in its shortest round-trip text.
+
+    pyarrow's CSV writer formats in C++, with no Python object per row: about
+    10x faster than numpy's ``astype(str)`` for a million probabilities.
+    """
+    columns = predictions.reshape(len(predictions), -1)
+    table = pa.table({f"c{i}": columns[:, i] for i in range(columns.shape[1])})
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    return buffer.getvalue()
+
+
+def format_npy(predictions: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, predictions, allow_pickle=False)
+    return buffer.getvalue()
 
 
 def format_json(predictions: np.ndarray) -> bytes:
     return json.dumps({"predictions": predictions.tolist()}).encode()
+
+
+ENCODERS = {CSV: format_csv, JSON: format_json, NPY: format_npy}
 
 
 def _media_type(header: str) -> str:
@@ -192,11 +233,11 @@ def _response_type(accept: str | None, content_type: str) -> str:
         return content_type
     for part in accept.split(","):
         wanted = _media_type(part)
-        if wanted in (CSV, JSON):
+        if wanted in (CSV, JSON, NPY):
             return wanted
         if wanted in ("*/*", "text/*", "application/*", ""):
             return content_type
-    raise Problem(406, f"cannot answer with {accept!r}; accept {CSV} or {JSON}")
+    raise Problem(406, f"cannot answer with {accept!r}; accept {CSV}, {JSON} or {NPY}")
 
 
 def score(model: Model, body: bytes, content_type: str, accept: str | None) -> tuple[bytes, str]:
@@ -204,12 +245,14 @@ def score(model: Model, body: bytes, content_type: str, accept: str | None) -> t
     answer = _response_type(accept, content_type)
     if content_type == CSV:
         rows = parse_csv(body, model.feature_count)
+    elif content_type == NPY:
+        rows = parse_npy(body, model.feature_count)
     elif content_type == JSON:
         rows = parse_json(body, model.feature_count)
     else:
-        raise Problem(415, f"cannot read {content_type!r}; send {CSV} or {JSON}")
+        raise Problem(415, f"cannot read {content_type!r}; send {CSV}, {NPY} or {JSON}")
     predictions = model.predict(rows)
-    return (format_csv(predictions) if answer == CSV else format_json(predictions)), answer
+    return ENCODERS[answer](predictions), answer
 
 
 # --- handlers ----------------------------------------------------------------------

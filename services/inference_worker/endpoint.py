@@ -2,7 +2,8 @@
 
 botocore's own retries are off for these calls so that one policy decides: throttling
 halves the concurrency limit (it grows back by one per success, AIMD style), and
-throttling, 5xx and connection errors are retried with full-jitter exponential
+throttling, 5xx and transport errors (refused, reset, closed connections, bodies
+cut off mid-read) are retried with full-jitter exponential
 backoff, a bounded number of times. A model error (the model rejected the input)
 is never retried.
 """
@@ -14,7 +15,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
 from shared.errors import EndpointUnavailable, ModelError
 
@@ -72,14 +73,17 @@ class Endpoint:
         self.retries = 0
 
     async def invoke_csv(self, payload: bytes) -> bytes:
+        return await self.invoke(payload, content_type="text/csv", accept="text/csv")
+
+    async def invoke(self, payload: bytes, *, content_type: str, accept: str) -> bytes:
         last_error = "no attempt made"
         for attempt in range(1, self.attempts + 1):
             try:
                 async with self.limiter:
                     response = await self.client.invoke_endpoint(
                         EndpointName=self.name,
-                        ContentType="text/csv",
-                        Accept="text/csv",
+                        ContentType=content_type,
+                        Accept=accept,
                         Body=payload,
                     )
                     body = await response["Body"].read()
@@ -99,7 +103,9 @@ class Endpoint:
                 elif status < 500:
                     raise ModelError(f"the endpoint rejected the request: {message}") from exc
                 last_error = f"HTTP {status} {code}: {message}"
-            except (TimeoutError, ConnectionError, ReadTimeoutError) as exc:
+            except (TimeoutError, ConnectionError, HTTPClientError, ReadTimeoutError) as exc:
+                # HTTPClientError covers a dropped keep-alive (ConnectionClosedError)
+                # and a body cut off mid-read (ResponseStreamingError).
                 last_error = f"{type(exc).__name__}: {exc}"
             if attempt < self.attempts:
                 self.retries += 1

@@ -92,34 +92,51 @@ async def run(child: BatchChild, settings: Settings) -> int:
                 MessageSystemAttributes=tracing.sqs_trace_attributes(),
             )
 
-        for chunk in mine:
-            job = await asyncio.to_thread(store.get, plan.job_id)
-            if job is None or job.state.terminal:
-                log.info("job ended; stopping", extra={"job_id": plan.job_id})
-                return 0
-            try:
-                result = await finished_earlier(s3, plan, chunk) or await score_chunk(
-                    s3,
-                    endpoint,
-                    plan,
-                    chunk,
-                    columns=settings.feature_count,
-                    request_bytes=settings.request_bytes,
-                    uri=uri,
+        slots = asyncio.Semaphore(settings.worker_chunks_in_flight)
+        stop = asyncio.Event()  # the job failed or ended: start no further chunk
+
+        async def work(chunk: Chunk) -> None:
+            async with slots:
+                if stop.is_set():
+                    return
+                job = await asyncio.to_thread(store.get, plan.job_id)
+                if job is None or job.state.terminal:
+                    log.info("job ended; stopping", extra={"job_id": plan.job_id})
+                    stop.set()
+                    return
+                try:
+                    result = await finished_earlier(s3, plan, chunk) or await score_chunk(
+                        s3,
+                        endpoint,
+                        plan,
+                        chunk,
+                        columns=settings.feature_count,
+                        request_bytes=settings.request_bytes,
+                        max_line_bytes=settings.max_line_bytes,
+                        uri=uri,
+                        content_type=settings.endpoint_content_type,
+                    )
+                except (InputError, ModelError) as exc:
+                    stop.set()
+                    await report(chunk, None, _failure(exc))
+                    return
+                except Exception as exc:
+                    if child.aws_batch_job_attempt < settings.worker_attempts:
+                        raise  # Batch retries the child; finished chunks are kept
+                    stop.set()
+                    await report(chunk, None, _failure(exc))
+                    return
+                await report(chunk, result, None)
+                log.info(
+                    "chunk scored",
+                    extra={"job_id": plan.job_id, "chunk": chunk.index, "rows": result.rows},
                 )
-            except (InputError, ModelError) as exc:
-                await report(chunk, None, _failure(exc))
-                return 0
-            except Exception as exc:
-                if child.aws_batch_job_attempt < settings.worker_attempts:
-                    raise
-                await report(chunk, None, _failure(exc))
-                return 0
-            await report(chunk, result, None)
-            log.info(
-                "chunk scored",
-                extra={"job_id": plan.job_id, "chunk": chunk.index, "rows": result.rows},
-            )
+
+        # Several chunks in flight: one is parsed while others wait on S3 or the
+        # endpoint. A transient error cancels the rest and exits non-zero.
+        async with asyncio.TaskGroup() as group:
+            for chunk in mine:
+                group.create_task(work(chunk))
     return 0
 
 

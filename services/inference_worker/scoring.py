@@ -1,22 +1,28 @@
-"""Score one chunk: fetch its byte range, check it, fan out requests, store predictions."""
+"""Score one chunk: read its lines, parse them once, fan out requests, store predictions.
+
+The chunk's byte range was cut by arithmetic; the reader aligns it to lines
+(``shared/csvchunks.py``). Rows are parsed into float32 here, once, and sent as
+``application/x-npy`` (which SageMaker's inference toolkit decodes too), so the
+endpoint's cycles go to the model; endpoints that speak only CSV get ``text/csv``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from botocore.exceptions import ClientError
 
 from services.inference_worker.endpoint import Endpoint
+from services.inference_worker.parse import ParsedRows, parse_rows, shift_lines
 from shared import aws, naming
-from shared.csvchunks import count_lines, split_records
+from shared.csvchunks import count_lines, owned_lines, read_start, split_records
 from shared.errors import ByomError, InputError
-from shared.rows import find_problems, split_lines
+from shared.rows import split_lines
 from shared.schemas import BadRows, Chunk, ChunkPlan
 
 if TYPE_CHECKING:
@@ -24,6 +30,16 @@ if TYPE_CHECKING:
 
 ROWS_METADATA = "byom-rows"
 BAD_ROWS_METADATA = "byom-bad-rows"
+NPY = "application/x-npy"
+CSV = "text/csv"
+
+# Read this far past the chunk's end in the same GET, so the line that crosses
+# the end rarely needs a second request.
+_TAIL = 64 * 1024
+# The line-count pass on the error path reads the file in pieces this large,
+# several at a time, never holding more than one block of each.
+_COUNT_PIECE = 64 * 1024 * 1024
+_COUNT_PARALLEL = 4
 
 
 @dataclass(frozen=True)
@@ -34,70 +50,118 @@ class ChunkResult:
     bad_rows: int = 0
 
 
-@dataclass(frozen=True)
-class CheckedChunk:
-    """A chunk's rows split into what goes to the model and what was rejected."""
-
-    rows: int
-    payload: bytes  # the good rows, as CSV
-    rejected: dict[int, InputError] = field(default_factory=dict)  # row index -> problem
-
-
-def _parses_cleanly(data: bytes, columns: int, rows: int) -> bool:
-    """Vectorised check that ``data`` is ``rows`` x ``columns`` finite numbers."""
-    try:
-        frame = pd.read_csv(
-            io.BytesIO(data),
-            header=None,
-            dtype=np.float64,
-            engine="c",
-            skip_blank_lines=False,
-        )
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return False
-    values = frame.to_numpy()
-    return values.shape == (rows, columns) and bool(np.isfinite(values).all())
-
-
-async def _line_number_at(s3: S3Client, plan: ChunkPlan, offset: int) -> int:
-    """1-based line number of the line starting at ``offset`` (only on the error path)."""
-    if offset == 0:
-        return 1
+async def _get(s3: S3Client, plan: ChunkPlan, start: int, end: int) -> bytes:
     response = await s3.get_object(
         Bucket=plan.bucket,
         Key=plan.key,
-        Range=f"bytes=0-{offset - 1}",
+        Range=f"bytes={start}-{end - 1}",
         IfMatch=aws.if_match(plan.etag),
     )
-    newlines = 0
-    async for block in response["Body"].iter_chunks(1024 * 1024):
-        newlines += block.count(b"\n")
-    return newlines + 1
+    data: bytes = await response["Body"].read()
+    return data
+
+
+async def read_lines(
+    s3: S3Client, plan: ChunkPlan, chunk: Chunk, *, max_line_bytes: int, uri: str
+) -> tuple[int, bytes]:
+    """The lines the chunk owns, and the offset of the first: usually one GET."""
+    begin = read_start(chunk.start, plan.data_start)
+    buffer = await _get(s3, plan, begin, min(plan.size, chunk.end + _TAIL))
+    while (span := owned_lines(
+        buffer, begin, chunk.start, chunk.end, data_start=plan.data_start, size=plan.size
+    )) is None:  # fmt: skip
+        if len(buffer) > chunk.end - begin + max_line_bytes:
+            raise InputError(
+                uri,
+                f"a line near byte {chunk.end} is longer than the {max_line_bytes}-byte limit "
+                "(BYOM_MAX_LINE_BYTES)",
+            )
+        more_from = begin + len(buffer)
+        buffer += await _get(s3, plan, more_from, min(plan.size, more_from + 4 * _TAIL))
+    first, last = span
+    return first, buffer[first - begin : last - begin]
+
+
+async def line_number_at(s3: S3Client, plan: ChunkPlan, offset: int) -> int:
+    """The file's line number of the line starting at ``offset`` (error path only).
+
+    Counts newlines from the first row to ``offset`` in streamed pieces read in
+    parallel: memory stays at a few blocks even deep inside a 10 GiB file.
+    """
+    starts = range(plan.data_start, offset, _COUNT_PIECE)
+    pieces = [(start, min(start + _COUNT_PIECE, offset)) for start in starts]
+    slots = asyncio.Semaphore(_COUNT_PARALLEL)
+
+    async def newlines(start: int, end: int) -> int:
+        async with slots:
+            response = await s3.get_object(
+                Bucket=plan.bucket,
+                Key=plan.key,
+                Range=f"bytes={start}-{end - 1}",
+                IfMatch=aws.if_match(plan.etag),
+            )
+            count = 0
+            async for block in response["Body"].iter_chunks(1024 * 1024):
+                count += block.count(b"\n")
+            return count
+
+    counts = await asyncio.gather(*(newlines(s, e) for s, e in pieces))
+    return plan.first_line + sum(counts)
 
 
 async def check_chunk(
-    s3: S3Client, plan: ChunkPlan, chunk: Chunk, data: bytes, *, columns: int, uri: str
-) -> CheckedChunk:
-    """Sort the chunk's rows, or raise ``InputError`` at the first bad one (FAIL policy)."""
-    rows = count_lines(data)
-    if await asyncio.to_thread(_parses_cleanly, data, columns, rows):
-        return CheckedChunk(rows=rows, payload=data)
-    first_line = await _line_number_at(s3, plan, chunk.start)
-    problems = dict(find_problems(data, first_line=first_line, columns=columns, uri=uri))
-    if not problems:
-        raise InputError(uri, "rows could not be read as numeric CSV", line=first_line)
+    s3: S3Client, plan: ChunkPlan, first: int, data: bytes, *, columns: int, uri: str
+) -> ParsedRows:
+    """Parse the chunk's lines; bad rows fail the job (FAIL policy) or are set aside."""
+    parsed = await asyncio.to_thread(parse_rows, data, columns=columns, uri=uri)
+    if not parsed.rejected:
+        return parsed
+    first_line = await line_number_at(s3, plan, first)
+    rejected = shift_lines(parsed.rejected, first_line - 1)
+    first_problem = next(iter(rejected.values()))
     if plan.policy.on_bad_rows is BadRows.FAIL:
-        raise next(iter(problems.values()))
-    if plan.policy.too_many(len(problems)):
-        first = next(iter(problems.values()))
+        raise first_problem
+    if plan.policy.too_many(len(rejected)):
         raise InputError(
             uri,
-            f"{len(problems)} bad rows in lines {first_line}-{first_line + rows - 1}, over the "
-            f"limit of {plan.policy.max_bad_rows}; the first: {first.describe()}",
+            f"{len(rejected)} bad rows in lines {first_line}-{first_line + parsed.rows - 1}, "
+            f"over the limit of {plan.policy.max_bad_rows}; the first: {first_problem.describe()}",
         )
-    lines = split_lines(data)
-    payload = b"".join(line + b"\n" for i, line in enumerate(lines) if i not in problems)
-    return CheckedChunk(rows=rows, payload=payload, rejected=problems)
+    return ParsedRows(rows=parsed.rows, values=parsed.values, rejected=rejected)
+
+
+def npy_requests(values: np.ndarray, request_bytes: int) -> list[bytes]:
+    """The rows as ``.npy`` bodies of at most ``request_bytes`` each (at least one row)."""
+    row_bytes = max(1, values.shape[1] * values.itemsize)
+    per_request = max(1, (request_bytes - 256) // row_bytes)  # 256: room for the npy header
+    bodies = []
+    for start in range(0, len(values), per_request):
+        buffer = io.BytesIO()
+        np.save(buffer, values[start : start + per_request], allow_pickle=False)
+        bodies.append(buffer.getvalue())
+    return bodies
+
+
+def good_lines(data: bytes, rejected: dict[int, InputError]) -> bytes:
+    """The chunk's text without its rejected rows, for endpoints that read CSV."""
+    if not rejected:
+        return data if data.endswith(b"\n") else data + b"\n"
+    return b"".join(
+        line + b"\n" for index, line in enumerate(split_lines(data)) if index not in rejected
+    )
+
+
+async def predict(endpoint: Endpoint, bodies: list[bytes], content_type: str, rows: int) -> bytes:
+    """One prediction line per row, in order, from requests sent concurrently."""
+    if not rows:
+        return b""
+    answers = await asyncio.gather(
+        *(endpoint.invoke(body, content_type=content_type, accept=CSV) for body in bodies)
+    )
+    lines = sum(count_lines(answer) for answer in answers)
+    if lines != rows:
+        raise ByomError(f"the endpoint returned {lines} predictions for {rows} rows")
+    return b"".join(a if a.endswith(b"\n") else a + b"\n" for a in answers)
 
 
 def _with_blanks(predictions: bytes, rows: int, rejected: dict[int, InputError]) -> bytes:
@@ -122,44 +186,38 @@ async def score_chunk(
     *,
     columns: int,
     request_bytes: int,
+    max_line_bytes: int,
     uri: str,
+    content_type: str = NPY,
 ) -> ChunkResult:
-    response = await s3.get_object(
-        Bucket=plan.bucket,
-        Key=plan.key,
-        Range=f"bytes={chunk.start}-{chunk.end - 1}",
-        IfMatch=aws.if_match(plan.etag),
-    )
-    data = await response["Body"].read()
-    checked = await check_chunk(s3, plan, chunk, data, columns=columns, uri=uri)
-    pieces = split_records(checked.payload, request_bytes)
-    answers = await asyncio.gather(*(endpoint.invoke_csv(piece) for piece in pieces))
-    for piece, answer in zip(pieces, answers, strict=True):
-        if count_lines(answer) != count_lines(piece):
-            raise ByomError(
-                f"the endpoint returned {count_lines(answer)} predictions "
-                f"for {count_lines(piece)} rows"
-            )
-    output = b"".join(a if a.endswith(b"\n") else a + b"\n" for a in answers)
-    if checked.rejected:
-        output = _with_blanks(output, checked.rows, checked.rejected)
+    first, data = await read_lines(s3, plan, chunk, max_line_bytes=max_line_bytes, uri=uri)
+    parsed = await check_chunk(s3, plan, first, data, columns=columns, uri=uri)
+    if content_type == NPY:
+        bodies = npy_requests(parsed.values, request_bytes)
+    else:
+        bodies = split_records(good_lines(data, parsed.rejected), request_bytes)
+    del data  # the text is not needed past here: keep the window small
+    rows = len(parsed.values)
+    output = await predict(endpoint, bodies, content_type, rows)
+    if parsed.rejected:
+        output = _with_blanks(output, parsed.rows, parsed.rejected)
         await s3.put_object(
             Bucket=plan.bucket,
             Key=naming.chunk_errors_key(plan.job_id, chunk.index),
-            Body=errors_csv(checked.rejected),
+            Body=errors_csv(parsed.rejected),
             ContentType="text/csv",
         )
     key = naming.chunk_output_key(plan.job_id, chunk.index)
-    bad_rows = len(checked.rejected)
+    bad_rows = len(parsed.rejected)
     await s3.put_object(
         Bucket=plan.bucket,
         Key=key,
         Body=output,
         ContentType="text/csv",
-        Metadata={ROWS_METADATA: str(checked.rows), BAD_ROWS_METADATA: str(bad_rows)},
+        Metadata={ROWS_METADATA: str(parsed.rows), BAD_ROWS_METADATA: str(bad_rows)},
     )
     return ChunkResult(
-        rows=checked.rows, output_key=key, output_bytes=len(output), bad_rows=bad_rows
+        rows=parsed.rows, output_key=key, output_bytes=len(output), bad_rows=bad_rows
     )
 
 

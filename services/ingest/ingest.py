@@ -7,19 +7,21 @@ upload is first inflated into staging, and then planned the same way.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
 from services.ingest.inflate import GZIP_MAGIC, inflate_to
 from shared import aws, naming, queues
-from shared.csvchunks import BOM, find_line_end, plan_ranges
+from shared.csvchunks import BOM, ReadRange, find_line_end, plan_ranges
 from shared.endings import announce
 from shared.errors import InputError
 from shared.jobs import JobStore, job_id_of, new_job
-from shared.rows import check_rows, looks_like_header
+from shared.rows import check_rows, header_names
 from shared.schemas import (
     BadRows,
     Chunk,
@@ -66,6 +68,7 @@ class Upload:
     etag: str
     size: int
     metadata: dict[str, str]
+    last_modified: datetime | None = None
 
     @property
     def uri(self) -> str:
@@ -73,20 +76,48 @@ class Upload:
 
 
 def find_upload(event: S3ObjectCreatedEvent) -> Upload | None:
-    """HEAD the object the event names; None if that version is gone (overwritten)."""
+    """HEAD the object the event names; None if that version is gone (overwritten).
+
+    Ingest may list ``input/``, so S3 says 404 for a missing key and 403 only for
+    a real denial, which fails the job with the reason (``UploadDenied``).
+    """
     bucket, obj = event.detail.bucket.name, event.detail.object
     etag = obj.etag.strip('"')
+    denied: ClientError | None = None
     for key in dict.fromkeys((obj.key, unquote_plus(obj.key))):
         try:
             head = aws.s3().head_object(Bucket=bucket, Key=key, IfMatch=aws.if_match(etag))
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            # 403 too: without ListBucket on the key, S3 says 403 for a missing key.
-            if status in (403, 404, 412):
+            if status == 403:
+                denied = exc
+                continue
+            if status in (404, 412):
                 continue
             raise
-        return Upload(bucket, key, etag, head["ContentLength"], head.get("Metadata", {}))
+        return Upload(
+            bucket,
+            key,
+            etag,
+            head["ContentLength"],
+            head.get("Metadata", {}),
+            head.get("LastModified"),
+        )
+    if denied is not None:
+        raise UploadDenied(f"s3://{bucket}/{obj.key}", denied)
     return None
+
+
+class UploadDenied(InputError):
+    """S3 refused to let ingest read the upload: a permissions problem, not a missing key."""
+
+    def __init__(self, uri: str, error: ClientError) -> None:
+        code = error.response.get("Error", {}).get("Code", "AccessDenied")
+        super().__init__(
+            uri,
+            f"S3 denied reading the upload ({code}); check the bucket policy, the object's "
+            "owner and its KMS key grant the ingest role s3:GetObject",
+        )
 
 
 def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) -> str | None:
@@ -99,16 +130,37 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         return None
     job_id = job_id_of(event)
     existing = store.get(job_id)
-    if existing is not None:
+    if existing is not None and existing.state is not JobState.FAILED:
         _resume(existing, store)
         return job_id
-    upload = find_upload(event)
+    try:
+        upload = find_upload(event)
+    except UploadDenied as exc:
+        if existing is None:
+            _reject(new_job(event), exc, store)
+        return job_id
     if upload is None:
         # Overwritten or deleted since: the newer version has an event of its own.
         log.info("upload no longer there; skipped", extra={"key": key, "job_id": job_id})
         return None
+    if existing is not None:
+        if not _uploaded_again(existing, upload):
+            _resume(existing, store)  # a late duplicate of the failed job's own event
+            return job_id
+        # The same bytes uploaded again after a FAILED job: that is a retry.
+        job_id = retry_job_id(job_id, upload)
+        retried = store.get(job_id)
+        if retried is not None:
+            _resume(retried, store)
+            return job_id
 
-    job = new_job(event).model_copy(update={"input_key": upload.key})
+    job = new_job(event).model_copy(
+        update={
+            "job_id": job_id,
+            "input_key": upload.key,
+            "input_last_modified": upload.last_modified,
+        }
+    )
     job = job.model_copy(
         update={"output_key": store.claim_output_key(job_id, upload.key, job.created_at)}
     )
@@ -116,16 +168,7 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         policy = row_policy(upload)
         plan = plan_job(job_id, upload, policy)
     except InputError as exc:
-        failed = job.model_copy(
-            update={
-                "state": JobState.FAILED,
-                "error": exc.describe(),
-                "finished_at": job.created_at,
-            }
-        )
-        if store.create(failed):
-            log.warning("rejected upload", extra={"job_id": job_id, "error": exc.describe()})
-            announce(failed, store)
+        _reject(job, exc, store)
         return job_id
 
     plan_key = naming.plan_key(job_id)
@@ -166,8 +209,16 @@ def row_policy(upload: Upload) -> RowPolicy:
     return RowPolicy(on_bad_rows=BadRows(chosen), max_bad_rows=max_bad_rows)
 
 
-def plan_job(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
-    """Validate the head of the object and plan its chunks; raises ``InputError``."""
+def plan_job(
+    job_id: str, upload: Upload, policy: RowPolicy, read: ReadRange | None = None
+) -> ChunkPlan:
+    """Validate the head of the object and plan its chunks; raises ``InputError``.
+
+    A constant number of S3 requests whatever the size: one GET of the head (a few
+    more only for a first line longer than the head), then arithmetic. The
+    workers align their chunks to lines themselves. ``read`` replaces the ranged
+    reader in tests.
+    """
     settings = get_settings()
     uri, size = upload.uri, upload.size
     if size == 0:
@@ -179,7 +230,7 @@ def plan_job(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
             "(BYOM_MAX_FILE_BYTES); split it into several uploads",
         )
     key, etag = upload.key, upload.etag
-    read = ObjectReader(upload.bucket, key, etag)
+    read = read or ObjectReader(upload.bucket, key, etag)
     head = read(0, min(size, _HEAD_BYTES))
     if head.startswith(GZIP_MAGIC):
         staged = inflate_to(
@@ -196,8 +247,15 @@ def plan_job(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
     first_end = find_line_end(
         read, data_start, size, max_line_bytes=settings.max_line_bytes, uri=uri, line=1
     )
-    header = looks_like_header(head[data_start:first_end])
-    if header:
+    names = header_names(head[data_start:first_end])
+    if names is not None:
+        if len(names) != settings.feature_count:
+            raise InputError(
+                uri,
+                f"the first line looks like a header but has {len(names)} columns; "
+                f"the model takes {settings.feature_count} features (BYOM_FEATURE_COUNT)",
+                line=1,
+            )
         data_start = first_end
     if data_start >= size:
         raise InputError(uri, "the file has a header but no rows")
@@ -208,27 +266,49 @@ def plan_job(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
         head_rows = head[data_start:]
         if len(head) < size:
             head_rows = head_rows[: head_rows.rfind(b"\n") + 1]
-        check_rows(
-            head_rows, first_line=2 if header else 1, columns=settings.feature_count, uri=uri
-        )
-    ranges = plan_ranges(
-        read,
-        size,
-        data_start=data_start,
-        chunk_bytes=settings.chunk_bytes,
-        max_line_bytes=settings.max_line_bytes,
-        uri=uri,
-    )
+        check_rows(head_rows, first_line=2 if names else 1, columns=settings.feature_count, uri=uri)
+    ranges = plan_ranges(data_start, size, settings.chunk_bytes)
     return ChunkPlan(
         job_id=job_id,
         bucket=upload.bucket,
         key=key,
         etag=etag,
         size=size,
-        header=header,
+        header=names is not None,
+        data_start=data_start,
         policy=policy,
         chunks=tuple(Chunk(index=i, start=s, end=e) for i, (s, e) in enumerate(ranges)),
     )
+
+
+def _reject(job: JobItem, error: InputError, store: JobStore) -> None:
+    """The upload cannot be scored: record the job as FAILED with why, and announce it."""
+    failed = job.model_copy(
+        update={"state": JobState.FAILED, "error": error.describe(), "finished_at": job.created_at}
+    )
+    if store.create(failed):
+        log.warning("rejected upload", extra={"job_id": job.job_id, "error": error.describe()})
+        announce(failed, store)
+
+
+def _uploaded_again(failed: JobItem, upload: Upload) -> bool:
+    """Whether ``upload`` is a later upload than the one the FAILED job scored.
+
+    S3 keeps LastModified to the second, so a second upload within the same
+    second as the first is taken for a duplicate event of it.
+    """
+    if upload.last_modified is None:
+        return False
+    if failed.input_last_modified is not None:
+        return upload.last_modified != failed.input_last_modified
+    return upload.last_modified > failed.created_at
+
+
+def retry_job_id(failed_job_id: str, upload: Upload) -> str:
+    """Deterministic per upload, so the retry's own duplicate events find it."""
+    assert upload.last_modified is not None
+    identity = f"{failed_job_id}\n{upload.last_modified.isoformat()}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
 def _request_schedule(job: JobItem) -> None:
