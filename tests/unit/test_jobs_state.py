@@ -39,7 +39,32 @@ def test_no_going_back_or_skipping_the_work(current, target):
     assert not can_transition(current, target)
 
 
-def test_sources_of_matches_the_table():
-    for target in JobState:
-        assert set(sources_of(target)) == {s for s in JobState if target in TRANSITIONS[s]}
+# Every allowed move, written out rather than read back from TRANSITIONS, so that
+# a change to the table has to change this list too. ACCEPTED -> RUNNING: a
+# chunk's completion may be counted before the scheduler's write of SUBMITTED.
+ALLOWED = {
+    (JobState.ACCEPTED, JobState.SUBMITTED),
+    (JobState.ACCEPTED, JobState.RUNNING),
+    (JobState.ACCEPTED, JobState.FAILED),
+    (JobState.SUBMITTED, JobState.RUNNING),
+    (JobState.SUBMITTED, JobState.FAILED),
+    (JobState.RUNNING, JobState.SUCCEEDED),
+    (JobState.RUNNING, JobState.FAILED),
+}
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(JobState, JobState)))
+def test_exactly_the_listed_moves_are_allowed(current, target):
+    assert can_transition(current, target) == ((current, target) in ALLOWED)
+
+
+def test_sources_of_each_state():
+    assert sources_of(JobState.ACCEPTED) == []
+    assert sources_of(JobState.SUBMITTED) == [JobState.ACCEPTED]
+    assert sources_of(JobState.RUNNING) == [JobState.ACCEPTED, JobState.SUBMITTED]
     assert sources_of(JobState.SUCCEEDED) == [JobState.RUNNING]
+    assert sources_of(JobState.FAILED) == [
+        JobState.ACCEPTED,
+        JobState.SUBMITTED,
+        JobState.RUNNING,
+    ]
