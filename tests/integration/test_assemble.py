@@ -32,6 +32,27 @@ def s3(moto_endpoint, monkeypatch, request):
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def parts(s3):
+    """The multipart calls the assembly makes on its client, in order.
+
+    Each is (operation, part number, source key or bytes sent), recorded from
+    botocore's own events on the client ``aws.s3()`` returns, which is the one
+    the assembly uses.
+    """
+    calls: list[tuple[str, int, str | int]] = []
+
+    def record(params, model, **_):
+        if model.name == "UploadPartCopy":
+            calls.append((model.name, params["PartNumber"], params["CopySource"]["Key"]))
+        elif model.name == "UploadPart":
+            calls.append((model.name, params["PartNumber"], len(params["Body"])))
+
+    s3.meta.events.register("provide-client-params.s3", record)
+    yield calls
+    s3.meta.events.unregister("provide-client-params.s3", record)
+
+
 def job_with(s3, outputs: list[bytes]) -> JobItem:
     now = datetime(2026, 11, 25, 1, 2, 3, tzinfo=UTC)
     job = JobItem(
@@ -50,28 +71,34 @@ def lines(tag: str, size: int) -> bytes:
     return line * (size // len(line))
 
 
-def test_small_outputs_are_joined_in_chunk_order(s3):
+def test_small_outputs_are_joined_in_chunk_order(s3, parts):
     outputs = [f"{i}\n".encode() * (i + 1) for i in range(12)]
     job = job_with(s3, outputs)
     assert assemble(job) == sum(map(len, outputs))
     body = s3.get_object(Bucket=job.bucket, Key=job.output_key)["Body"].read()
     assert body == b"".join(outputs)
+    # Too small to copy: one part, sent from here.
+    assert parts == [("UploadPart", 1, len(body))]
 
 
-def test_large_outputs_are_copied_server_side_and_mixed_with_small(s3):
+def test_large_outputs_are_copied_server_side_and_mixed_with_small(s3, parts):
     outputs = [
         lines("a", MIN_PART + 10),  # copied
         lines("b", 1000),  # gathered
         lines("c", MIN_PART + 20),  # gathered after b, the buffer is not empty
         lines("d", 300),
-        lines("e", MIN_PART * 2),
+        lines("e", MIN_PART * 2),  # gathered too: b, c and d are still buffered
     ]
     job = job_with(s3, outputs)
     assemble(job)
+    # Chunk 0 went in server-side as part 1; the rest was sent as one part, the
+    # buffer passing the part size only with e.
+    assert parts == [
+        ("UploadPartCopy", 1, naming.chunk_output_key(job.job_id, 0)),
+        ("UploadPart", 2, sum(map(len, outputs[1:]))),
+    ]
     head = s3.head_object(Bucket=job.bucket, Key=job.output_key)
-    assert (
-        head["ETag"].strip('"').endswith(f"-{head['PartsCount']}" if "PartsCount" in head else "")
-    )
+    assert head["ETag"].strip('"').endswith("-2")
     body = s3.get_object(Bucket=job.bucket, Key=job.output_key)["Body"].read()
     assert hashlib.sha256(body).digest() == hashlib.sha256(b"".join(outputs)).digest()
 
