@@ -128,7 +128,8 @@ def one_run(kind: str, data: bytes, args: argparse.Namespace, log_dir: Path) -> 
 def object_bytes(size: int, seed: int) -> bytes:
     # 16 MiB of random bytes repeated: incompressible enough, and quick to make for 2 GB.
     block = random.Random(seed).randbytes(min(size, 16 * MIB))
-    return (block * (size // len(block) + 1))[:size]
+    whole, rest = divmod(size, len(block))
+    return b"".join([block] * whole + [block[:rest]])  # one allocation of `size` bytes
 
 
 def main() -> None:
