@@ -38,7 +38,8 @@ HANDLERS = {
 }
 DEAD_LETTERS = Function("services.status.dead_letter_handler:handler", 60, 10)
 REAPER_HANDLER = "services.status.reaper_handler:handler"
-WORKER_COMMAND = f"{sys.executable} -m services.inference_worker.main"
+WORKER_MODULE = "services.inference_worker.main"
+WORKER_COMMAND = f"{sys.executable} -m {WORKER_MODULE}"
 
 
 @dataclass
@@ -159,6 +160,7 @@ class LocalStack:
                 python, "-m", "infra.local.batch_runner",
                 "--port", str(self.batch_port),
                 "--max-parallel", str(self.config.batch_parallel),
+                "--preload", WORKER_MODULE,
                 "--job-definition", f"byom-worker={WORKER_COMMAND}",
             ],
         )  # fmt: skip

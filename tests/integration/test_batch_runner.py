@@ -1,0 +1,286 @@
+"""The local Batch runner as a process on a real socket: warm children, Batch's
+semantics, a Batch client's API only, and idempotent submission by the scheduler.
+
+The children here run this very module (``python -m tests.integration.test_batch_runner``,
+preloaded): each records what it saw into ``PROBE_DIR`` and then exits with
+``PROBE_EXIT`` or, with ``PROBE_BLOCK``, waits until it is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from infra.local.processes import Service, free_port, wait_until
+
+PROBE = "tests.integration.test_batch_runner"
+QUEUE = "byom-workers"
+
+
+def probe_main() -> None:
+    """What a child does: write down its pid, parent, environment and view of itself."""
+    from shared.settings import get_settings
+
+    out = Path(os.environ["PROBE_DIR"])
+    record = {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "argv": sys.argv,
+        "environ": dict(os.environ),
+        "proc_environ": Path("/proc/self/environ").read_bytes().decode(),
+        "proc_cmdline": Path("/proc/self/cmdline").read_bytes().decode(),
+        "warm": PROBE in sys.modules,  # imported before the fork, not run cold
+        "bucket": get_settings().bucket,  # settings read now, from this child's environment
+        "name": __name__,
+    }
+    name = f"{os.environ['AWS_BATCH_JOB_ID']}-{os.environ['AWS_BATCH_JOB_ATTEMPT']}.json"
+    (out / f".{name}").write_text(json.dumps(record))
+    (out / f".{name}").rename(out / name)
+    if os.environ.get("PROBE_BLOCK"):
+        threading.Event().wait()
+    sys.exit(int(os.environ.get("PROBE_EXIT", "0")))
+
+
+if __name__ == "__main__":
+    probe_main()
+
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def runner(moto_endpoint, tmp_path_factory):
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
+    service = Service(
+        name="batch",
+        command=[
+            sys.executable, "-m", "infra.local.batch_runner", "--port", str(port),
+            "--preload", PROBE, "--job-definition", f"probe={sys.executable} -m {PROBE}",
+        ],
+        env=env,
+        log_path=tmp_path_factory.mktemp("batch") / "batch.log",
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    service.start()
+    client = boto3.client(
+        "batch",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+    def answers() -> bool:
+        service.check_alive()
+        try:
+            client.list_jobs(jobQueue=QUEUE)
+        except Exception:
+            return False
+        return True
+
+    wait_until(answers, timeout=30, what="local Batch")
+    try:
+        yield service, client, port
+    finally:
+        service.stop()
+        print(service.tail(40))
+
+
+@pytest.fixture
+def probe_dir(tmp_path):
+    return tmp_path
+
+
+def submit(client, probe_dir, name, *, size=None, attempts=1, **env):
+    variables = [{"name": "PROBE_DIR", "value": str(probe_dir)}]
+    variables += [{"name": k, "value": v} for k, v in env.items()]
+    args = {
+        "jobName": name,
+        "jobQueue": QUEUE,
+        "jobDefinition": "probe",
+        "containerOverrides": {"environment": variables},
+        "retryStrategy": {"attempts": attempts},
+    }
+    if size:
+        args["arrayProperties"] = {"size": size}
+    return client.submit_job(**args)["jobId"]
+
+
+def wait_status(client, job_id, statuses=("SUCCEEDED", "FAILED")):
+    found = {}
+
+    def done() -> bool:
+        found.update(client.describe_jobs(jobs=[job_id])["jobs"][0])
+        return found["status"] in statuses
+
+    wait_until(done, timeout=60, what=f"job {job_id}")
+    return found
+
+
+def records(probe_dir):
+    return {p.stem: json.loads(p.read_text()) for p in Path(probe_dir).glob("*.json")}
+
+
+def wait_records(probe_dir, count):
+    wait_until(lambda: len(records(probe_dir)) >= count, timeout=60, what=f"{count} children")
+    return records(probe_dir)
+
+
+def test_children_are_warm_processes_with_batchs_environment(runner, probe_dir):
+    service, client, _ = runner
+    first = submit(client, probe_dir, "warm-a", size=3, BYOM_BUCKET="bucket-a")
+    second = submit(client, probe_dir, "warm-b", BYOM_BUCKET="bucket-b")
+    assert wait_status(client, first)["status"] == "SUCCEEDED"
+    assert wait_status(client, second)["status"] == "SUCCEEDED"
+    seen = records(probe_dir)
+    assert sorted(seen) == sorted([f"{first}:{i}-1" for i in range(3)] + [f"{second}-1"])
+    assert len({r["pid"] for r in seen.values()}) == 4
+    for key, record in seen.items():
+        env = record["environ"]
+        assert record["warm"] and record["name"] == "__main__"
+        assert record["ppid"] == service.pid  # a child of the runner, as a fresh exec is
+        assert env["AWS_BATCH_JOB_ATTEMPT"] == "1"
+        assert env["AWS_BATCH_JOB_ID"] == key.rsplit("-", 1)[0]
+        assert "BYOM_LOCAL_ZYGOTE_ENV_ROOM" not in env
+        # Settings come from the child's own environment, not from the zygote.
+        assert record["bucket"] == env["BYOM_BUCKET"]
+        # What the kernel shows others is what the child has.
+        shown = dict(i.split("=", 1) for i in record["proc_environ"].split("\0") if "=" in i)
+        assert shown == env
+        assert [a for a in record["proc_cmdline"].split("\0") if a] == [
+            sys.executable, "-m", PROBE,
+        ]  # fmt: skip
+    indices = sorted(seen[f"{first}:{i}-1"]["environ"]["AWS_BATCH_JOB_ARRAY_INDEX"] for i in "012")
+    assert indices == ["0", "1", "2"]
+    assert "AWS_BATCH_JOB_ARRAY_INDEX" not in seen[f"{second}-1"]["environ"]
+
+
+def test_exit_codes_and_retries(runner, probe_dir):
+    _, client, _ = runner
+    job_id = submit(client, probe_dir, "exits", attempts=2, PROBE_EXIT="3")
+    job = wait_status(client, job_id)
+    assert job["status"] == "FAILED"
+    assert [a["container"]["exitCode"] for a in job["attempts"]] == [3, 3]
+    assert sorted(records(probe_dir)) == [f"{job_id}-1", f"{job_id}-2"]
+
+
+def test_killed_child_is_retried_then_fails(runner, probe_dir):
+    _, client, _ = runner
+    job_id = submit(client, probe_dir, "killed", attempts=2, PROBE_BLOCK="1")
+    for attempt in (1, 2):
+        record = wait_records(probe_dir, attempt)[f"{job_id}-{attempt}"]
+        os.kill(record["pid"], 9)
+    job = wait_status(client, job_id)
+    assert job["status"] == "FAILED"
+    assert [a["container"]["exitCode"] for a in job["attempts"]] == [-9, -9]
+    assert "exited with code -9" in job["attempts"][-1]["statusReason"]
+
+
+def test_terminate_stops_running_children_and_list_jobs_shows_it(runner, probe_dir):
+    _, client, _ = runner
+    job_id = submit(client, probe_dir, "to-terminate", size=2, attempts=3, PROBE_BLOCK="1")
+    wait_records(probe_dir, 2)
+    client.terminate_job(jobId=job_id, reason="enough")
+    job = wait_status(client, job_id)
+    assert job["status"] == "FAILED" and job["isTerminated"]
+    assert len(records(probe_dir)) == 2  # terminated children are not retried
+    pages = client.get_paginator("list_jobs").paginate(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["TO-TERMINATE"]}]
+    )
+    listed = [j for page in pages for j in page["jobSummaryList"]]
+    assert [(j["jobId"], j["status"], j["statusReason"]) for j in listed] == [
+        (job_id, "FAILED", "enough")
+    ]
+    assert listed[0]["isTerminated"] is True
+    children = client.list_jobs(arrayJobId=job_id)["jobSummaryList"]
+    assert sorted(c["arrayProperties"]["index"] for c in children) == [0, 1]
+    # Without a filter, Batch lists RUNNING jobs only.
+    running = client.list_jobs(jobQueue=QUEUE)["jobSummaryList"]
+    assert job_id not in {j["jobId"] for j in running}
+
+
+def test_browser_style_requests_are_refused_and_run_nothing(runner, probe_dir):
+    _, client, port = runner
+    body = json.dumps({
+        "jobName": "from-a-web-page", "jobQueue": QUEUE, "jobDefinition": "probe",
+        "containerOverrides": {"environment": [{"name": "PROBE_DIR", "value": str(probe_dir)}]},
+    }).encode()  # fmt: skip
+    attempts = [
+        {"Content-Type": "text/plain"},  # what a cross-site form or fetch() may send
+        {"Content-Type": "application/json"},  # needs a preflight, and has no signature
+        {"Content-Type": "text/plain", "Authorization": "AWS4-HMAC-SHA256 junk"},
+    ]
+    for headers in attempts:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/submitjob", data=body, headers=headers, method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code in (400, 403), headers
+    # A signed request that names a host other than this one (DNS rebinding) too.
+    rebinding = boto3.client(
+        "batch", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )  # fmt: skip
+    rebinding.meta.events.register(
+        "before-sign.batch.*", lambda request, **_: request.headers.replace_header(
+            "Host", f"attacker.example:{port}")
+        if "Host" in request.headers else request.headers.add_header(
+            "Host", f"attacker.example:{port}"),
+    )  # fmt: skip
+    with pytest.raises(ClientError):
+        rebinding.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["x"]}])
+    listed = client.list_jobs(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["from-a-web-page"]}]
+    )
+    assert listed["jobSummaryList"] == []
+    assert records(probe_dir) == {}
+
+
+def test_only_the_definitions_command_runs(runner, probe_dir):
+    _, client, _ = runner
+    with pytest.raises(ClientError) as refused:
+        client.submit_job(
+            jobName="other-command",
+            jobQueue=QUEUE,
+            jobDefinition="probe",
+            containerOverrides={"command": ["sh", "-c", "touch /tmp/owned"]},
+        )
+    assert refused.value.response["Error"]["Code"] == "ClientException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    with pytest.raises(ClientError) as reserved:
+        client.submit_job(
+            jobName="reserved-variable",
+            jobQueue=QUEUE,
+            jobDefinition="probe",
+            containerOverrides={"environment": [{"name": "AWS_BATCH_JOB_ID", "value": "x"}]},
+        )
+    assert reserved.value.response["Error"]["Code"] == "ClientException"
+    # The definition's own command, repeated, is what Batch clients may send.
+    job_id = client.submit_job(
+        jobName="same-command",
+        jobQueue=QUEUE,
+        jobDefinition="probe",
+        containerOverrides={
+            "command": [sys.executable, "-m", PROBE],
+            "environment": [{"name": "PROBE_DIR", "value": str(probe_dir)}],
+        },
+    )["jobId"]
+    assert wait_status(client, job_id)["status"] == "SUCCEEDED"
