@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from services.scheduler.batch_jobs import is_duplicate
 from shared.endings import fail
 from shared.jobs import JobStore
 from shared.schemas import BatchJobStateChange
@@ -23,10 +24,15 @@ def handle_batch_event(event: BatchJobStateChange, store: JobStore | None = None
         return
     store = store or JobStore()
     job = store.get(job_id)
-    if job is None or job.batch_job_id != detail.jobId.split(":")[0]:
-        # A submission that lost the race to another and was cancelled: its
-        # failure says nothing about the job.
-        log.info("state change of a superseded submission", extra={"job_id": job_id})
+    if job is None:
+        return
+    array = detail.jobId.split(":")[0]
+    superseded = job.batch_job_id is not None and job.batch_job_id != array
+    if superseded or is_duplicate(detail.statusReason):
+        # A duplicate the scheduler terminated: its failure says nothing about the
+        # job. An array not recorded yet (the scheduler died before recording it)
+        # is the job's own, and its failure counts.
+        log.info("state change of a terminated duplicate", extra={"job_id": job_id})
         return
     reason = detail.statusReason or detail.container.reason or "no reason given"
     if detail.attempts and detail.attempts[-1].statusReason:

@@ -20,6 +20,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from infra.local import resources
 from infra.local.processes import Service, free_port, wait_until
 
 PROBE = "tests.integration.test_batch_runner"
@@ -30,7 +31,11 @@ def probe_main() -> None:
     """What a child does: write down its pid, parent, environment and view of itself."""
     from shared.settings import get_settings
 
-    out = Path(os.environ["PROBE_DIR"])
+    # Jobs the scheduler submits carry no PROBE_DIR: they get one per byom job.
+    out = Path(
+        os.environ.get("PROBE_DIR") or Path(os.environ["PROBE_ROOT"]) / os.environ["BYOM_JOB_ID"]
+    )
+    out.mkdir(parents=True, exist_ok=True)
     record = {
         "pid": os.getpid(),
         "ppid": os.getppid(),
@@ -58,7 +63,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def runner(moto_endpoint, tmp_path_factory):
+def probe_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("probe-root")
+
+
+@pytest.fixture(scope="module")
+def runner(moto_endpoint, tmp_path_factory, probe_root):
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -67,6 +77,7 @@ def runner(moto_endpoint, tmp_path_factory):
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": moto_endpoint,
+        "PROBE_ROOT": str(probe_root),
     }
     service = Service(
         name="batch",
@@ -284,3 +295,117 @@ def test_only_the_definitions_command_runs(runner, probe_dir):
         },
     )["jobId"]
     assert wait_status(client, job_id)["status"] == "SUCCEEDED"
+
+
+# --- Idempotent submission: the scheduler against this runner ----------------------
+
+
+@pytest.fixture
+def scheduling(runner, moto_endpoint, monkeypatch, tmp_path):
+    """The scheduler's settings and clients aimed at moto and this runner."""
+    from services.scheduler import scheduler
+    from shared import aws
+    from shared.settings import get_settings
+
+    _, client, port = runner
+    names = {"bucket": f"sched-{tmp_path.name[-20:]}".lower().replace("_", "-"),
+             "table": f"sched-jobs-{tmp_path.name[-20:]}"}  # fmt: skip
+    resources.bootstrap(
+        moto_endpoint, "us-east-1", bucket=names["bucket"], jobs_table=names["table"],
+        event_bus=f"bus-{tmp_path.name[-20:]}", prefix=f"s{abs(hash(tmp_path.name)) % 10**8}",
+    )  # fmt: skip
+    env = {
+        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ENDPOINT_URL_BATCH": f"http://127.0.0.1:{port}",
+        "BYOM_BUCKET": names["bucket"], "BYOM_JOBS_TABLE": names["table"],
+        "BYOM_BATCH_JOB_DEFINITION": "probe", "BYOM_BATCH_JOB_QUEUE": QUEUE,
+        "BYOM_INLINE_MAX_BYTES": "0", "BYOM_BYTES_PER_CHILD": "100", "BYOM_WORKER_ATTEMPTS": "1",
+    }  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    caches = [get_settings, aws.s3, aws.sqs, aws.dynamodb, aws.events, aws.batch]
+    for cached in caches:
+        cached.cache_clear()
+    yield scheduler, client
+    for cached in caches:
+        cached.cache_clear()
+
+
+def waiting_job(job_id: str):
+    """A job as ingest leaves it: ACCEPTED, with a three-chunk plan in staging."""
+    from datetime import UTC, datetime
+
+    from shared import aws, naming
+    from shared.jobs import JobStore
+    from shared.schemas import Chunk, ChunkPlan, JobItem, JobState, ScheduleRequest
+    from shared.settings import get_settings
+
+    settings, now = get_settings(), datetime.now(UTC)
+    rows = b"1,2\n" * 300
+    aws.s3().put_object(Bucket=settings.bucket, Key=f"input/{job_id}.csv", Body=rows)
+    plan = ChunkPlan(
+        job_id=job_id, bucket=settings.bucket, key=f"input/{job_id}.csv", etag="e",
+        size=len(rows), header=False, data_start=0,
+        chunks=tuple(Chunk(index=i, start=i * 400, end=(i + 1) * 400) for i in range(3)),
+    )  # fmt: skip
+    aws.s3().put_object(
+        Bucket=settings.bucket, Key=naming.plan_key(job_id), Body=plan.model_dump_json()
+    )
+    store = JobStore()
+    assert store.create(
+        JobItem(
+            job_id=job_id, state=JobState.ACCEPTED, bucket=settings.bucket,
+            input_key=plan.key, input_etag="e", input_size=len(rows),
+            output_key=f"output/{job_id}.csv", created_at=now, updated_at=now,
+            deadline_epoch=int(now.timestamp()) + 3600, expires_at=0, chunk_count=3,
+        )
+    )  # fmt: skip
+    request = ScheduleRequest(job_id=job_id, chunk_count=3, plan_key=naming.plan_key(job_id))
+    return store, store.get(job_id), request, plan
+
+
+def arrays_named(client, name):
+    pages = client.get_paginator("list_jobs").paginate(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [name]}]
+    )
+    return [job for page in pages for job in page["jobSummaryList"]]
+
+
+def test_crash_between_submitting_and_recording_runs_the_work_once(scheduling, probe_root):
+    scheduler, client = scheduling
+    from services.scheduler import batch_jobs
+    from shared.settings import get_settings
+
+    store, job, request, plan = waiting_job("crashed0submission")
+    # The first delivery submits, then dies before recording the array.
+    first = scheduler.submit_array(job, request, plan, get_settings(), client)
+    assert store.get(job.job_id).batch_job_id is None
+    # The redelivered request finds that array and records it instead of submitting.
+    assert scheduler.schedule(request, store, client) == first
+    assert store.get(job.job_id).batch_job_id == first
+    assert scheduler.schedule(request, store, client) is None  # and again: nothing
+    assert wait_status(client, first)["status"] == "SUCCEEDED"
+    listed = arrays_named(client, batch_jobs.job_name(job.job_id))
+    assert [j["jobId"] for j in listed] == [first]
+    ran = records(probe_root / job.job_id)
+    assert {r["environ"]["AWS_BATCH_JOB_ID"].split(":")[0] for r in ran.values()} == {first}
+    assert sorted(r["environ"]["AWS_BATCH_JOB_ARRAY_INDEX"] for r in ran.values()) == [
+        "0", "1", "2",
+    ]  # fmt: skip
+
+
+def test_duplicate_arrays_are_terminated(scheduling, probe_root):
+    scheduler, client = scheduling
+    from services.scheduler import batch_jobs
+    from shared.settings import get_settings
+
+    store, job, request, plan = waiting_job("two0crashed0submissions")
+    first = scheduler.submit_array(job, request, plan, get_settings(), client)
+    second = scheduler.submit_array(job, request, plan, get_settings(), client)
+    assert scheduler.schedule(request, store, client) == first  # the oldest is kept
+    assert wait_status(client, second)["status"] == "FAILED"
+    by_id = {j["jobId"]: j for j in arrays_named(client, batch_jobs.job_name(job.job_id))}
+    assert by_id[second]["isTerminated"] is True
+    assert batch_jobs.is_duplicate(by_id[second]["statusReason"])
+    assert wait_status(client, first)["status"] == "SUCCEEDED"

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.scheduler.scheduler import size_array
 from shared import naming
 from shared.events import job_finished
 from shared.schemas import (
@@ -132,13 +131,3 @@ def test_names_are_deterministic_and_safe():
     assert ".." not in naming.output_key("input/../../etc/passwd", created)
     long_key = "input/" + "é" * 600 + ".csv"
     assert len(naming.output_key(long_key, created)) < 260
-
-
-@pytest.mark.parametrize(
-    ("chunks", "per_child", "cap", "children"),
-    [(1, 4, 50, 1), (4, 4, 50, 1), (5, 4, 50, 2), (1000, 4, 50, 50), (3, 1, 50, 3)],
-)
-def test_array_sizing(chunks, per_child, cap, children):
-    plan = size_array(chunks, chunks_per_child=per_child, max_children=cap)
-    assert plan.children == children
-    assert plan.children * plan.chunks_per_child >= chunks

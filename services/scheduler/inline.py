@@ -1,0 +1,221 @@
+"""Small files without Batch: the scheduler scores a one-chunk job itself.
+
+On AWS a Batch array costs a container start (tens of seconds on Fargate) before
+the first row is scored; a file of a few hundred KiB takes about a second through
+the endpoint. At or below ``BYOM_INLINE_MAX_BYTES`` of rows the scheduler does
+the worker's job for chunk 0 (the whole of the rows, ``[plan.data_start,
+plan.size)``): the same checks, the same endpoint, the same chunk output object
+and errors object, the same ``ChunkDone`` to the status queue. The status
+service then finishes the job exactly as it does for an array.
+
+Kept light for the Lambda bundle: boto3 and the pure-Python row checks only.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from shared import aws, chunk_output, naming, tracing
+from shared.errors import EndpointUnavailable, InputError, ModelError
+from shared.rows import check_rows, find_problems
+from shared.schemas import BadRows, ChunkDone, ChunkFailure, ChunkPlan, JobItem
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+
+log = logging.getLogger(__name__)
+
+CSV = "text/csv"
+_REQUESTS_IN_FLIGHT = 4  # a small file is a handful of requests
+
+
+def eligible(plan: ChunkPlan, settings: Settings) -> bool:
+    rows_bytes = plan.size - plan.data_start
+    return len(plan.chunks) == 1 and 0 < rows_bytes <= settings.inline_max_bytes
+
+
+@dataclass(frozen=True)
+class Checked:
+    rows: int
+    payload: bytes  # the good rows, one per line
+    rejected: dict[int, InputError] = field(default_factory=dict)
+
+
+def check(data: bytes, plan: ChunkPlan, *, first_line: int, columns: int, uri: str) -> Checked:
+    """The worker's checks: the first bad row fails (FAIL), or bad rows are set aside."""
+    if plan.policy.on_bad_rows is BadRows.FAIL:
+        rows = check_rows(data, first_line=first_line, columns=columns, uri=uri)
+        return Checked(rows=rows, payload=data)
+    rejected = dict(find_problems(data, first_line=first_line, columns=columns, uri=uri))
+    lines = chunk_output.lines_of(data)
+    if plan.policy.too_many(len(rejected)):
+        first = next(iter(rejected.values()))
+        raise InputError(
+            uri,
+            f"{len(rejected)} bad rows in lines {first_line}-{first_line + len(lines) - 1}, "
+            f"over the limit of {plan.policy.max_bad_rows}; the first: {first.describe()}",
+        )
+    if not rejected:
+        return Checked(rows=len(lines), payload=data)
+    payload = b"".join(line + b"\n" for i, line in enumerate(lines) if i not in rejected)
+    return Checked(rows=len(lines), payload=payload, rejected=rejected)
+
+
+def requests_of(payload: bytes, max_bytes: int) -> list[bytes]:
+    """Whole lines, at most ``max_bytes`` a request (a longer line goes alone)."""
+    pieces: list[bytes] = []
+    start = 0
+    while start < len(payload):
+        end = start + max_bytes
+        if end >= len(payload):
+            pieces.append(payload[start:])
+            break
+        cut = payload.rfind(b"\n", start, end)
+        if cut < 0:
+            cut = payload.find(b"\n", end)
+            if cut < 0:
+                cut = len(payload) - 1
+        pieces.append(payload[start : cut + 1])
+        start = cut + 1
+    return pieces
+
+
+@cache
+def _runtime(region: str, attempts: int) -> SageMakerRuntimeClient:
+    # botocore's standard mode retries throttling and 5xx with jittered backoff.
+    config = Config(
+        retries={"mode": "standard", "max_attempts": attempts},
+        max_pool_connections=_REQUESTS_IN_FLIGHT,
+        read_timeout=60,
+    )
+    client: SageMakerRuntimeClient = boto3.session.Session().client(
+        "sagemaker-runtime", region_name=region, config=config
+    )
+    return client
+
+
+def _invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes:
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint, ContentType=CSV, Accept=CSV, Body=body
+        )
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if error.get("Code") == "ModelError":
+            # SageMaker wraps any container error in a 424; the container's own
+            # status says whether a retry can help.
+            original: Any = exc.response.get("OriginalStatusCode")
+            status = int(original) if original else status
+        message = error.get("Message", str(exc))
+        if status < 500 and status != 429:
+            raise ModelError(f"the endpoint rejected the request: {message}") from exc
+        raise EndpointUnavailable(f"endpoint {endpoint}: HTTP {status}: {message}") from exc
+    body_out: bytes = response["Body"].read()
+    return body_out
+
+
+def predict(payload: bytes, rows: int, settings: Settings) -> bytes:
+    """One prediction line per good row, in order."""
+    if not rows:
+        return b""
+    runtime = _runtime(settings.region, settings.invoke_attempts)
+    pieces = requests_of(payload, settings.request_bytes)
+    with ThreadPoolExecutor(max_workers=min(_REQUESTS_IN_FLIGHT, len(pieces))) as pool:
+        answers = list(pool.map(lambda p: _invoke(runtime, settings.endpoint_name, p), pieces))
+    output = chunk_output.prediction_lines(answers)
+    predictions = output.count(b"\n")
+    if predictions != rows:
+        raise ModelError(f"the endpoint returned {predictions} predictions for {rows} rows")
+    return output
+
+
+def _stored(plan: ChunkPlan) -> ChunkDone | None:
+    """The completion of an earlier delivery that scored the chunk and then died."""
+    key = naming.chunk_output_key(plan.job_id, 0)
+    try:
+        head = aws.s3().head_object(Bucket=plan.bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            return None
+        raise
+    counts = chunk_output.counts(head.get("Metadata", {}))
+    if counts is None:
+        return None
+    return ChunkDone(
+        job_id=plan.job_id, chunk_index=0, attempt=1, rows=counts[0], bad_rows=counts[1],
+        output_key=key, output_bytes=head["ContentLength"],
+    )  # fmt: skip
+
+
+def _score(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone:
+    s3 = aws.s3()
+    response = s3.get_object(
+        Bucket=plan.bucket,
+        Key=plan.key,
+        Range=f"bytes={plan.data_start}-{plan.size - 1}",
+        IfMatch=aws.if_match(plan.etag),
+    )
+    data = response["Body"].read()
+    uri = f"s3://{job.bucket}/{job.input_key}"  # errors name the upload, not staging
+    first_line = 2 if plan.header else 1
+    checked = check(data, plan, first_line=first_line, columns=settings.feature_count, uri=uri)
+    output = predict(checked.payload, checked.rows - len(checked.rejected), settings)
+    if checked.rejected:
+        output = chunk_output.with_blanks(output, checked.rows, checked.rejected)
+        s3.put_object(
+            Bucket=plan.bucket,
+            Key=naming.chunk_errors_key(plan.job_id, 0),
+            Body=chunk_output.errors_csv(checked.rejected),
+            ContentType=CSV,
+        )
+    key = naming.chunk_output_key(plan.job_id, 0)
+    s3.put_object(
+        Bucket=plan.bucket,
+        Key=key,
+        Body=output,
+        ContentType=CSV,
+        Metadata=chunk_output.metadata(checked.rows, len(checked.rejected)),
+    )
+    return ChunkDone(
+        job_id=plan.job_id, chunk_index=0, attempt=1, rows=checked.rows,
+        bad_rows=len(checked.rejected), output_key=key, output_bytes=len(output),
+    )  # fmt: skip
+
+
+def score_inline(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone:
+    """Score the job's one chunk and report it to the status queue, as a worker would.
+
+    Bad input and model errors are reported as the chunk's failure; an endpoint
+    that stays unavailable raises, so that SQS delivers the request again (and,
+    in the end, to the dead-letter queue, which fails the job).
+    """
+    try:
+        message = _stored(plan) or _score(plan, job, settings)
+    except InputError as exc:
+        failure = ChunkFailure(
+            kind="input", reason=exc.describe(), line=exc.line, column=exc.column
+        )
+        message = ChunkDone(job_id=plan.job_id, chunk_index=0, attempt=1, rows=0, failure=failure)
+    except ModelError as exc:
+        failure = ChunkFailure(kind="model", reason=f"ModelError: {exc}")
+        message = ChunkDone(job_id=plan.job_id, chunk_index=0, attempt=1, rows=0, failure=failure)
+    aws.sqs().send_message(
+        QueueUrl=settings.status_queue_url,
+        MessageBody=message.model_dump_json(),
+        MessageSystemAttributes=tracing.sqs_trace_attributes(),
+    )
+    log.info(
+        "scored without Batch",
+        extra={"job_id": plan.job_id, "rows": message.rows, "failed": bool(message.failure)},
+    )
+    return message
