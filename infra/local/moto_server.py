@@ -31,6 +31,15 @@ through a ``memoryview``, one rolled over to disk with ``os.pread`` on a duplica
 descriptor, so concurrent GETs of one key need no lock, and a key disposed mid-stream
 (``POST /moto-api/reset``) cannot pass its descriptor number to another file under us.
 
+Measured (``python -m bench.local_s3``, medians of 3): on a 269 MB object a 64 KiB range
+takes 3.7 ms instead of 123 ms, a whole GET 0.10 s instead of 0.35 s; a 2 GB multipart
+upload peaks at 0.64 GB of server RSS instead of 4.3 GB. Still whole in memory, as in moto:
+a single PUT's request body and CopyObject's source.
+
+Written against moto 5.2.5 (pinned); tests/integration/test_local_s3.py checks the
+semantics against plain moto and the bytes read per request, so an upgrade that changes
+the patched functions fails there.
+
 For measurements and tests only: ``BYOM_MOTO_S3_PATCH=0`` runs moto unpatched, and
 ``BYOM_MOTO_READ_COUNTER=1`` counts the bytes read out of object buffers (whole values
 and ranges) and serves the total at ``GET /byom-debug/s3-read-bytes``.
