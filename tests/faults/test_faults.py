@@ -13,10 +13,14 @@ import os
 import signal
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from infra.local import resources
+from infra.local.processes import wait_until
 from infra.local.stack import LocalStack, StackConfig
 from model.data import generate, write_feature_csv
 from shared import naming
@@ -51,6 +55,7 @@ def stack(model_dir, tmp_path_factory):
             "BYOM_INVOKE_ATTEMPTS": "3",
             "BYOM_INVOKE_BACKOFF_SECONDS": "0.05",
             "BYOM_INVOKE_BACKOFF_MAX_SECONDS": "0.2",
+            "BYOM_INLINE_MAX_BYTES": "0",  # these faults are the workers': always Batch
         },
     )
     with LocalStack(config) as stack:
@@ -67,6 +72,12 @@ def aws(stack):
 @pytest.fixture
 def store(stack, aws):
     return JobStore(table=stack.config.jobs_table, client=aws["dynamodb"])
+
+
+@pytest.fixture(scope="module")
+def batch(stack):
+    """A Batch client of the local runner: attempts are counted where Batch counts them."""
+    return resources.client("batch", f"http://127.0.0.1:{stack.batch_port}", stack.config.region)
 
 
 @pytest.fixture(autouse=True)
@@ -99,8 +110,56 @@ def jobs_for(aws, stack, key: str) -> list[dict]:
     return [
         {k: next(iter(v.values())) for k, v in item.items()}
         for item in items
-        if item["input_key"]["S"] == key
+        if item.get("input_key", {}).get("S") == key  # job items only
     ]
+
+
+def queues_drained(aws, stack, names: tuple[str, ...]) -> bool:
+    """No message waiting or in flight in these queues (checked upstream first)."""
+    for name in names:
+        attributes = aws["sqs"].get_queue_attributes(
+            QueueUrl=stack.resources.queue_urls[name],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        if any(int(count) for count in attributes.values()):
+            return False
+    return True
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of a process (R, S, T, Z...), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def stop(pid: int) -> bool:
+    """SIGSTOP a process; True once it is stopped, False if it had already exited."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGSTOP)
+    wait_until(
+        lambda: process_state(pid) in ("T", "Z", None), timeout=10, what=f"process {pid} stopped"
+    )
+    return process_state(pid) == "T"
+
+
+def batch_environment(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def batch_job_id(store, job_id: str) -> str | None:
+    job = store.get(job_id)
+    return job.batch_job_id if job is not None else None
+
+
+def describe(batch, batch_job_id: str) -> dict[str, Any]:
+    (described,) = batch.describe_jobs(jobs=[batch_job_id])["jobs"]
+    return described
 
 
 def outputs_named(aws, stack, name: str) -> list[str]:
@@ -135,7 +194,13 @@ def test_duplicate_events_and_reuploads_make_one_job(stack, aws, model_dir):
     aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
     detail = wait_done(stack, aws, key)
     assert_correct_output(aws, stack, detail, data, model_dir)
-    time.sleep(3)  # time enough for any duplicate to have made a second job
+    # Every duplicate has been handled once ingest and the scheduler have nothing
+    # left, waiting or in flight: a second job would exist by then.
+    wait_until(
+        lambda: queues_drained(aws, stack, ("ingest", "scheduler")),
+        timeout=60,
+        what="ingest and scheduler queues drained",
+    )
     assert len(jobs_for(aws, stack, key)) == 1
     assert outputs_named(aws, stack, "-dupes.csv") == [detail["output_uri"].split("/", 3)[3]]
 
@@ -146,31 +211,56 @@ def test_duplicate_events_and_reuploads_make_one_job(stack, aws, model_dir):
     assert len(jobs_for(aws, stack, key)) == 2
 
 
-def test_worker_killed_mid_chunk_is_retried(stack, aws, model_dir):
-    data = csv_bytes(40_000, seed=23)  # ~24 chunks: workers run for a while
+def test_worker_killed_after_a_chunk_is_retried_and_reuses_that_chunk(
+    stack, aws, store, batch, model_dir
+):
+    """A child is killed after finishing a chunk: Batch retries it, and the retry
+    takes the finished chunk's output as it is rather than scoring it again."""
+    data = csv_bytes(40_000, seed=23)  # ~24 chunks: 6 children of 4, two at a time
     key = "input/killed-worker.csv"
-    put = aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
-    job_id = naming.job_id_for(stack.config.bucket, key, put["ETag"])
+    s3, bucket = aws["s3"], stack.config.bucket
+    put = s3.put_object(Bucket=bucket, Key=key, Body=data)
+    job_id = naming.job_id_for(bucket, key, put["ETag"])
     batch_pid = stack.services["batch"].pid
-    killed: list[int] = []
-    deadline = time.monotonic() + 60
-    while len(killed) < 2 and time.monotonic() < deadline:
-        for pid in workers_of(batch_pid, job_id):
-            if pid not in killed:
-                time.sleep(0.4)  # let it get into a chunk
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                except ProcessLookupError:
-                    pass
-                break
-        time.sleep(0.05)
-    assert killed, "no worker process was seen"
+    victim: dict[str, Any] = {}
+
+    def freeze_a_child_that_finished_a_chunk() -> bool:
+        finished = keys_under(s3, bucket, naming.chunk_outputs_prefix(job_id))
+        workers = {pid: batch_environment(pid) for pid in workers_of(batch_pid, job_id)}
+        for output in finished:
+            chunk = int(output.rsplit("/", 1)[1].split(".")[0])
+            for pid, env in workers.items():
+                size = int(env.get("BYOM_ARRAY_SIZE", "1"))
+                index = int(env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
+                if env.get("AWS_BATCH_JOB_ATTEMPT") != "1" or chunk % size != index:
+                    continue
+                # Stopped, it can neither finish nor exit until it is killed.
+                if stop(pid):
+                    victim.update(pid=pid, chunk=chunk, index=index, output=output)
+                    return True
+        return False
+
+    wait_until(freeze_a_child_that_finished_a_chunk, timeout=90, what="a worker with a chunk done")
+    # Mark the finished output (same predictions, a space before each newline):
+    # a retry that scored the chunk again would overwrite the mark.
+    head = s3.head_object(Bucket=bucket, Key=victim["output"])
+    original = s3.get_object(Bucket=bucket, Key=victim["output"])["Body"].read()
+    marked = original.replace(b"\n", b" \n")
+    s3.put_object(Bucket=bucket, Key=victim["output"], Body=marked, Metadata=head["Metadata"])
+    os.kill(victim["pid"], signal.SIGKILL)
+
     detail = wait_done(stack, aws, key, timeout=180)
     assert_correct_output(aws, stack, detail, data, model_dir)
     assert detail["rows"] == 40_000
     item = job_item(aws["dynamodb"], stack.config.jobs_table, detail["job_id"])
     assert int(item["chunks_done"]) == int(item["chunk_count"])
+    # Batch ran the killed child again ...
+    child = describe(batch, f"{item['batch_job_id']}:{victim['index']}")
+    exit_codes = [attempt["container"]["exitCode"] for attempt in child["attempts"]]
+    assert exit_codes == [-9, 0], child["attempts"]
+    # ... and the retry reused the chunk: the output holds the marked bytes.
+    output = s3.get_object(Bucket=bucket, Key=detail["output_uri"].split("/", 3)[3])
+    assert marked in output["Body"].read()
 
 
 def test_throttling_and_server_errors_are_retried(stack, aws, model_dir):
@@ -280,9 +370,11 @@ def test_local_aws_frozen_mid_job(stack, aws, model_dir):
     put = aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=data)
     job_id = naming.job_id_for(stack.config.bucket, key, put["ETag"])
     moto = stack.services["moto"]
-    deadline = time.monotonic() + 30
-    while not workers_of(stack.services["batch"].pid, job_id) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(
+        lambda: bool(workers_of(stack.services["batch"].pid, job_id)),
+        timeout=60,
+        what="a worker of the job",
+    )
     os.kill(moto.pid, signal.SIGSTOP)
     try:
         time.sleep(5)
@@ -293,31 +385,37 @@ def test_local_aws_frozen_mid_job(stack, aws, model_dir):
     assert len(jobs_for(aws, stack, key)) == 1
 
 
-def test_worker_killed_on_every_attempt_fails_the_job(stack, aws):
-    """No completion ever comes; Batch's own FAILED state change must end the job."""
+def test_worker_killed_on_every_attempt_fails_the_job(stack, aws, store, batch):
+    """No completion ever comes; Batch's own FAILED state change must end the job.
+
+    The model server is stopped (SIGSTOP) meanwhile, so no attempt can finish its
+    chunk before it is killed, however late the test sees it; Batch itself says
+    how many attempts it made.
+    """
     key = "input/always-killed.csv"
-    put = aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=csv_bytes(50, seed=28))
-    job_id = naming.job_id_for(stack.config.bucket, key, put["ETag"])
-    batch_pid = stack.services["batch"].pid
-    uri = f"s3://{stack.config.bucket}/{key}"
-    killed: set[int] = set()
-    deadline = time.monotonic() + 90
-    found: dict = {}
-    while time.monotonic() < deadline and not found:
-        # only this job's workers: children of earlier tests may still be exiting
-        for pid in set(workers_of(batch_pid, job_id)) - killed:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
-        response = aws["sqs"].receive_message(QueueUrl=aws["done"], WaitTimeSeconds=0)
-        for message in response.get("Messages", []):
-            detail = json.loads(message["Body"])["detail"]
-            aws["sqs"].delete_message(QueueUrl=aws["done"], ReceiptHandle=message["ReceiptHandle"])
-            if detail["input_uri"] == uri:
-                found = detail
-        time.sleep(0.02)
-    assert found, f"no done event (killed {len(killed)} workers)"
-    assert len(killed) == 3, "Batch should have tried the child three times"
+    model = stack.services["model-server"]
+    os.kill(model.pid, signal.SIGSTOP)
+    try:
+        put = aws["s3"].put_object(Bucket=stack.config.bucket, Key=key, Body=csv_bytes(50, seed=28))
+        job_id = naming.job_id_for(stack.config.bucket, key, put["ETag"])
+        batch_pid = stack.services["batch"].pid
+        killed: set[int] = set()
+
+        def kill_attempts_until_batch_gives_up() -> bool:
+            # only this job's workers: children of earlier tests may still be exiting
+            for pid in set(workers_of(batch_pid, job_id)) - killed:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
+            submitted = batch_job_id(store, job_id)
+            return submitted is not None and describe(batch, submitted)["status"] == "FAILED"
+
+        wait_until(kill_attempts_until_batch_gives_up, timeout=90, what="Batch giving up")
+    finally:
+        os.kill(model.pid, signal.SIGCONT)
+    attempts = describe(batch, batch_job_id(store, job_id))["attempts"]
+    assert [attempt["container"]["exitCode"] for attempt in attempts] == [-9, -9, -9]
+    found = wait_done(stack, aws, key, timeout=90)
     assert found["status"] == "FAILED"
     assert "failed after 3 attempt(s)" in found["error"]
     assert "exited with code -9" in found["error"]
