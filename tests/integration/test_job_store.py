@@ -109,9 +109,7 @@ CREATED = datetime(2026, 11, 25, 3, 33, 2, tzinfo=UTC)
 
 def test_uploads_named_alike_in_one_second_claim_distinct_outputs(store):
     keys = ["input/a/b.csv", "input/a_b.csv", "input/a b.csv", "input/a:b.csv", "input/a_b.csv.gz"]
-    claimed = [
-        store.claim_output_key(f"{i:x}" * 32, key, CREATED) for i, key in enumerate(keys, 1)
-    ]
+    claimed = [store.claim_output_key(f"{i:x}" * 32, key, CREATED) for i, key in enumerate(keys, 1)]
     assert claimed[0] == "output/20261125T033302Z-a_b.csv"  # the common case keeps its name
     assert len(set(claimed)) == len(keys)
     # Two uploads of one key in one second are two jobs: two names as well.
