@@ -325,6 +325,20 @@ class BatchRunner:
             if child.process is not None:
                 child.process.terminate()
 
+    def describe(self, job_id: str) -> dict[str, Any] | None:
+        """DescribeJobs of a job, or of an array child (``<array id>:<index>``)."""
+        parent, _, index = job_id.partition(":")
+        job = self.jobs.get(parent)
+        if job is None or not index:
+            return job.describe() if job is not None else None
+        child = next((c for c in job.children if str(c.index) == index), None)
+        if child is None:
+            return None
+        described = job.child_summary(child)
+        described |= {"jobQueue": queue_arn(job.queue), "attempts": child.attempts}
+        described["container"] = {"command": job.command, **described.get("container", {})}
+        return described
+
     def list_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
         query = batch_api.check_list(request)
         if query.array_job_id is not None:
@@ -353,7 +367,7 @@ def make_app(runner: BatchRunner) -> web.Application:
 
     async def describe_jobs(request: web.Request) -> web.Response:
         ids = (await batch_api.body(request)).get("jobs", [])
-        found = [runner.jobs[i].describe() for i in ids if i in runner.jobs]
+        found = [d for d in (runner.describe(i) for i in ids if isinstance(i, str)) if d]
         return web.json_response({"jobs": found})
 
     async def list_jobs(request: web.Request) -> web.Response:
