@@ -19,9 +19,10 @@ from infra.local.processes import Service, free_port, wait_until
 from infra.local.resources import subscribe_done_events
 from infra.local.stack import REPO
 from services.status import finish, reaper
-from services.status.assemble import assemble_errors
+from services.status.assemble import assemble, assemble_errors
 from services.status.status import handle_status_message
 from shared import aws, endings, naming
+from shared.events import publish_done
 from shared.jobs import JobStore
 from shared.schemas import ChunkDone, JobItem, JobState
 from shared.settings import get_settings
@@ -41,7 +42,7 @@ class Env:
 
     def done_events(self) -> list[dict[str, Any]]:
         """Every done event delivered so far (the queue is this test's own)."""
-        details = []
+        details: list[dict[str, Any]] = []
         while True:
             messages = self.sqs.receive_message(
                 QueueUrl=self.done_queue, MaxNumberOfMessages=10, WaitTimeSeconds=0
@@ -107,6 +108,12 @@ def running_job(env: Env, input_key: str, outputs: list[bytes], created: datetim
     return recorded.job
 
 
+def stored(env: Env, job_id: str) -> JobItem:
+    job = env.store.get(job_id)
+    assert job is not None
+    return job
+
+
 CREATED = datetime(2026, 11, 25, 3, 33, 2, tzinfo=UTC)
 
 
@@ -138,7 +145,7 @@ def test_a_failure_that_wins_during_assembly_leaves_no_output(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = running_job(env, "input/raced.csv", [b"0.5\n"], CREATED)
-    real_assemble = finish.assemble
+    real_assemble = assemble
 
     def assemble_then_reaper(job: JobItem) -> int:
         size = real_assemble(job)
@@ -147,7 +154,7 @@ def test_a_failure_that_wins_during_assembly_leaves_no_output(
 
     monkeypatch.setattr(finish, "assemble", assemble_then_reaper)
     finish.succeed(job, env.store)
-    assert env.store.get(job.job_id).state is JobState.FAILED
+    assert stored(env, job.job_id).state is JobState.FAILED
     assert env.keys("output/") == []
     assert [e["status"] for e in env.done_events()] == ["FAILED"]
 
@@ -156,9 +163,9 @@ def test_an_assembly_after_the_failure_removes_its_own_output(env: Env) -> None:
     job = running_job(env, "input/late.csv", [b"0.5\n"], CREATED)
     assert env.store.fail(job.job_id, "timed out")  # the reaper's first write ...
     finish.succeed(job, env.store)  # ... then status assembles, holding the job RUNNING
-    assert env.store.get(job.job_id).state is JobState.FAILED
+    assert stored(env, job.job_id).state is JobState.FAILED
     assert env.keys("output/") == []
-    endings.announce(env.store.get(job.job_id), env.store)  # the reaper carries on
+    endings.announce(stored(env, job.job_id), env.store)  # the reaper carries on
     assert env.keys("output/") == []
     assert [e["status"] for e in env.done_events()] == ["FAILED"]
 
@@ -204,7 +211,7 @@ def test_one_unpublishable_job_does_not_stop_the_reaper(
             ExpressionAttributeValues={":zero": {"N": "0"}},
         )
     broken = overdue[1].job_id
-    publish = endings.publish_done
+    publish = publish_done
 
     def flaky_publish(job: JobItem) -> None:
         if job.job_id == broken:
@@ -216,7 +223,7 @@ def test_one_unpublishable_job_does_not_stop_the_reaper(
     assert sorted(run.reaped) == sorted(job.job_id for job in overdue if job.job_id != broken)
     assert run.troubled == [broken]
     assert {e["job_id"] for e in env.done_events()} == set(run.reaped)
-    assert env.store.get(broken).state is JobState.FAILED  # failed, never announced
+    assert stored(env, broken).state is JobState.FAILED  # failed, never announced
 
     monkeypatch.setattr(endings, "publish_done", publish)
     soon = reaper.reap(env.store, now=now.timestamp() + 1)
@@ -235,7 +242,7 @@ def test_a_success_whose_announcement_crashed_is_announced_by_the_reaper(
     def crash(job: JobItem) -> None:
         raise SystemExit("status killed before the done event")
 
-    publish = endings.publish_done
+    publish = publish_done
     monkeypatch.setattr(endings, "publish_done", crash)
     with pytest.raises(SystemExit):
         finish.succeed(job, env.store)
