@@ -1,5 +1,9 @@
 """200 files at once, mixed sizes, some bad: all end, none lost, none doubled.
 
+Done events are delivered at least once (README), so a file may be announced
+more than once; what may not happen is a second job for it, or two announcements
+that disagree.
+
 Prints the figures at the end (run with -s to see them):
 files, rows, seconds, and failures by cause.
 """
@@ -12,6 +16,7 @@ import random
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -52,6 +57,40 @@ def make_files(seed: int = 41) -> dict[str, tuple[bytes, int, str | None]]:
     return files
 
 
+# What every announcement of one job must repeat exactly.
+OUTCOME = ("job_id", "status", "output_uri", "rows", "error")
+
+
+def one_outcome_per_file(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The done event of each input URI; raises if a file got two jobs or two outcomes."""
+    by_uri: dict[str, dict[str, Any]] = {}
+    for event in events:
+        first = by_uri.setdefault(event["input_uri"], event)
+        different = {k: (first.get(k), event.get(k)) for k in OUTCOME}
+        different = {k: pair for k, pair in different.items() if pair[0] != pair[1]}
+        assert not different, f"{event['input_uri']} announced twice, differently: {different}"
+    return by_uri
+
+
+def test_duplicate_announcements_must_agree():
+    event = {
+        "job_id": "j",
+        "status": "SUCCEEDED",
+        "output_uri": "s3://b/output/x.csv",
+        "rows": 7,
+        "error": None,
+        "input_uri": "s3://b/input/x.csv",
+        "duration_seconds": 1.0,
+    }
+    assert one_outcome_per_file([event, event | {"duration_seconds": 2.0}]) == {
+        "s3://b/input/x.csv": event
+    }
+    with pytest.raises(AssertionError, match="differently"):
+        one_outcome_per_file([event, event | {"job_id": "k"}])
+    with pytest.raises(AssertionError, match="differently"):
+        one_outcome_per_file([event, event | {"status": "FAILED", "error": "boom"}])
+
+
 def test_two_hundred_files_at_once(model_dir, tmp_path):
     files = make_files()
     config = StackConfig(
@@ -84,21 +123,17 @@ def test_two_hundred_files_at_once(model_dir, tmp_path):
                 seen.add(detail["input_uri"])
                 sqs.delete_message(QueueUrl=done_queue, ReceiptHandle=message["ReceiptHandle"])
         elapsed = time.monotonic() - started
-        time.sleep(2)  # late duplicates, if any, would arrive now
-        for message in sqs.receive_message(
-            QueueUrl=done_queue, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        ).get("Messages", []):
-            events.append(json.loads(message["Body"])["detail"])
 
         missing = expected - seen
         if missing:
             print(stack.logs(30))
         assert not missing, f"{len(missing)} files never finished within {BOUND_SECONDS} s"
-        per_job = Counter(e["job_id"] for e in events)
-        per_file = Counter(e["input_uri"] for e in events)
-        assert len(per_job) == FILES and set(per_file.values()) == {1}, "duplicate jobs or events"
-
-        by_uri = {e["input_uri"]: e for e in events}
+        # At least one announcement per file (the loop above waited for that); any
+        # repeat must be of the same job with the same outcome.
+        by_uri = one_outcome_per_file(events)
+        assert set(by_uri) == expected
+        assert len({e["job_id"] for e in events}) == FILES, "a file made two jobs"
+        repeats = len(events) - FILES
         causes: Counter[str] = Counter()
         rows = 0
         for key, (_, count, cause) in files.items():
@@ -115,10 +150,12 @@ def test_two_hundred_files_at_once(model_dir, tmp_path):
         assert len(outputs) == sum(1 for f in files.values() if f[2] is None)
 
         items = stack.client("dynamodb").scan(TableName=stack.config.jobs_table)["Items"]
+        items = [item for item in items if "input_key" in item]  # jobs, not name claims
         assert len(items) == FILES
         assert {i["state"]["S"] for i in items} <= {"SUCCEEDED", "FAILED"}
 
     print(
         f"\nload: {FILES} files, {rows} rows scored, {elapsed:.1f} s to the last done event "
-        f"({rows / elapsed:,.0f} rows/s); failures by cause: {dict(causes)}"
+        f"({rows / elapsed:,.0f} rows/s); failures by cause: {dict(causes)}; "
+        f"repeated done events: {repeats}"
     )
