@@ -33,7 +33,7 @@ class Function(NamedTuple):
 # one message per invocation: a slow upload must not time out a batch of others.
 HANDLERS = {
     "ingest": Function("services.ingest.handler:handler", 120, 1),
-    "scheduler": Function("services.scheduler.handler:handler", 30, 10),
+    "scheduler": Function("services.scheduler.handler:handler", 60, 1),
     "status": Function("services.status.handler:handler", 300, 1),
 }
 DEAD_LETTERS = Function("services.status.dead_letter_handler:handler", 60, 10)
@@ -51,7 +51,7 @@ class StackConfig:
     jobs_table: str = "byom-jobs"
     event_bus: str = "byom-events"
     endpoint_name: str = "byom-model"
-    batch_parallel: int = 2
+    batch_parallel: int = 8  # children at once; they mostly wait on I/O
     visibility_timeout: int = 60
     max_receive_count: int = 5
     reaper_every_seconds: float = 30.0
