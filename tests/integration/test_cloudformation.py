@@ -410,11 +410,15 @@ def test_services_read_exactly_what_the_stack_outputs(deployed: Deployed) -> Non
         computeEnvironments=[queue["computeEnvironmentOrder"][0]["computeEnvironment"]]
     )["computeEnvironments"]
     assert worker["BYOM_MAX_VCPUS"] == str(compute["computeResources"]["maxvCpus"])
+    requirements = definition["containerProperties"]["resourceRequirements"]
+    (vcpus,) = [r["value"] for r in requirements if r["type"] == "VCPU"]
+    assert worker["BYOM_WORKER_VCPUS"] == str(vcpus)
     for function in ("ingest", "scheduler", "status", "dead-letters", "reaper"):
         environment = lambda_.get_function_configuration(FunctionName=f"byom-{stage}-{function}")[
             "Environment"
         ]["Variables"]
         assert str(environment["BYOM_MAX_VCPUS"]) == worker["BYOM_MAX_VCPUS"], function
+        assert str(environment["BYOM_WORKER_VCPUS"]) == worker["BYOM_WORKER_VCPUS"], function
         assert str(environment["BYOM_INLINE_MAX_BYTES"]) == worker["BYOM_INLINE_MAX_BYTES"], (
             function
         )

@@ -279,7 +279,11 @@ def test_tuning_defaults_match_settings() -> None:
         if variable in DEPLOYMENT_FIGURES:
             continue
         field = Settings.model_fields[variable.removeprefix("BYOM_").lower()]
-        assert str(parameters[value["Ref"]]["Default"]) == str(field.default), variable
+        default = parameters[value["Ref"]]["Default"]
+        if isinstance(field.default, int | float):  # "1" for 1.0: the same number
+            assert float(default) == float(field.default), variable
+        else:
+            assert str(default) == str(field.default), variable
 
 
 def test_worker_retries_and_timeout_follow_the_settings() -> None:
@@ -300,6 +304,12 @@ def test_services_size_arrays_and_inline_scoring_from_the_template() -> None:
         # The compute environment's actual bound, whichever capacity type is chosen.
         assert environment["BYOM_MAX_VCPUS"] == fargate["MaxvCpus"] == ec2["MaxvCpus"]
         assert environment["BYOM_INLINE_MAX_BYTES"] == {"Ref": "InlineMaxBytes"}
+        # Children per job are bounded by MaxVcpus over a child's own vCPUs.
+        requirements = resource("JobDefinition")["Properties"]["ContainerProperties"][
+            "ResourceRequirements"
+        ]
+        (vcpus,) = [r["Value"] for r in requirements if r["Type"] == "VCPU"]
+        assert environment["BYOM_WORKER_VCPUS"] == vcpus
     assert (
         parameters["InlineMaxBytes"]["Default"]
         == Settings.model_fields["inline_max_bytes"].default
