@@ -53,3 +53,26 @@ def test_partial_batch_failures_name_only_the_failed_records():
 def test_context_counts_down():
     context = LambdaContext("f", timeout_seconds=30)
     assert 29_000 < context.get_remaining_time_in_millis() <= 30_000
+
+
+def test_local_functions_run_with_the_templates_timeouts_and_batch_sizes():
+    from infra.local.stack import DEAD_LETTERS, HANDLERS
+    from tests.unit.test_template import load_template
+
+    template = load_template()["Resources"]
+    handlers = {
+        r["Properties"]["Handler"]
+        .replace(".handler.handler", ".handler:handler")
+        .replace(".dead_letter_handler.handler", ".dead_letter_handler:handler"): r["Properties"]
+        for r in template.values()
+        if r["Type"] == "AWS::Lambda::Function" and "Handler" in r["Properties"]
+    }
+    mappings = [
+        r["Properties"] for r in template.values() if r["Type"].endswith("EventSourceMapping")
+    ]
+    for function in [*HANDLERS.values(), DEAD_LETTERS]:
+        properties = handlers[function.handler]
+        assert function.timeout_seconds == properties["Timeout"], function
+        name = next(n for n, r in template.items() if r.get("Properties") is properties)
+        sizes = {m["BatchSize"] for m in mappings if m["FunctionName"] == {"Ref": name}}
+        assert sizes == {function.batch_size}, function
