@@ -517,6 +517,20 @@ def test_queues_have_dead_letters_encryption_and_sized_visibility() -> None:
         assert queue["VisibilityTimeout"] >= 6 * function["Timeout"], name
 
 
+def test_local_pollers_run_functions_as_the_template_does() -> None:
+    from infra.local.stack import DEAD_LETTERS, HANDLERS
+
+    mappings = resources("AWS::Lambda::EventSourceMapping")
+    local = {**HANDLERS, "dead-letters": DEAD_LETTERS}
+    for mapping in mappings.values():
+        function = resource(mapping["Properties"]["FunctionName"]["Ref"])["Properties"]
+        name = function["FunctionName"]["Fn::Sub"].removeprefix("byom-${Stage}-")
+        module, attribute = function["Handler"].rsplit(".", 1)
+        assert local[name].handler == f"{module}:{attribute}", name
+        assert local[name].timeout_seconds == function["Timeout"], name
+        assert local[name].batch_size == mapping["Properties"]["BatchSize"], name
+
+
 def test_long_work_is_not_batched_with_unrelated_messages() -> None:
     # A batch shares one function timeout: one long upload, inline scoring or
     # assembly would push the other messages past it, to be redelivered until
