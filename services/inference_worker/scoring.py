@@ -9,7 +9,6 @@ endpoint's cycles go to the model; endpoints that speak only CSV get ``text/csv`
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,7 +18,8 @@ from botocore.exceptions import ClientError
 
 from services.inference_worker.endpoint import Endpoint
 from services.inference_worker.parse import ParsedRows, parse_rows, shift_lines
-from shared import aws, naming
+from shared import aws, chunk_output, naming
+from shared.chunk_output import errors_csv, prediction_lines, with_blanks
 from shared.csvchunks import count_lines, owned_lines, read_start, split_records
 from shared.errors import ByomError, InputError
 from shared.rows import split_lines
@@ -28,8 +28,6 @@ from shared.schemas import BadRows, Chunk, ChunkPlan
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-ROWS_METADATA = "byom-rows"
-BAD_ROWS_METADATA = "byom-bad-rows"
 NPY = "application/x-npy"
 CSV = "text/csv"
 
@@ -161,21 +159,7 @@ async def predict(endpoint: Endpoint, bodies: list[bytes], content_type: str, ro
     lines = sum(count_lines(answer) for answer in answers)
     if lines != rows:
         raise ByomError(f"the endpoint returned {lines} predictions for {rows} rows")
-    return b"".join(a if a.endswith(b"\n") else a + b"\n" for a in answers)
-
-
-def _with_blanks(predictions: bytes, rows: int, rejected: dict[int, InputError]) -> bytes:
-    """Put an empty line where each rejected row was, so output lines match input lines."""
-    scored = iter(predictions.split(b"\n"))
-    return b"".join(b"\n" if i in rejected else next(scored) + b"\n" for i in range(rows))
-
-
-def errors_csv(rejected: dict[int, InputError]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for problem in rejected.values():
-        writer.writerow([problem.line, problem.column or "", problem.reason])
-    return buffer.getvalue().encode()
+    return prediction_lines(answers)
 
 
 async def score_chunk(
@@ -200,7 +184,7 @@ async def score_chunk(
     rows = len(parsed.values)
     output = await predict(endpoint, bodies, content_type, rows)
     if parsed.rejected:
-        output = _with_blanks(output, parsed.rows, parsed.rejected)
+        output = with_blanks(output, parsed.rows, parsed.rejected)
         await s3.put_object(
             Bucket=plan.bucket,
             Key=naming.chunk_errors_key(plan.job_id, chunk.index),
@@ -214,7 +198,7 @@ async def score_chunk(
         Key=key,
         Body=output,
         ContentType="text/csv",
-        Metadata={ROWS_METADATA: str(parsed.rows), BAD_ROWS_METADATA: str(bad_rows)},
+        Metadata=chunk_output.metadata(parsed.rows, bad_rows),
     )
     return ChunkResult(
         rows=parsed.rows, output_key=key, output_bytes=len(output), bad_rows=bad_rows
@@ -230,12 +214,10 @@ async def finished_earlier(s3: S3Client, plan: ChunkPlan, chunk: Chunk) -> Chunk
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
             return None
         raise
-    metadata = head.get("Metadata", {})
-    if ROWS_METADATA not in metadata:
+    recorded = chunk_output.counts(head.get("Metadata", {}))
+    if recorded is None:
         return None
+    rows, bad_rows = recorded
     return ChunkResult(
-        rows=int(metadata[ROWS_METADATA]),
-        output_key=key,
-        output_bytes=head["ContentLength"],
-        bad_rows=int(metadata.get(BAD_ROWS_METADATA, 0)),
+        rows=rows, output_key=key, output_bytes=head["ContentLength"], bad_rows=bad_rows
     )

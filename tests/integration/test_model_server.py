@@ -228,6 +228,36 @@ def test_container_path_speaks_csv_and_json(server, tiny_model):
     assert status == 200 and answer.count(b"\n") == 20
 
 
+def test_npy_in_csv_or_npy_out(client, tiny_model):
+    """What byom's workers send: float32 rows parsed once, as .npy; never unpickled."""
+    body = csv_rows(300, seed=11)
+    rows = pd.read_csv(io.BytesIO(body), header=None).to_numpy(dtype=np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, rows, allow_pickle=False)
+    want = expected(tiny_model[1], body)
+    answer = client.invoke_endpoint(
+        EndpointName="byom-model",
+        ContentType="application/x-npy",
+        Accept="text/csv",
+        Body=buffer.getvalue(),
+    )["Body"].read()
+    assert answer.count(b"\n") == 300
+    np.testing.assert_allclose(np.array(answer.split(), dtype=np.float64), want, atol=1e-6)
+    as_npy = client.invoke_endpoint(
+        EndpointName="byom-model",
+        ContentType="application/x-npy",
+        Accept="application/x-npy",
+        Body=buffer.getvalue(),
+    )["Body"].read()
+    np.testing.assert_allclose(np.load(io.BytesIO(as_npy), allow_pickle=False), want, atol=1e-6)
+    objects = io.BytesIO()
+    np.save(objects, np.array([[1, "x"]], dtype=object), allow_pickle=True)
+    with pytest.raises(client.exceptions.ModelError, match=r"not a \.npy array"):
+        client.invoke_endpoint(
+            EndpointName="byom-model", ContentType="application/x-npy", Body=objects.getvalue()
+        )
+
+
 def test_json_through_boto3(client, tiny_model):
     body = csv_rows(10, seed=10)
     instances = pd.read_csv(io.BytesIO(body), header=None).to_numpy().tolist()
@@ -321,7 +351,8 @@ def test_bad_csv_raises_model_error_with_the_reason(client, case):
         ("application/json", b'{"rows": []}', {}, 400, "instances"),
         ("application/json", b"[[1, 2], [3]]", {}, 400, "equal length"),
         ("application/json", json.dumps([[0.5] * 29]).encode(), {}, 400, "expected 30 features"),
-        ("application/x-npy", b"\x93NUMPY", {}, 415, "cannot read 'application/x-npy'"),
+        ("application/x-npy", b"\x93NUMPY", {}, 400, "not a .npy array"),
+        ("application/x-protobuf", b"\x00", {}, 415, "cannot read 'application/x-protobuf'"),
         ("text/csv", b"1\n", {"Accept": "application/x-protobuf"}, 406, "cannot answer"),
     ],
 )
