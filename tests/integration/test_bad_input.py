@@ -201,3 +201,64 @@ def test_gzip_round_trip_matches_plain(stack, aws):
     assert bodies[0] == bodies[1] and bodies[0].count(b"\n") == 3000
     packed = done[f"s3://{bucket}/input/pair/packed.csv.gz"]
     assert packed["output_uri"].endswith("-pair_packed.csv")
+
+
+def with_cell(data: bytes, line: int, column: int, cell: bytes) -> bytes:
+    """``data`` with the cell at (line, column) (1-based, no header) replaced by ``cell``."""
+    lines = data.split(b"\n")
+    cells = lines[line - 1].split(b",")
+    cells[column - 1] = cell
+    lines[line - 1] = b",".join(cells)
+    return b"\n".join(lines)
+
+
+def test_bad_cells_deep_inside_a_multi_chunk_file_are_named(stack, aws):
+    """Past the head ingest checks and past the first chunk: found by the workers."""
+    s3, bucket = aws["s3"], stack.config.bucket
+    base = good_csv(20_000, seed=34)  # ~5 MB: several 1 MiB chunks, through Batch
+    assert len(base) > 4 * MIB
+    header = b",".join(b"V%d" % i for i in range(30)) + b"\n"
+    cases = {
+        "input/deep/float32.csv": (with_cell(base, 15_001, 7, b"1e39"), {}),
+        "input/deep/bare-cr.csv": (with_cell(base, 12_345, 3, b'"1",2\r3'), {}),
+        "input/deep/header.csv": (header + with_cell(base, 9_000, 30, b"1_000"), {}),
+        "input/deep/skip.csv": (
+            with_cell(with_cell(base, 11_000, 2, b"\xd9\xa3"), 19_999, 30, b"-4e38"),
+            {"byom-on-bad-rows": "skip"},
+        ),
+    }
+    for key, (body, metadata) in cases.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
+    uris = {f"s3://{bucket}/{key}": key for key in cases}
+    done = collect_done_events(aws["sqs"], aws["done"], set(uris), timeout=240)
+
+    def error(key: str) -> str:
+        got = done[f"s3://{bucket}/{key}"]
+        assert got["status"] == "FAILED", got
+        assert got["output_uri"] is None or not keys_under(s3, bucket, "output/deep_")
+        return str(got["error"])
+
+    assert "float32.csv, line 15001, column 7: '1e39' is beyond the float32 range" in error(
+        "input/deep/float32.csv"
+    )
+    assert "bare-cr.csv, line 12345, column 4: a carriage return inside the line" in error(
+        "input/deep/bare-cr.csv"
+    )
+    # the header is line 1, so the 9,000th row is line 9,001
+    assert "header.csv, line 9001, column 30: '1_000' is not a number" in error(
+        "input/deep/header.csv"
+    )
+
+    skipped = done[f"s3://{bucket}/input/deep/skip.csv"]
+    assert skipped["status"] == "SUCCEEDED", skipped
+    assert (skipped["rows"], skipped["bad_rows"]) == (20_000, 2)
+    output = s3.get_object(Bucket=bucket, Key=skipped["output_uri"].split("/", 3)[3])
+    lines = output["Body"].read().split(b"\n")[:-1]
+    assert len(lines) == 20_000
+    assert [i + 1 for i, line in enumerate(lines) if not line] == [11_000, 19_999]
+    report = s3.get_object(Bucket=bucket, Key=skipped["errors_uri"].split("/", 3)[3])
+    assert report["Body"].read().decode().splitlines() == [
+        "line,column,reason",
+        "11000,2,'\u0663' is not a number (it holds the character U+0663)",
+        "19999,30,'-4e38' is beyond the float32 range (|x| <= 3.4e38)",
+    ]
