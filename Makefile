@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 MODEL_DIR := model/artifacts
 MODEL := $(MODEL_DIR)/xgboost-model.json
 
-.PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean
+.PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock
@@ -39,6 +39,10 @@ typecheck: venv
 
 test: lint typecheck model iac-venv
 	$(PY) -m pytest
+
+# byom against its peers (see bench/); never part of make test. BENCH_RAY=1 installs Ray.
+bench: venv model
+	$(PY) -m bench
 
 deploy: venv model
 	infra/deploy.sh $(ARGS)
