@@ -150,9 +150,10 @@ class ByomStack:
         recorder.start()
         uri = self.upload(path)
         detail = self.wait({uri})[uri]
-        lines = recorder.stop()
+        recording = recorder.stop()
         self.forget(detail)
         s3_on_moto = "AWS_ENDPOINT_URL_S3" not in self.stack.base_env()
         queue_name = self.done_queue.rsplit("/", 1)[-1]
-        counts = count_calls(lines, ignore_queue=queue_name, ignore_upload_of=uri.split("/", 3)[3])
+        key = uri.split("/", 3)[3]
+        counts = count_calls(recording, ignore_queue=queue_name, ignore_upload_of=key)
         return counts, int(detail["chunks"]), s3_on_moto

@@ -14,6 +14,7 @@ import json
 import re
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -70,16 +71,34 @@ def operation(entry: dict) -> tuple[str, str]:
 UPLOAD_OPERATIONS = {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
 
 
+def entries(text: str) -> Iterator[dict]:
+    """The recorded requests in ``text``.
+
+    moto's threads append each entry and its newline in two writes, so two entries
+    can share a line; they are read as consecutive JSON values, not as lines.
+    """
+    decoder = json.JSONDecoder()
+    position = 0
+    while True:
+        start = text.find("{", position)
+        if start < 0:
+            return
+        try:
+            entry, position = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            position = start + 1  # torn by another thread's write: resume at the next entry
+            continue
+        if isinstance(entry, dict) and "method" in entry:
+            yield entry
+
+
 def count_calls(
-    lines: list[str], ignore_queue: str | None = None, ignore_upload_of: str | None = None
+    text: str, ignore_queue: str | None = None, ignore_upload_of: str | None = None
 ) -> Counter[tuple[str, str]]:
     """Calls by (service, operation), leaving out the benchmark's own: those naming
     ``ignore_queue`` (its done-event queue) and the upload of key ``ignore_upload_of``."""
     counts: Counter[tuple[str, str]] = Counter()
-    for line in lines:
-        if not line.strip():
-            continue
-        entry = json.loads(line)
+    for entry in entries(text):
         body = entry.get("body")
         if ignore_queue and not entry.get("body_encoded") and ignore_queue in str(body):
             continue
@@ -109,6 +128,6 @@ class Recorder:
         self._post("reset-recording")
         self._post("start-recording")
 
-    def stop(self) -> list[str]:
+    def stop(self) -> str:
         self._post("stop-recording")
-        return self.path.read_text().splitlines() if self.path.exists() else []
+        return self.path.read_text() if self.path.exists() else ""
