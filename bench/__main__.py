@@ -57,8 +57,9 @@ def peak_row(name: str, rows: int, seconds: float | None, peaks, note: str = "")
 
 
 def byom_row(run: JobRun, note: str = "") -> Row:
-    chunks = f"{run.detail.get('chunks')} chunks"
-    return peak_row("byom (local stack)", run.rows, run.seconds, run.peaks, f"{chunks}; {note}")
+    chunks = f"{run.detail.get('chunks')} chunk(s)"
+    notes = "; ".join(part for part in (chunks, note) if part)
+    return peak_row("byom (local stack)", run.rows, run.seconds, run.peaks, notes)
 
 
 def single_machine_rows(path: Path, rows: int, args: argparse.Namespace) -> list[Row]:
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
         table += single_machine_rows(data.rows_file(size), size, args)
     byom_rows, lines = scaling_figures(args, sizes)
     table += byom_rows
-    lines += single_child(args, max([s for s in sizes if s <= 1_000_000] or [CALLS_ROWS]))
+    # Big enough for the child's own rate to dominate its start-up.
+    lines += single_child(args, max([CALLS_ROWS, *(s for s in sizes if s <= 1_000_000)]))
     if not args.skip_2gb:
         big_rows, big_lines = big_file(args)
         table += big_rows
