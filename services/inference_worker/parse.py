@@ -72,7 +72,7 @@ def fast_parse(data: bytes, columns: int) -> np.ndarray | None:
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
-            read_options=pacsv.ReadOptions(autogenerate_column_names=True, block_size=1 << 24),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
             parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
                 column_types={f"f{i}": pa.float64() for i in range(columns)},
@@ -102,9 +102,9 @@ def parse_rows(data: bytes, *, columns: int, uri: str, first_line: int = 1) -> P
     it yet pass 1 and shift the positions later (``shift_lines``).
     """
     values = fast_parse(data, columns)
-    lines = split_lines(data)
     if values is not None:
-        return ParsedRows(rows=len(lines), values=values)
+        return ParsedRows(rows=len(values), values=values)
+    lines = split_lines(data)
     rejected = dict(find_problems(data, first_line=first_line, columns=columns, uri=uri))
     good = [line for index, line in enumerate(lines) if index not in rejected]
     # The good lines may still be out of the fast path's reach (spaces after a
