@@ -48,6 +48,8 @@ from model.server.settings import ServerSettings, cpu_count
 
 log = logging.getLogger(__name__)
 
+# The largest finite float32: models see float32, so larger values are refused.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # SageMaker's request limit for real-time endpoints.
 MAX_PAYLOAD = 6 * 1024 * 1024
 # aiohttp stops reading past its own limit; this one sits above SageMaker's so
@@ -122,11 +124,12 @@ def parse_csv(body: bytes, feature_count: int | None) -> np.ndarray:
     if np.all(commas == columns - 1):
         with contextlib.suppress(ValueError, pd.errors.ParserError):
             frame = pd.read_csv(
-                io.BytesIO(body), header=None, dtype=np.float32, engine="c", na_filter=False
+                io.BytesIO(body), header=None, dtype=np.float64, engine="c", na_filter=False
             )
-            rows = frame.to_numpy()
-            if rows.shape == (lines, columns) and np.isfinite(rows).all():
-                return rows
+            wide = frame.to_numpy()
+            # Checked before narrowing: 1e39 is a float64 but would be float32's inf.
+            if wide.shape == (lines, columns) and (np.abs(wide) <= FLOAT32_MAX).all():
+                return wide.astype(np.float32)
     raise BadRequest(_csv_problem(body, columns))
 
 
@@ -150,6 +153,8 @@ def _csv_problem(body: bytes, columns: int) -> str:
                 return f"line {number}, column {column}: {shown!r} is not a number"
             if not math.isfinite(number_value):
                 return f"line {number}, column {column}: {value!r} is not a finite number"
+            if abs(number_value) > FLOAT32_MAX:
+                return f"line {number}, column {column}: {value!r} is beyond the float32 range"
     return "the body is not CSV rows of numbers"
 
 

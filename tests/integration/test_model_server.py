@@ -325,6 +325,10 @@ BAD_CSV = {
         with_cell(csv_rows(4, 2), 4, 1, b"inf"),
         "line 4, column 1: 'inf' is not a finite",
     ),
+    "beyond float32": (
+        with_cell(csv_rows(4, 2), 2, 5, b"1e39"),
+        "line 2, column 5: '1e39' is beyond the float32 range",
+    ),
     "header": (",".join(FEATURES).encode() + b"\n" + csv_rows(2, 3), "line 1, column 1: 'Time'"),
 }
 
