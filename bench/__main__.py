@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SIZES = (1_000, 100_000, 1_000_000)
 SAMPLE_UPLOADS = 20
 CALLS_ROWS = 100_000
+BEST_OF = 3  # runs of the limit and of pandas; the best is kept
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,7 +82,9 @@ def single_machine_rows(path: Path, rows: int, args: argparse.Namespace) -> list
     for name, run in runs:
         target = out / f"{name.split()[0]}-{path.name}"
         print(f"  {name}, {rows:,} rows ...", flush=True)
-        result = run(target)
+        # The in-process peers are cheap and noisy on a shared machine: best of a few.
+        tries = BEST_OF if name in (LIMIT, "naive pandas") else 1
+        result = min((run(target) for _ in range(tries)), key=lambda r: r.seconds)
         checked = check_output(model_file, path, target)
         target.unlink()
         table.append(peak_row(name, checked, result.seconds, result.peaks))
@@ -159,7 +162,7 @@ def single_child(args: argparse.Namespace, size: int) -> list[str]:
     seen = children[0][1] if children else 0
     return [
         f"- One worker child against one endpoint instance ({size:,} rows, "
-        f"BYOM_MAX_ARRAY_CHILDREN=1, {seen} child process(es) seen): "
+        f"BYOM_MAX_ARRAY_CHILDREN=1, {seen} process(es) under local Batch): "
         f"{run.rows / run.seconds:,.0f} rows/s upload -> done event ({run.seconds:.1f} s)"
     ]
 
@@ -220,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
             report.table(table),
             "",
             "Seconds: the work only (a peer's imports and byom's upload excluded; byom from upload"
-            " finished to done event). Peak RSS: the sum over every process of the run at its"
+            f" finished to done event); the limit and pandas are the best of {BEST_OF} runs,"
+            " every other row one run. Peak RSS: the sum over every process of the run at its"
             " busiest instant; the processes column gives each one's VmHWM.",
             "",
             "## For scaling",
