@@ -180,13 +180,15 @@ def big_file(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
         print(f"  byom, {data.BIG_ROWS:,} rows ({report.human_bytes(size)}) ...", flush=True)
         run = stack.run_file(path)
     rows = [peak_row(LIMIT, limit.rows, limit.seconds, limit.peaks), byom_row(run)]
-    moto = sum(hwm for role, _, hwm in run.peaks.by_role() if role == "moto")
+    # moto's threads are not processes, so "moto" is the server alone.
+    moto = sum(peak.hwm for peak in run.peaks.processes if peak.role == "moto")
+    others = sum(peak.hwm for peak in run.peaks.processes if peak.role != "moto")
     lines = [
-        f"- {report.human_bytes(size)} input: every byom process's peak RSS (VmHWM): "
+        f"- {report.human_bytes(size)} input, peak RSS (VmHWM) of every process: "
         + report.roles_line(run.peaks.by_role()),
-        f"  - the local S3 (moto) alone: {report.human_bytes(moto)}; byom's own processes: "
-        f"{report.human_bytes(run.peaks.total_rss - moto)} of "
-        f"{report.human_bytes(run.peaks.total_rss)} at the busiest instant",
+        f"  - the local S3 (moto): {report.human_bytes(moto)}; byom's own processes: "
+        f"{report.human_bytes(others)} (their VmHWMs added up; "
+        f"{report.human_bytes(run.peaks.total_rss)} for all at the busiest instant)",
     ]
     return rows, lines
 

@@ -84,10 +84,10 @@ def table(rows: list[Row]) -> str:
 
 
 def roles_line(by_role: list[tuple[str, int, int]], top: int = 0) -> str:
-    """ "moto 410 MiB, batch child x4 150 MiB, ..." (largest first; ``top`` 0: all)."""
+    """E.g. "moto 410 MiB, batch child (4, largest) 150 MiB" (largest first; top 0: all)."""
     ordered = sorted(by_role, key=lambda item: -item[2])
     parts = [
-        f"{role}{f' x{count}' if count > 1 else ''} {human_bytes(hwm)}"
+        f"{role}{f' ({count}, largest)' if count > 1 else ''} {human_bytes(hwm)}"
         for role, count, hwm in (ordered[:top] if top else ordered)
     ]
     return ", ".join(parts)

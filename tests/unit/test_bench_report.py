@@ -108,7 +108,7 @@ def test_table_divides_each_row_by_the_limit_of_its_own_size():
 
 def test_roles_line_puts_the_largest_first_and_counts_children():
     line = report.roles_line([("moto", 1, 400 << 20), ("batch child", 3, 150 << 20)])
-    assert line == "moto 400.0 MiB, batch child x3 150.0 MiB"
+    assert line == "moto 400.0 MiB, batch child (3, largest) 150.0 MiB"
     assert report.roles_line([("a", 1, 1), ("b", 1, 2)], top=1) == "b 2 B"
 
 
