@@ -254,12 +254,18 @@ def test_worker_killed_after_a_chunk_is_retried_and_reuses_that_chunk(
     assert detail["rows"] == 40_000
     item = job_item(aws["dynamodb"], stack.config.jobs_table, detail["job_id"])
     assert int(item["chunks_done"]) == int(item["chunk_count"])
-    # Batch ran the killed child again (a plain job is its own only child).
-    submitted = describe(batch, item["batch_job_id"])
-    if "arrayProperties" in submitted:
-        submitted = describe(batch, f"{item['batch_job_id']}:{victim['index']}")
-    exit_codes = [attempt["container"]["exitCode"] for attempt in submitted["attempts"]]
-    assert exit_codes == [-9, 0], submitted["attempts"]
+    # Batch ran the killed child again (a plain job is its own only child). The
+    # job can be done before that retry ends (the victim may have finished its
+    # chunks before it was frozen), so wait for Batch to record the retry.
+    child_id = item["batch_job_id"]
+    if "arrayProperties" in describe(batch, child_id):
+        child_id = f"{child_id}:{victim['index']}"
+
+    def exit_codes() -> list[int]:
+        return [a["container"]["exitCode"] for a in describe(batch, child_id)["attempts"]]
+
+    wait_until(lambda: len(exit_codes()) >= 2, timeout=60, what="the killed child's retry")
+    assert exit_codes() == [-9, 0]
     # ... and the retry reused the chunk: the output holds the marked bytes.
     output = s3.get_object(Bucket=bucket, Key=detail["output_uri"].split("/", 3)[3])
     assert marked in output["Body"].read()
