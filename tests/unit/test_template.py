@@ -446,6 +446,21 @@ def test_batch_jobs_are_stopped_only_where_byom_submitted_them() -> None:
     assert '"byom:job-id"' in json.dumps(granting("SchedulerRole", "batch:TagResource"))
 
 
+def test_functions_that_fail_jobs_may_delete_only_what_a_failed_job_leaves() -> None:
+    # A FAILED job keeps no output (shared/endings.remove_output), and status also
+    # deletes the errors report of a job that failed while it was assembled. Each
+    # may clear staging (JobEndingPolicy); nothing else may delete results.
+    deleting = {
+        "IngestRole": {"staging/*", "output/*"},
+        "StatusRole": {"staging/*", "output/*", "errors/*"},
+        "DeadLettersRole": {"staging/*", "output/*"},
+        "ReaperRole": {"staging/*", "output/*"},
+    }
+    for role in resources("AWS::IAM::Role"):
+        granted = object_resources(role, "s3:DeleteObject")
+        assert granted == deleting.get(role, granted - {"output/*", "errors/*"}), role
+
+
 def test_scheduler_finds_earlier_submissions_and_scores_small_files() -> None:
     (listing,) = granting("SchedulerRole", "batch:ListJobs")
     assert listing["Resource"] == "*"
