@@ -52,7 +52,9 @@ class StackConfig:
     event_bus: str = "byom-events"
     endpoint_name: str = "byom-model"
     batch_parallel: int = 8  # children at once; they mostly wait on I/O
-    visibility_timeout: int = 60
+    # As the template sizes it: six times the longest function timeout (status's
+    # 300 s), so no queue hands a message on while its function still runs.
+    visibility_timeout: int = 1800
     max_receive_count: int = 5
     reaper_every_seconds: float = 30.0
     log_dir: Path | None = None

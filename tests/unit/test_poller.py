@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from infra.local.poller import LambdaContext, to_lambda_record
@@ -76,3 +78,20 @@ def test_local_functions_run_with_the_templates_timeouts_and_batch_sizes():
         name = next(n for n, r in template.items() if r.get("Properties") is properties)
         sizes = {m["BatchSize"] for m in mappings if m["FunctionName"] == {"Ref": name}}
         assert sizes == {function.batch_size}, function
+
+
+def test_local_queues_outlast_their_functions_as_the_templates_do():
+    # Lambda refuses a mapping whose queue's visibility is shorter than the
+    # function's timeout: a message would come back while it is still running.
+    from infra.local.resources import QUEUES
+    from infra.local.stack import HANDLERS, StackConfig
+    from tests.unit.test_template import load_template
+
+    template = load_template()["Resources"]
+    local = StackConfig(model_dir=Path()).visibility_timeout
+    for name in QUEUES:
+        function = HANDLERS[name]
+        queue = template[f"{name.title()}Queue"]["Properties"]
+        assert local >= function.timeout_seconds, name
+        assert queue["VisibilityTimeout"] >= function.timeout_seconds, name
+        assert local >= queue["VisibilityTimeout"], name
