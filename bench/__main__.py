@@ -54,6 +54,7 @@ def peak_row(name: str, rows: int, seconds: float | None, peaks, note: str = "")
         peaks.total_rss,
         report.roles_line(peaks.by_role(), top=4),
         note,
+        report.roles_line(peaks.by_role()),
     )
 
 
@@ -228,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
             f" finished to done event); the limit and pandas are the best of {BEST_OF} runs,"
             " every other row one run. Peak RSS: the sum over every process of the run at its"
             " busiest instant; the processes column gives each one's VmHWM.",
+            "",
+            "## Peak RSS (VmHWM) of every process, by run",
+            "",
+            *report.breakdown([row for row in table if not row.name.endswith("after ray.init")]),
             "",
             "## For scaling",
             "",

@@ -130,4 +130,8 @@ class Recorder:
 
     def stop(self) -> str:
         self._post("stop-recording")
-        return self.path.read_text() if self.path.exists() else ""
+        if not self.path.exists():
+            return ""
+        text = self.path.read_text()
+        self.path.unlink()  # it holds every request body: tens of MB per job
+        return text

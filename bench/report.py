@@ -22,6 +22,14 @@ class Row:
     peak_rss: int | None = None  # bytes, all processes of the run at once
     processes: str = ""  # the largest processes, in words
     note: str = ""  # why there is no number, or what the number includes
+    all_processes: str = ""  # every process's VmHWM, for the breakdown below the table
+
+
+def breakdown(rows: list[Row]) -> list[str]:
+    """One line per run with every process's peak RSS (VmHWM)."""
+    return [
+        f"- {row.name}, {row.rows:,} rows: {row.all_processes}" for row in rows if row.all_processes
+    ]
 
 
 def human_bytes(size: int | None) -> str:

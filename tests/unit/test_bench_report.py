@@ -112,6 +112,11 @@ def test_roles_line_puts_the_largest_first_and_counts_children():
     assert report.roles_line([("a", 1, 1), ("b", 1, 2)], top=1) == "b 2 B"
 
 
+def test_breakdown_lists_only_runs_with_processes():
+    rows = [Row("a", 10, 1.0, 5, all_processes="x 5 B"), Row("b", 10, note="none")]
+    assert report.breakdown(rows) == ["- a, 10 rows: x 5 B"]
+
+
 def test_machine_parsers():
     assert report.parse_cpuinfo("processor\t: 0\nmodel name\t: AMD EPYC 9R14\n") == "AMD EPYC 9R14"
     assert report.parse_meminfo("MemTotal:       24576000 kB\nMemFree: 1 kB\n") == 24576000 * 1024
