@@ -105,6 +105,15 @@ def chunk_output_key(job_id: str, chunk_index: int) -> str:
     return f"{chunk_outputs_prefix(job_id)}{chunk_index:06d}.csv"
 
 
+def groups_prefix(job_id: str) -> str:
+    return f"{staging_prefix(job_id)}groups/"
+
+
+def group_output_key(job_id: str, group: int) -> str:
+    """Consecutive chunk outputs joined, big enough for a server-side part copy."""
+    return f"{groups_prefix(job_id)}{group:06d}.csv"
+
+
 def chunk_errors_prefix(job_id: str) -> str:
     return f"{staging_prefix(job_id)}errors/"
 

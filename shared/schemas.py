@@ -221,6 +221,8 @@ class JobItem(BaseModel):
     expires_at: int  # DynamoDB TTL attribute
     chunk_count: int = 0
     chunks_done: int = 0
+    # Which chunks are counted (a number set, written by ``record_chunk`` only).
+    done_chunks: frozenset[int] = Field(default=frozenset(), exclude=True)
     rows: int = 0
     bad_rows: int = 0
     policy: RowPolicy = RowPolicy()

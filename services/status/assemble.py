@@ -2,9 +2,12 @@
 
 The output is one multipart upload completed in a single call, so readers see
 either nothing or the whole file. Chunk outputs of at least S3's 5 MiB part
-minimum are copied server-side (UploadPartCopy); smaller ones are gathered into
-parts here. The same chunk outputs always give the same bytes, so a retried
-assembly rewrites an identical object.
+minimum are copied server-side (UploadPartCopy); smaller ones are joined into
+group objects as soon as each run of ``BYOM_OUTPUT_GROUP_CHUNKS`` is done (by
+whichever status invocation counts the run's last chunk), so that the final
+assembly can copy those instead of downloading them all at the end. The same
+chunk outputs always give the same bytes, so a retried assembly rewrites an
+identical object.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from shared import aws, naming
 from shared.errors import ByomError
 from shared.multipart import MIN_PART, MultipartWriter
 from shared.schemas import JobItem
+from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +47,64 @@ def list_chunk_outputs(job: JobItem) -> list[ChunkOutput]:
     return [ChunkOutput(key, found[key]) for key in expected]
 
 
+def _read(key: str, bucket: str) -> bytes:
+    data: bytes = aws.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+    return data
+
+
+def group_members(job: JobItem, group: int) -> range:
+    size = get_settings().output_group_chunks
+    return range(group * size, min(job.chunk_count, (group + 1) * size))
+
+
+def assemble_group(job: JobItem, group: int) -> None:
+    """Join one group of consecutive chunk outputs into one object, as soon as all
+    of them are in, so the final assembly can copy it server-side.
+
+    Repeatable (the same members give the same bytes) and only an optimisation:
+    the final assembly uses a group object only when its size is the members' sum.
+    """
+    body = b"".join(
+        _read(naming.chunk_output_key(job.job_id, index), job.bucket)
+        for index in group_members(job, group)
+    )
+    aws.s3().put_object(
+        Bucket=job.bucket,
+        Key=naming.group_output_key(job.job_id, group),
+        Body=body,
+        ContentType="text/csv",
+    )
+
+
+def _group_sizes(job: JobItem) -> dict[str, int]:
+    paginator = aws.s3().get_paginator("list_objects_v2")
+    return {
+        obj["Key"]: obj["Size"]
+        for page in paginator.paginate(Bucket=job.bucket, Prefix=naming.groups_prefix(job.job_id))
+        for obj in page.get("Contents", [])
+    }
+
+
 def assemble(job: JobItem) -> int:
-    """Write ``job.output_key`` from the chunk outputs; returns its size in bytes."""
+    """Write ``job.output_key`` from the chunk outputs; returns its size in bytes.
+
+    Group by group, in order: a finished group object of at least 5 MiB is copied
+    server-side; anything else is read and gathered into parts here.
+    """
     s3 = aws.s3()
     outputs = list_chunk_outputs(job)
+    groups = _group_sizes(job)
+    group_size = get_settings().output_group_chunks
     with MultipartWriter(s3, job.bucket, job.output_key, content_type="text/csv") as output:
-        for chunk in outputs:
-            if chunk.size >= MIN_PART and output.copy(chunk.key):
-                continue
-            output.write(s3.get_object(Bucket=job.bucket, Key=chunk.key)["Body"].read())
+        for group, first in enumerate(range(0, len(outputs), group_size)):
+            members = outputs[first : first + group_size]
+            joined = naming.group_output_key(job.job_id, group)
+            if groups.get(joined) == sum(chunk.size for chunk in members):
+                members = [ChunkOutput(joined, groups[joined])]
+            for piece in members:
+                if piece.size >= MIN_PART and output.copy(piece.key):
+                    continue
+                output.write(_read(piece.key, job.bucket))
         output.complete()
     total = sum(chunk.size for chunk in outputs)
     log.info(

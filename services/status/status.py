@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import logging
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from services.status.assemble import assemble_group, group_members
 from services.status.batch_events import handle_batch_event
 from services.status.finish import succeed, too_many_bad_rows
 from shared.endings import announce, fail, remove_chunk_staging
 from shared.jobs import JobStore
-from shared.schemas import BatchJobStateChange, ChunkDone
+from shared.schemas import BatchJobStateChange, ChunkDone, JobItem
+from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,22 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
         log.info("duplicate completion", extra={"job_id": job.job_id, "chunk": message.chunk_index})
     if job.policy.too_many(job.bad_rows):
         too_many_bad_rows(job, store)
+        return
+    if recorded.first_time and not recorded.all_done:
+        _join_group_if_done(job, message.chunk_index)
     # A redelivered last completion lands here too: the crash it follows may have
     # come between counting and assembling, so assembly runs again (it is repeatable).
-    elif recorded.all_done:
+    if recorded.all_done:
         succeed(job, store)
+
+
+def _join_group_if_done(job: JobItem, chunk_index: int) -> None:
+    """This chunk may complete its group: join the group for a server-side copy."""
+    group = chunk_index // get_settings().output_group_chunks
+    members = group_members(job, group)
+    if len(members) > 1 and all(index in job.done_chunks for index in members):
+        try:
+            assemble_group(job, group)
+        except (ClientError, BotoCoreError):
+            # Only an optimisation: the final assembly reads the members instead.
+            log.warning("group not joined", extra={"job_id": job.job_id, "group": group})

@@ -133,3 +133,29 @@ def test_errors_report_gathers_chunk_reports(s3):
     assert key == "errors/20261125T010203Z-x.csv"
     report = s3.get_object(Bucket=job.bucket, Key=key)["Body"].read()
     assert report == b"line,column,reason\n3,1,worse\n9,2,bad\n"
+
+
+def test_groups_of_small_outputs_are_copied_server_side(s3, parts, monkeypatch):
+    """Outputs too small to copy one by one are joined per group as each group is
+    done; the final assembly copies the groups and reads only what has none."""
+    from services.status.assemble import assemble_group
+
+    monkeypatch.setenv("BYOM_OUTPUT_GROUP_CHUNKS", "3")
+    get_settings.cache_clear()
+    small = MIN_PART // 2  # three make a group big enough to copy
+    outputs = [lines(str(i), small) for i in range(7)]
+    job = job_with(s3, outputs)
+    assemble_group(job, 0)
+    assemble_group(job, 1)  # group 2 (chunk 6 alone) was never joined
+    s3.put_object(  # a stale, wrong-sized group object is not trusted
+        Bucket=job.bucket, Key=naming.group_output_key(job.job_id, 2), Body=b"stale\n"
+    )
+    parts.clear()
+    assemble(job)
+    body = s3.get_object(Bucket=job.bucket, Key=job.output_key)["Body"].read()
+    assert body == b"".join(outputs)
+    assert parts == [
+        ("UploadPartCopy", 1, naming.group_output_key(job.job_id, 0)),
+        ("UploadPartCopy", 2, naming.group_output_key(job.job_id, 1)),
+        ("UploadPart", 3, len(outputs[6])),
+    ]
