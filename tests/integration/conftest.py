@@ -23,23 +23,14 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A bare moto server for tests that need AWS APIs but not the whole stack."""
+def _moto_server(log_dir: Path) -> Iterator[str]:
     port = free_port()
+    command = [sys.executable, "-m", "infra.local.moto_server", "-H", "127.0.0.1", "-p", str(port)]
     service = Service(
         name="moto",
-        command=[
-            sys.executable,
-            "-m",
-            "infra.local.moto_server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env={"PATH": "/usr/bin:/bin"},
-        log_path=tmp_path_factory.mktemp("moto") / "moto.log",
+        command=command,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        log_path=log_dir / "moto.log",
         cwd=REPO,
     )
     service.start()
@@ -49,3 +40,17 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield endpoint
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A bare moto server for tests that need AWS APIs but not the whole stack."""
+    yield from _moto_server(tmp_path_factory.mktemp("moto"))
+
+
+@pytest.fixture(scope="module")
+def own_moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server for one module: for tests whose S3 events must flow, since a
+    CloudFormation deploy on a shared server can leave EventBridge rules that make
+    moto answer 500 to every later matching event (LOCAL-AWS.md)."""
+    yield from _moto_server(tmp_path_factory.mktemp("own-moto"))

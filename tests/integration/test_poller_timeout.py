@@ -150,22 +150,24 @@ def test_a_handler_past_its_timeout_is_cut_off_and_its_batch_redelivered(
     assert "Task timed out after 2 seconds" in service.tail(200)
 
 
-def test_a_slow_upload_does_not_fail_an_unrelated_one(moto_endpoint: str, tmp_path: Path) -> None:
+def test_a_slow_upload_does_not_fail_an_unrelated_one(
+    own_moto_endpoint: str, tmp_path: Path
+) -> None:
     """Ingest's batch size from the local stack (the template's), a short timeout."""
     bucket = "poller-uploads"
     made = resources.bootstrap(
-        moto_endpoint, REGION, bucket=bucket, jobs_table=bucket, event_bus=bucket,
+        own_moto_endpoint, REGION, bucket=bucket, jobs_table=bucket, event_bus=bucket,
         prefix=bucket, visibility_timeout=5, max_receive_count=2,
     )  # fmt: skip
-    s3 = resources.client("s3", moto_endpoint, REGION)
-    sqs = resources.client("sqs", moto_endpoint, REGION)
+    s3 = resources.client("s3", own_moto_endpoint, REGION)
+    sqs = resources.client("sqs", own_moto_endpoint, REGION)
     rows = b"".join(b",".join([b"0.5"] * 30) + b"\n" for _ in range(5))
     for key in ("input/slow.csv", "input/fast.csv"):
         s3.put_object(Bucket=bucket, Key=key, Body=rows)
     ingest_queue = made.queue_urls["ingest"]
     # Both waiting before the poller starts, so that one receive could take both.
     wait_until(lambda: count(sqs, ingest_queue) == 2, timeout=30, what="both upload events")
-    env = aws_env(moto_endpoint, tmp_path) | {
+    env = aws_env(own_moto_endpoint, tmp_path) | {
         "BYOM_BUCKET": bucket,
         "BYOM_JOBS_TABLE": bucket,
         "BYOM_EVENT_BUS": bucket,
@@ -187,7 +189,7 @@ def test_a_slow_upload_does_not_fail_an_unrelated_one(moto_endpoint: str, tmp_pa
     assert dead == ["input/slow.csv"]
     lines = journal(tmp_path / "journal.txt")
     assert lines.count("end input/fast.csv") == 1  # scored once, never redelivered
-    dynamodb = resources.client("dynamodb", moto_endpoint, REGION)
+    dynamodb = resources.client("dynamodb", own_moto_endpoint, REGION)
     jobs = dynamodb.scan(TableName=bucket)["Items"]
     states = {item["input_key"]["S"]: item["state"]["S"] for item in jobs if "state" in item}
     assert states == {"input/fast.csv": "ACCEPTED"}

@@ -51,7 +51,9 @@ def test_up_serves_uploads_and_stops_on_ctrl_c(model_dir, tmp_path):
         while time.monotonic() < deadline and len(states) < 2:
             items = dynamodb.scan(TableName="byom-jobs")["Items"]
             states = {
-                i["input_key"]["S"]: i for i in items if i["state"]["S"] in ("SUCCEEDED", "FAILED")
+                i["input_key"]["S"]: i
+                for i in items
+                if i.get("state", {}).get("S") in ("SUCCEEDED", "FAILED")
             }
             time.sleep(0.3)
         assert states["input/mine.csv"]["state"]["S"] == "SUCCEEDED"

@@ -6,6 +6,8 @@ from shared import metrics
 
 
 def test_metrics_are_emf_lines_and_nothing_when_empty(capsys):
+    metrics.flush()  # whatever earlier tests in this process left behind
+    capsys.readouterr()
     metrics.flush()
     assert capsys.readouterr().out == ""
     metrics.count("JobsSucceeded")
