@@ -28,7 +28,7 @@ def test_good_rows_take_the_vectorised_path():
         b"1e39,2,3\n",  # float32 would make it infinity
         b"nan,2,3\n",
         b"1_0,2,3\n",
-        b" \"1\",2,3\n",
+        b' "1",2,3\n',
         b"1,2\n",
         b"1,2,3\n\n",
     ],
