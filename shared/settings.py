@@ -42,13 +42,13 @@ class Settings(BaseSettings):
     # Chunking and requests. A chunk is one unit of work and of completion
     # accounting; a request is one invoke_endpoint call (SageMaker caps a
     # request at 6 MB, so requests are sized in bytes, never in rows).
-    chunk_bytes: int = Field(default=4 * MIB, ge=1)
-    request_bytes: int = Field(default=512 * 1024, ge=1, le=6_000_000)
+    chunk_bytes: int = Field(default=8 * MIB, ge=1)
+    request_bytes: int = Field(default=2 * MIB, ge=1, le=6_000_000)
     max_line_bytes: int = Field(default=1 * MIB, ge=16)
     # Chunk outputs are joined in groups of this many as soon as a group is done,
     # so the final assembly copies groups server-side (S3 copies parts of 5 MiB
     # and more) instead of downloading every small chunk output.
-    output_group_chunks: int = Field(default=32, ge=1)
+    output_group_chunks: int = Field(default=16, ge=1)
     max_file_bytes: int = Field(default=10 * 1024 * MIB, ge=1)
 
     # Bad rows: fail the job at the first one, or skip up to a limit (-1: no limit).

@@ -97,6 +97,9 @@ class LocalStack:
             "BYOM_JOBS_TABLE": self.config.jobs_table,
             "BYOM_EVENT_BUS": self.config.event_bus,
             "BYOM_ENDPOINT_NAME": self.config.endpoint_name,
+            # The local "compute environment" is this machine: arrays get no more
+            # children than it has CPUs, as MaxVcpus caps them on AWS.
+            "BYOM_MAX_VCPUS": str(os.cpu_count() or 1),
         }
         if self.resources is not None:
             env["BYOM_SCHEDULER_QUEUE_URL"] = self.resources.queue_urls["scheduler"]

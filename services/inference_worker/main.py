@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from contextlib import AsyncExitStack
 from typing import Literal
 
@@ -29,6 +30,8 @@ from shared.schemas import Chunk, ChunkDone, ChunkFailure, ChunkPlan
 from shared.settings import BatchChild, Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+JOB_CHECK_SECONDS = 1.0
 
 
 def _failure(exc: Exception) -> ChunkFailure:
@@ -94,18 +97,32 @@ async def run(child: BatchChild, settings: Settings) -> int:
 
         slots = asyncio.Semaphore(settings.worker_chunks_in_flight)
         stop = asyncio.Event()  # the job failed or ended: start no further chunk
+        # A first attempt has nothing to reuse; a retry looks for what its
+        # predecessor finished (its outputs carry their counts).
+        reuse = child.aws_batch_job_attempt > 1
+        checked_at = time.monotonic()
+
+        async def job_ended() -> bool:
+            """Whether the job ended, asked at most once a second: a child that is
+            terminated stops anyway, this only saves work in between."""
+            nonlocal checked_at
+            if time.monotonic() - checked_at < JOB_CHECK_SECONDS:
+                return False
+            checked_at = time.monotonic()
+            job = await asyncio.to_thread(store.get, plan.job_id)
+            return job is None or job.state.terminal
 
         async def work(chunk: Chunk) -> None:
             async with slots:
                 if stop.is_set():
                     return
-                job = await asyncio.to_thread(store.get, plan.job_id)
-                if job is None or job.state.terminal:
+                if await job_ended():
                     log.info("job ended; stopping", extra={"job_id": plan.job_id})
                     stop.set()
                     return
                 try:
-                    result = await finished_earlier(s3, plan, chunk) or await score_chunk(
+                    earlier = await finished_earlier(s3, plan, chunk) if reuse else None
+                    result = earlier or await score_chunk(
                         s3,
                         endpoint,
                         plan,
