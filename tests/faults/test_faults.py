@@ -172,7 +172,14 @@ def assert_correct_output(aws, stack, detail: dict, data: bytes, model_dir) -> N
     body = aws["s3"].get_object(Bucket=stack.config.bucket, Key=key)["Body"].read()
     predictions = np.array(body.split(), dtype=np.float64)
     np.testing.assert_allclose(predictions, expected_predictions(model_dir, data), atol=1e-6)
-    assert keys_under(aws["s3"], stack.config.bucket, f"staging/{detail['job_id']}/") == []
+    # Staging is removed just after the done event goes out (the event first, so
+    # that a crash in between repeats the event rather than losing it).
+    staging = f"staging/{detail['job_id']}/"
+    wait_until(
+        lambda: keys_under(aws["s3"], stack.config.bucket, staging) == [],
+        timeout=30,
+        what="staging removed",
+    )
 
 
 def test_duplicate_events_and_reuploads_make_one_job(stack, aws, model_dir):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import xgboost
 
+from infra.local.processes import wait_until
 from infra.local.stack import LocalStack, StackConfig
 from model.data import generate, write_feature_csv
 from tests.integration.helpers import collect_done_events, job_item, keys_under
@@ -83,7 +84,9 @@ def test_large_file_end_to_end(stack, done_queue, clients, model_dir):
     assert [k for k in keys_under(s3, bucket, "output/") if k.endswith("-large.csv")] == [
         output_key
     ]
-    assert keys_under(s3, bucket, f"staging/{detail['job_id']}/") == []
+    # Staging goes just after the done event.
+    staging = f"staging/{detail['job_id']}/"
+    wait_until(lambda: keys_under(s3, bucket, staging) == [], timeout=30, what="staging removed")
 
 
 def good_rows(count: int, seed: int) -> bytes:
