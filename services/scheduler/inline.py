@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shared import aws, chunk_output, naming, tracing
+from shared.csvchunks import split_records
 from shared.errors import EndpointUnavailable, InputError, ModelError
 from shared.rows import check_rows, find_problems
 from shared.schemas import BadRows, ChunkDone, ChunkFailure, ChunkPlan, JobItem
@@ -72,21 +73,7 @@ def check(data: bytes, plan: ChunkPlan, *, first_line: int, columns: int, uri: s
 
 def requests_of(payload: bytes, max_bytes: int) -> list[bytes]:
     """Whole lines, at most ``max_bytes`` a request (a longer line goes alone)."""
-    pieces: list[bytes] = []
-    start = 0
-    while start < len(payload):
-        end = start + max_bytes
-        if end >= len(payload):
-            pieces.append(payload[start:])
-            break
-        cut = payload.rfind(b"\n", start, end)
-        if cut < 0:
-            cut = payload.find(b"\n", end)
-            if cut < 0:
-                cut = len(payload) - 1
-        pieces.append(payload[start : cut + 1])
-        start = cut + 1
-    return pieces
+    return split_records(payload, max_bytes)
 
 
 @cache

@@ -48,3 +48,12 @@ def set_model_faults(model_server_url: str, status: int, count: int) -> None:
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
+
+
+def with_cell(data: bytes, line: int, column: int, cell: bytes) -> bytes:
+    """``data`` with the cell at (line, column) (1-based, no header) replaced by ``cell``."""
+    lines = data.split(b"\n")
+    cells = lines[line - 1].split(b",")
+    cells[column - 1] = cell
+    lines[line - 1] = b",".join(cells)
+    return b"\n".join(lines)

@@ -20,7 +20,7 @@ import pytest
 
 from infra.local.stack import LocalStack, StackConfig
 from model.data import generate, write_feature_csv
-from tests.integration.helpers import collect_done_events, job_item, keys_under
+from tests.integration.helpers import collect_done_events, job_item, keys_under, with_cell
 
 pytestmark = pytest.mark.integration
 
@@ -201,15 +201,6 @@ def test_gzip_round_trip_matches_plain(stack, aws):
     assert bodies[0] == bodies[1] and bodies[0].count(b"\n") == 3000
     packed = done[f"s3://{bucket}/input/pair/packed.csv.gz"]
     assert packed["output_uri"].endswith("-pair_packed.csv")
-
-
-def with_cell(data: bytes, line: int, column: int, cell: bytes) -> bytes:
-    """``data`` with the cell at (line, column) (1-based, no header) replaced by ``cell``."""
-    lines = data.split(b"\n")
-    cells = lines[line - 1].split(b",")
-    cells[column - 1] = cell
-    lines[line - 1] = b",".join(cells)
-    return b"\n".join(lines)
 
 
 def test_bad_cells_deep_inside_a_multi_chunk_file_are_named(stack, aws):

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from model.data import FEATURES, generate, write_feature_csv
 from model.train import train
+from tests.integration.helpers import with_cell
 
 pytestmark = pytest.mark.integration
 
@@ -299,14 +300,6 @@ def test_fifty_concurrent_aiobotocore_calls(server, tiny_model):
     for body, answer in zip(bodies, answers, strict=True):
         scores = np.array(answer.split(), dtype=np.float64)
         np.testing.assert_allclose(scores, expected(booster, body), rtol=0, atol=1e-6)
-
-
-def with_cell(body: bytes, line: int, column: int, value: bytes) -> bytes:
-    lines = body.split(b"\n")
-    cells = lines[line - 1].split(b",")
-    cells[column - 1] = value
-    lines[line - 1] = b",".join(cells)
-    return b"\n".join(lines)
 
 
 BAD_CSV = {

@@ -24,7 +24,7 @@ from infra.local.processes import wait_until
 from infra.local.stack import LocalStack, StackConfig
 from model.data import generate, write_feature_csv
 from shared.naming import NAME_CLAIM_PREFIX, job_id_for
-from tests.integration.helpers import job_item, keys_under
+from tests.integration.helpers import job_item, keys_under, with_cell
 
 pytestmark = pytest.mark.integration
 
@@ -77,14 +77,6 @@ def feature_csv(rows: int, seed: int) -> bytes:
     buffer = io.StringIO()
     write_feature_csv(generate(rows, seed=seed), buffer)
     return buffer.getvalue().encode()
-
-
-def with_bad_cell(data: bytes, line: int, column: int, cell: bytes) -> bytes:
-    lines = data.split(b"\n")
-    cells = lines[line - 1].split(b",")
-    cells[column - 1] = cell
-    lines[line - 1] = b",".join(cells)
-    return b"\n".join(lines)
 
 
 def jobs_of(aws: dict[str, Any], table: str, key: str) -> dict[str, dict[str, Any]]:
@@ -167,7 +159,7 @@ def test_a_failed_upload_uploaded_again_is_a_new_job_that_can_succeed(
     s3, bucket, table = aws["s3"], stack.config.bucket, stack.config.jobs_table
     key = "input/reupload/over-the-limit.csv"
     uri = f"s3://{bucket}/{key}"
-    body = with_bad_cell(feature_csv(40, seed=51), 7, 4, b"abc")
+    body = with_cell(feature_csv(40, seed=51), 7, 4, b"abc")
     first_put = s3.put_object(
         Bucket=bucket, Key=key, Body=body,
         Metadata={"byom-on-bad-rows": "skip", "byom-max-bad-rows": "0"},
@@ -229,7 +221,7 @@ def test_a_bad_file_uploaded_again_fails_again_for_the_same_reason(
     s3, bucket, table = aws["s3"], stack.config.bucket, stack.config.jobs_table
     key = "input/reupload/non-numeric.csv"
     uri = f"s3://{bucket}/{key}"
-    body = with_bad_cell(feature_csv(30, seed=52), 12, 9, b"twelve")
+    body = with_cell(feature_csv(30, seed=52), 12, 9, b"twelve")
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     failed = done.wait_for(lambda e: e["input_uri"] == uri, key)
     assert failed["status"] == "FAILED", failed
