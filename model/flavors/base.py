@@ -72,6 +72,23 @@ def check_rows(features: np.ndarray, feature_count: int | None) -> np.ndarray:
     return np.ascontiguousarray(features, dtype=np.float32)
 
 
+def class_scores(probabilities: np.ndarray) -> np.ndarray:
+    """A classifier's answer: binary, the positive class's probability per row (1-D);
+    multi-class, one column per class; a single column, that column (1-D)."""
+    scores = np.asarray(probabilities)
+    if scores.ndim == 2 and scores.shape[1] <= 2:
+        return scores[:, -1]
+    return scores
+
+
+def inside(model_dir: Path, name: str) -> Path:
+    """`name` resolved within `model_dir`; `ModelLoadError` if it points elsewhere."""
+    path = (model_dir / name).resolve()
+    if not path.is_relative_to(model_dir.resolve()):
+        raise ModelLoadError(model_dir, f"{name!r} points outside the model directory")
+    return path
+
+
 # "[12:34:56] /workspace/src/c_api/c_api.cc:1532: " before XGBoost's own message.
 _NATIVE_PREFIX = re.compile(r"^\[\d{2}:\d{2}:\d{2}\] \S+:\d+: ")
 

@@ -2,7 +2,8 @@
 
 Unpickling runs whatever code the file names, so a model directory from an
 untrusted source must never reach `load` without `allow_pickle`. `load_model`
-refuses pickles before this module is consulted; this module only loads them.
+refuses pickles (with `refusal`) before this module is consulted; this module only
+loads them: plain pickles, joblib files, and SageMaker's pickled `xgboost-model`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from __future__ import annotations
 import pickle
 import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from model.flavors.base import Model, ModelLoadError, check_rows
+from model.flavors.base import Model, ModelLoadError
+from model.flavors.sklearn_flavor import EstimatorModel
 
 # Suffixes of pickles and of formats that cannot be told apart from one without
 # reading them (joblib, XGBoost's legacy binary .bst, SageMaker's bare
@@ -37,29 +36,21 @@ def looks_pickled(path: Path) -> bool:
         return False
 
 
-class PredictorModel:
-    """A scikit-learn-style estimator: probabilities of the last class, else `predict`."""
-
-    def __init__(self, estimator: Any, artifact: Path) -> None:
-        self.estimator = estimator
-        self.artifact = artifact
-        count = getattr(estimator, "n_features_in_", None)
-        self._feature_count = int(count) if count is not None else None
-
-    @property
-    def feature_count(self) -> int | None:
-        return self._feature_count
-
-    @property
-    def description(self) -> str:
-        kind = type(self.estimator).__name__
-        return f"pickled {kind} {self.artifact} ({self._feature_count or 'any'} features)"
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        rows = check_rows(features, self._feature_count)
-        if hasattr(self.estimator, "predict_proba"):
-            return np.asarray(self.estimator.predict_proba(rows))[:, -1]
-        return np.asarray(self.estimator.predict(rows))
+def refusal(path: Path) -> ModelLoadError:
+    """The error for a possible pickle when the operator has not opted in."""
+    sagemaker = (
+        "SageMaker's XGBoost before 1.3 pickled its Booster into xgboost-model; "
+        if path.name == "xgboost-model"
+        else ""
+    )
+    return ModelLoadError(
+        path,
+        f"{sagemaker}refusing to load a file that may be a pickle, since unpickling runs code "
+        "from the file; save the model in a data-only format (XGBoost: "
+        "Booster.save_model('xgboost-model.json'), LightGBM: save_model('model.txt'), "
+        "scikit-learn: skops.io.dump(model, 'model.skops'), or ONNX), or set "
+        "BYOM_ALLOW_PICKLE=true if you trust where it came from",
+    )
 
 
 class PickleFlavor:
@@ -74,8 +65,14 @@ class PickleFlavor:
 
     def load(self, artifact: Path, *, threads: int) -> Model:
         try:
-            with artifact.open("rb") as file:
-                obj = pickle.load(file)
+            if artifact.suffix.lower() == ".joblib":
+                # joblib stores arrays beside the pickle stream; only joblib reads them.
+                import joblib  # type: ignore[import-untyped]
+
+                obj = joblib.load(artifact)
+            else:
+                with artifact.open("rb") as file:
+                    obj = pickle.load(file)
         except Exception as exc:
             raise ModelLoadError(artifact, f"cannot unpickle the model: {exc}") from exc
         # A pickled Booster has imported xgboost while unpickling; nothing else needs it.
@@ -85,7 +82,7 @@ class PickleFlavor:
 
             return XGBoostModel(obj, artifact, threads=threads)
         if callable(getattr(obj, "predict", None)):
-            return PredictorModel(obj, artifact)
+            return EstimatorModel(obj, artifact, source="pickled")
         raise ModelLoadError(
             artifact, f"the pickle holds a {type(obj).__name__}, which has no predict method"
         )

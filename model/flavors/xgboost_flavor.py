@@ -1,7 +1,10 @@
 """XGBoost models saved with `Booster.save_model` as JSON or UBJSON.
 
 Both formats are data only: loading one cannot run code, which is why they are
-the formats served without any opt-in.
+the formats served without any opt-in. SageMaker's built-in XGBoost algorithm
+writes `xgboost-model` (no extension): `Booster.save_model` output from version
+1.3 on, a pickled Booster before; the pickle is left to the pickle flavor, which
+needs the operator's opt-in.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ if TYPE_CHECKING:
     import xgboost
 
 MODEL_FILE = "xgboost-model.json"
+SAGEMAKER_FILE = "xgboost-model"
 SUFFIXES = (".json", ".ubj")
+PICKLE_PROTO = b"\x80"
 
 
 class XGBoostModel:
@@ -52,11 +57,15 @@ class XGBoostFlavor:
     name = "xgboost"
 
     def artifact(self, model_dir: Path) -> Path | None:
-        """`xgboost-model.json`, else `xgboost-model.ubj`, else the only *.json / *.ubj."""
+        """`xgboost-model.json`, else `xgboost-model.ubj`, else SageMaker's
+        `xgboost-model` unless pickled, else the only *.json / *.ubj."""
         for suffix in SUFFIXES:
             preferred = model_dir / f"xgboost-model{suffix}"
             if preferred.is_file():
                 return preferred
+        sagemaker = model_dir / SAGEMAKER_FILE
+        if sagemaker.is_file() and not _pickled(sagemaker):
+            return sagemaker
         candidates = sorted(
             path
             for path in model_dir.iterdir()
@@ -79,6 +88,8 @@ class XGBoostFlavor:
             raise ModelLoadError(artifact, f"cannot read the model file: {exc.strerror}") from exc
         if not data:
             raise ModelLoadError(artifact, "the model file is empty")
+        if data.startswith(PICKLE_PROTO):
+            raise ModelLoadError(artifact, "a pickle, not a Booster.save_model file")
         if artifact.suffix == ".json":
             # XGBoost's own parser reports broken JSON poorly (sometimes as a
             # UnicodeDecodeError), so the JSON is checked first.
@@ -94,9 +105,22 @@ class XGBoostFlavor:
                 )
         booster = xgboost.Booster()
         try:
-            booster.load_model(str(artifact))
+            if artifact.suffix in SUFFIXES:
+                booster.load_model(str(artifact))
+            else:
+                # From a buffer XGBoost tells JSON from UBJSON by content, where a
+                # file name without a known extension would make it warn and guess.
+                booster.load_model(bytearray(data))
         except Exception as exc:
             # XGBoostError and, for some damaged files, errors from decoding its
             # message: either way the file is not a usable model.
             raise ModelLoadError(artifact, f"not a valid XGBoost model: {first_line(exc)}") from exc
         return XGBoostModel(booster, artifact, threads=threads)
+
+
+def _pickled(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(1) == PICKLE_PROTO
+    except OSError:
+        return False

@@ -181,3 +181,242 @@ def test_sample_rows_score_as_labelled(default_model_dir):
     fraud = np.array([False, True, False, True, False, True, False])
     assert (scores[fraud] > 0.9).all(), scores
     assert (scores[~fraud] < 0.05).all(), scores
+
+
+# --- the other flavors: tiny models built here, detection and refusals ---------------
+
+
+def classes(count: int, rows: int = 240, width: int = 4, seed: int = 3):
+    """Rows and labels of `count` classes, separable enough for a few trees."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(rows, width)).astype(np.float32)
+    labels = np.digitize(features[:, 0] + 0.3 * features[:, 1], np.linspace(-1, 1, count - 1))
+    return features, labels
+
+
+def lightgbm_booster(count: int = 2):
+    import lightgbm
+
+    features, labels = classes(count)
+    params = {"verbose": -1, "num_leaves": 4, "min_data_in_leaf": 5, "num_threads": 1}
+    params |= {"objective": "binary"} if count == 2 else {"objective": "multiclass"}
+    if count > 2:
+        params["num_class"] = count
+    return lightgbm.train(params, lightgbm.Dataset(features, label=labels), num_boost_round=4)
+
+
+def sklearn_pipeline(count: int = 2):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, labels = classes(count)
+    return make_pipeline(StandardScaler(), LogisticRegression()).fit(features, labels)
+
+
+def onnx_logistic(path: Path, weights: np.ndarray, bias: float) -> None:
+    """A logistic regression as an ONNX graph: `score` = x @ w + b, then
+    `probabilities` = sigmoid(score), the output the flavor should pick."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    width = len(weights)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["score"]),
+            helper.make_node("Sigmoid", ["score"], ["probabilities"]),
+        ],
+        "logistic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])],
+        [
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 1]),
+        ],
+        initializer=[
+            numpy_helper.from_array(weights.reshape(width, 1).astype(np.float32), "w"),
+            numpy_helper.from_array(np.array([bias], dtype=np.float32), "b"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+
+
+def write_mlmodel(model_dir: Path, flavors: str) -> None:
+    (model_dir / "MLmodel").write_text(f"artifact_path: model\nflavors:\n{flavors}")
+
+
+def test_sagemaker_xgboost_model_file_loads(tiny, tmp_path):
+    _, booster, rows = tiny
+    # What SageMaker's XGBoost writes: save_model output under a bare name.
+    booster.save_model(str(tmp_path / "saved.ubj"))
+    (tmp_path / "saved.ubj").rename(tmp_path / "xgboost-model")
+    model = load_model(tmp_path)
+    assert model.feature_count == 30 and "xgboost-model " in model.description
+    np.testing.assert_allclose(model.predict(rows), native(booster, rows), rtol=0, atol=1e-6)
+
+
+def test_pickled_sagemaker_xgboost_model_is_refused(tiny, tmp_path):
+    _, booster, rows = tiny
+    (tmp_path / "xgboost-model").write_bytes(pickle.dumps(booster))
+    with pytest.raises(ModelLoadError, match=r"SageMaker's XGBoost before 1\.3") as caught:
+        load_model(tmp_path)
+    assert str(tmp_path / "xgboost-model") in str(caught.value)
+    assert "BYOM_ALLOW_PICKLE" in str(caught.value)
+    model = load_model(tmp_path, allow_pickle=True)
+    np.testing.assert_allclose(model.predict(rows), native(booster, rows), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["model.txt", "model.lgb", "booster"])
+def test_lightgbm_found_by_name_or_header(tmp_path, name):
+    booster = lightgbm_booster(3)
+    booster.save_model(str(tmp_path / name))
+    (tmp_path / "notes.txt").write_text("notes next to the model are ignored")
+    model = load_model(tmp_path)
+    assert model.feature_count == 4 and "lightgbm" in model.description
+    rows = classes(3, seed=9)[0]
+    predictions = model.predict(rows)
+    assert predictions.shape == (240, 3)
+    np.testing.assert_allclose(predictions, booster.predict(rows), rtol=0, atol=1e-6)
+    assert model.predict(rows[:0]).shape == (0, 3)
+
+
+def test_lightgbm_model_txt_that_is_not_a_model(tmp_path):
+    (tmp_path / "model.txt").write_text("hello")
+    with pytest.raises(ModelLoadError, match=r"model\.txt: not a LightGBM text model"):
+        load_model(tmp_path)
+
+
+def test_skops_pipeline_binary_and_multiclass(tmp_path):
+    import skops.io
+
+    rows = classes(2, seed=9)[0]
+    for count in (2, 3):
+        pipeline = sklearn_pipeline(count)
+        model_dir = tmp_path / str(count)
+        model_dir.mkdir()
+        skops.io.dump(pipeline, model_dir / "model.skops")
+        model = load_model(model_dir)
+        assert model.feature_count == 4 and "skops Pipeline" in model.description
+        want = pipeline.predict_proba(rows)
+        want = want[:, 1] if count == 2 else want
+        np.testing.assert_allclose(model.predict(rows), want, rtol=0, atol=1e-6)
+
+
+def test_skops_regressor_predicts_values(tmp_path):
+    import skops.io
+    from sklearn.linear_model import Ridge
+
+    features, labels = classes(3)
+    regressor = Ridge().fit(features, labels.astype(float))
+    skops.io.dump(regressor, tmp_path / "model.skops")
+    predictions = load_model(tmp_path).predict(features)
+    np.testing.assert_allclose(predictions, regressor.predict(features), rtol=0, atol=1e-6)
+
+
+def test_skops_untrusted_type_is_named_and_refused(tmp_path):
+    import skops.io
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    features, labels = classes(2)
+    estimator = HistGradientBoostingClassifier(max_iter=2).fit(features, labels)
+    skops.io.dump(estimator, tmp_path / "model.skops")
+    untrusted = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+    with pytest.raises(ModelLoadError, match="not trusted: " + untrusted.replace(".", r"\.")):
+        load_model(tmp_path)
+    model = load_model(tmp_path, trusted_types=[untrusted])
+    want = estimator.predict_proba(features)[:, 1]
+    np.testing.assert_allclose(model.predict(features), want, rtol=0, atol=1e-6)
+
+
+def test_joblib_needs_the_opt_in(tmp_path):
+    import joblib
+
+    pipeline = sklearn_pipeline(3)
+    joblib.dump(pipeline, tmp_path / "model.joblib")
+    with pytest.raises(ModelLoadError, match="BYOM_ALLOW_PICKLE"):
+        load_model(tmp_path)
+    rows = classes(3, seed=9)[0]
+    predictions = load_model(tmp_path, allow_pickle=True).predict(rows)
+    np.testing.assert_allclose(predictions, pipeline.predict_proba(rows), rtol=0, atol=1e-6)
+
+
+def test_onnx_picks_the_probabilities_output(tmp_path):
+    weights = np.array([1.5, -2.0, 0.5, 0.0])
+    onnx_logistic(tmp_path / "model.onnx", weights, 0.25)
+    model = load_model(tmp_path, threads=2)
+    assert model.feature_count == 4
+    assert "'probabilities'" in model.description and "CPUExecutionProvider" in model.description
+    rows = classes(2, seed=9)[0]
+    want = 1 / (1 + np.exp(-(rows.astype(np.float64) @ weights + 0.25)))
+    predictions = model.predict(rows)
+    assert predictions.shape == (240,)
+    np.testing.assert_allclose(predictions, want, rtol=0, atol=1e-5)
+    with pytest.raises(BadRequest, match="expected 4 features per row, got 3"):
+        model.predict(rows[:, :3])
+
+
+def test_onnx_that_is_not_a_model(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"not protobuf")
+    with pytest.raises(ModelLoadError, match=r"model\.onnx: not a valid ONNX model"):
+        load_model(tmp_path)
+
+
+def test_mlflow_directory_loads_the_named_artifact(tiny, tmp_path):
+    _, booster, rows = tiny
+    booster.save_model(str(tmp_path / "model.json"))
+    (tmp_path / "model.json").rename(tmp_path / "model.xgb")
+    for extra in ("conda.yaml", "python_env.yaml", "requirements.txt"):
+        (tmp_path / extra).write_text("")
+    write_mlmodel(
+        tmp_path,
+        "  python_function:\n    loader_module: mlflow.xgboost\n    data: model.xgb\n"
+        "  xgboost:\n    data: model.xgb\n    model_class: xgboost.core.Booster\n",
+    )
+    model = load_model(tmp_path)
+    np.testing.assert_allclose(model.predict(rows), native(booster, rows), rtol=0, atol=1e-6)
+
+
+def test_mlflow_unsupported_flavor_lists_the_supported_ones(tmp_path):
+    write_mlmodel(tmp_path, "  python_function: {}\n  pytorch:\n    model_data: data\n")
+    with pytest.raises(
+        ModelLoadError,
+        match=r"MLmodel: unsupported MLflow flavor \(python_function, pytorch\); "
+        r"supported: onnx, xgboost, lightgbm, sklearn",
+    ):
+        load_model(tmp_path)
+
+
+def test_mlflow_sklearn_pickle_needs_the_opt_in(tmp_path):
+    marker = tmp_path / "unpickled"
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.pkl").write_bytes(pickle.dumps(TouchOnUnpickle(marker)))
+    write_mlmodel(
+        model_dir,
+        "  sklearn:\n    pickled_model: model.pkl\n    serialization_format: cloudpickle\n",
+    )
+    with pytest.raises(ModelLoadError, match=r"model\.pkl: refusing .* BYOM_ALLOW_PICKLE"):
+        load_model(model_dir)
+    assert not marker.exists()
+
+
+def test_mlflow_skops_and_paths_outside_the_directory(tmp_path):
+    import skops.io
+
+    pipeline = sklearn_pipeline(2)
+    skops.io.dump(pipeline, tmp_path / "model.skops")
+    write_mlmodel(
+        tmp_path, "  sklearn:\n    pickled_model: model.skops\n    serialization_format: skops\n"
+    )
+    rows = classes(2, seed=9)[0]
+    want = pipeline.predict_proba(rows)[:, 1]
+    np.testing.assert_allclose(load_model(tmp_path).predict(rows), want, rtol=0, atol=1e-6)
+    write_mlmodel(tmp_path, "  onnx:\n    data: ../elsewhere/model.onnx\n")
+    with pytest.raises(ModelLoadError, match="points outside the model directory"):
+        load_model(tmp_path)
+    (tmp_path / "MLmodel").write_text("just: [text")
+    with pytest.raises(ModelLoadError, match="cannot read the MLmodel YAML"):
+        load_model(tmp_path)
