@@ -1,0 +1,234 @@
+"""Model packages: a directory, or a `model.tar.gz` laid out as SageMaker's ModelDataUrl.
+
+    model.tar.gz
+    ├── xgboost-model.json      the artifact files, at the root
+    ├── byom.toml               optional manifest (see model/manifest.py)
+    └── code/                   optional: inference.py, requirements.txt
+        ├── inference.py
+        └── requirements.txt
+
+`prepare(path, workdir)` gives the directory to load from: a directory as it is,
+an archive extracted into a fresh directory under `workdir`. Archives are
+untrusted, so every member is checked before anything is written: only regular
+files and directories (no links of either kind, no devices or fifos), names
+relative and without `..`, a member count, a total inflated size and a
+compression ratio (bombs stop at the header of the member that crosses a limit,
+before its data is inflated). Extraction then runs with tarfile's `data` filter as
+a second line of defence. A refused archive raises `PackageError` naming the
+member and the reason.
+
+`load_package` is what the model server calls: prepare, read the manifest, load
+the model with the manifest's flavor (or the one its files suggest) and hold it to
+the manifest's input and output schema.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from model.flavors import FLAVORS, Model, ModelLoadError, load_model
+from model.flavors.pickled import PickleFlavor
+from model.manifest import MANIFEST_FILE, ManifestModel, read_manifest
+
+GIB = 1024**3
+MIB = 1024**2
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+# Small archives compress arbitrarily well (a few KiB of zeros); the ratio limit
+# applies once this much has been declared, as for gzip uploads.
+RATIO_FLOOR = 16 * MIB
+
+
+class PackageError(ModelLoadError):
+    """A model package refused before anything of it was extracted; the reason names
+    the member."""
+
+
+@dataclass(frozen=True)
+class PackageLimits:
+    max_members: int = 10_000
+    max_bytes: int = 20 * GIB  # the members' sizes added up
+    max_ratio: float = 100.0  # inflated / compressed, past RATIO_FLOOR
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def prepare(path: Path, workdir: Path, limits: PackageLimits | None = None) -> Path:
+    """The directory to load the model in `path` from.
+
+    A directory (or anything that is not an archive: `load_model` says what is
+    wrong with it) is returned as it is; a `.tar.gz`, `.tgz` or `.tar` is checked
+    member by member and extracted into a new directory under `workdir`.
+    """
+    path = Path(path)
+    if not (is_archive(path) and path.is_file()):
+        return path
+    members = check_archive(path, limits or PackageLimits())
+    workdir.mkdir(parents=True, exist_ok=True)
+    target = Path(tempfile.mkdtemp(prefix="model-", dir=workdir))
+    try:
+        with tarfile.open(path, mode=_mode(path)) as archive:
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(target, members=members, filter="data")
+            else:  # pragma: no cover - Python before 3.11.4
+                archive.extractall(target, members=members)
+    except (OSError, tarfile.TarError) as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        raise PackageError(path, f"cannot extract the archive: {exc}") from exc
+    return target
+
+
+def _mode(path: Path) -> Literal["r:", "r:gz"]:
+    return "r:" if path.name.lower().endswith(".tar") else "r:gz"
+
+
+def check_archive(path: Path, limits: PackageLimits) -> list[tarfile.TarInfo]:
+    """Every member of the archive at `path`, checked; `PackageError` at the first bad one.
+
+    Members are read one header at a time, so a limit stops the read at the header
+    that crosses it, before the member's data is inflated.
+    """
+    compressed = max(path.stat().st_size, 1)
+    members: list[tarfile.TarInfo] = []
+    files: set[PurePosixPath] = set()
+    dirs: set[PurePosixPath] = set()
+    total = 0
+    try:
+        with tarfile.open(path, mode=_mode(path)) as archive:
+            while (member := archive.next()) is not None:
+                if len(members) >= limits.max_members:
+                    raise PackageError(
+                        path,
+                        f"member {member.name!r}: more than {limits.max_members} members "
+                        "(BYOM_PACKAGE_MAX_MEMBERS)",
+                    )
+                name = _check_member(path, member, files, dirs)
+                total += member.size
+                if total > limits.max_bytes:
+                    raise PackageError(
+                        path,
+                        f"member {member.name!r}: the members add up to more than "
+                        f"{limits.max_bytes} bytes (BYOM_PACKAGE_MAX_BYTES)",
+                    )
+                if total > RATIO_FLOOR and total / compressed > limits.max_ratio:
+                    raise PackageError(
+                        path,
+                        f"member {member.name!r}: inflates the archive past "
+                        f"{limits.max_ratio:g} times its compressed size of {compressed} bytes "
+                        "(a decompression bomb? BYOM_PACKAGE_MAX_RATIO)",
+                    )
+                if name is not None:
+                    # Extracted with plain modes and no owner, whatever the archive says.
+                    member.mode = 0o755 if member.isdir() else 0o644
+                    member.uid = member.gid = 0
+                    member.uname = member.gname = ""
+                    members.append(member)
+    except PackageError:
+        raise
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        kind = "tar" if path.name.lower().endswith(".tar") else "gzip-compressed tar"
+        raise PackageError(path, f"not a readable {kind} archive: {exc}") from exc
+    if not members:
+        raise PackageError(path, "the archive is empty")
+    return members
+
+
+def _check_member(
+    archive: Path,
+    member: tarfile.TarInfo,
+    files: set[PurePosixPath],
+    dirs: set[PurePosixPath],
+) -> PurePosixPath | None:
+    """The member's normalised name (None for the root itself), or `PackageError`."""
+
+    def refuse(reason: str) -> PackageError:
+        return PackageError(archive, f"member {member.name!r}: {reason}")
+
+    if member.issym() or member.islnk():
+        kind = "symbolic" if member.issym() else "hard"
+        raise refuse(f"is a {kind} link to {member.linkname!r}; packages may not hold links")
+    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
+        raise refuse("is a device or fifo; packages hold only files and directories")
+    if member.issparse():
+        raise refuse("is a sparse file; packages hold only plain files")
+    if not (member.isreg() or member.isdir()):
+        raise refuse(f"has tar type {member.type!r}; packages hold only files and directories")
+    raw = member.name
+    if "\x00" in raw or "\\" in raw:
+        raise refuse("has a NUL or a backslash in its name")
+    if raw.startswith("/"):
+        raise refuse("has an absolute path; names must be relative to the package root")
+    parts = [part for part in PurePosixPath(raw).parts if part != "."]
+    if ".." in parts:
+        raise refuse("has '..' in its path; names must stay inside the package")
+    if not parts:
+        if member.isdir():
+            return None  # "./", the root
+        raise refuse("has an empty name")
+    name = PurePosixPath(*parts)
+    for parent in name.parents:
+        if parent in files:
+            raise refuse(f"lies under {parent.as_posix()!r}, which is a file")
+    if name in files or (member.isreg() and name in dirs):
+        raise refuse("appears twice in the archive")
+    (dirs if member.isdir() else files).add(name)
+    return name
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def load_package(
+    path: Path,
+    *,
+    workdir: Path | None = None,
+    allow_pickle: bool = False,
+    threads: int = 1,
+    limits: PackageLimits | None = None,
+) -> Model:
+    """The model of the package at `path`, held to its manifest when it has one.
+
+    An archive is extracted under `workdir` (default: a temporary directory,
+    removed when the process exits).
+    """
+    path = Path(path)
+    if is_archive(path) and path.is_file() and workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="byom-package-"))
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    model_dir = prepare(path, workdir or Path(tempfile.gettempdir()), limits)
+    manifest = read_manifest(model_dir) if model_dir.is_dir() else None
+    if manifest is None:
+        return load_model(model_dir, allow_pickle=allow_pickle, threads=threads)
+    if manifest.flavor is None:
+        model = load_model(model_dir, allow_pickle=allow_pickle, threads=threads)
+    else:
+        model = _load_flavor(model_dir, manifest.flavor, allow_pickle=allow_pickle, threads=threads)
+    return ManifestModel(model, manifest, model_dir / MANIFEST_FILE)
+
+
+def _load_flavor(model_dir: Path, name: str, *, allow_pickle: bool, threads: int) -> Model:
+    pickle = PickleFlavor()
+    flavors = {flavor.name: flavor for flavor in (*FLAVORS, pickle)}
+    flavor = flavors.get(name)
+    where = model_dir / MANIFEST_FILE
+    if flavor is None:
+        raise ModelLoadError(
+            where, f"flavor: {name!r} is not a flavor; one of {', '.join(sorted(flavors))}"
+        )
+    if flavor is pickle and not allow_pickle:
+        raise ModelLoadError(
+            where,
+            "flavor: 'pickle' runs code from the model file when it loads; "
+            "set BYOM_ALLOW_PICKLE=true if you trust where it came from",
+        )
+    artifact = flavor.artifact(model_dir)
+    if artifact is None:
+        raise ModelLoadError(model_dir, f"the manifest names flavor {name!r}, but no file of it")
+    return flavor.load(artifact, threads=threads)
