@@ -43,7 +43,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from aiohttp import web
 
-from model.flavors import BadRequest, Model, ModelLoadError, load_model
+from model.flavors import BadRequest, Model, ModelLoadError
+from model.package import PackageLimits, load_package
 from model.server.settings import ServerSettings, cpu_count
 
 log = logging.getLogger(__name__)
@@ -399,9 +400,19 @@ async def set_faults(request: web.Request) -> web.Response:
 
 def load(settings: ServerSettings, threads_per_call: int) -> tuple[Model | None, str | None]:
     """The model, or the reason it could not be loaded (the server still starts)."""
+    limits = PackageLimits(
+        max_members=settings.package_max_members,
+        max_bytes=settings.package_max_bytes,
+        max_ratio=settings.package_max_ratio,
+    )
     try:
-        model = load_model(
-            settings.model_dir, allow_pickle=settings.allow_pickle, threads=threads_per_call
+        # A directory or a model.tar.gz, held to its byom.toml when it has one.
+        model = load_package(
+            settings.model_dir,
+            workdir=settings.package_workdir,
+            allow_pickle=settings.allow_pickle,
+            threads=threads_per_call,
+            limits=limits,
         )
     except ModelLoadError as exc:
         return None, str(exc)

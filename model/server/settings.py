@@ -28,6 +28,16 @@ class ServerSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535, validation_alias="SAGEMAKER_BIND_TO_PORT")
     model_dir: Path = Field(default=Path("/opt/ml/model"), validation_alias="SM_MODEL_DIR")
     allow_pickle: bool = Field(default=False, validation_alias="BYOM_ALLOW_PICKLE")
+    # A model.tar.gz is extracted here (default: a temporary directory), after its
+    # members pass these limits (model/package.py).
+    package_workdir: Path | None = Field(default=None, validation_alias="BYOM_PACKAGE_WORKDIR")
+    package_max_members: int = Field(
+        default=10_000, ge=1, validation_alias="BYOM_PACKAGE_MAX_MEMBERS"
+    )
+    package_max_bytes: int = Field(
+        default=20 * 1024**3, ge=1, validation_alias="BYOM_PACKAGE_MAX_BYTES"
+    )
+    package_max_ratio: float = Field(default=100.0, gt=1, validation_alias="BYOM_PACKAGE_MAX_RATIO")
     # Predictions run in a pool of this many threads, one OpenMP thread each.
     threads: int = Field(
         default_factory=cpu_count, ge=1, validation_alias="BYOM_MODEL_SERVER_THREADS"
