@@ -75,12 +75,17 @@ class PickleFlavor:
                     obj = pickle.load(file)
         except Exception as exc:
             raise ModelLoadError(artifact, f"cannot unpickle the model: {exc}") from exc
-        # A pickled Booster has imported xgboost while unpickling; nothing else needs it.
+        # A pickled Booster has imported its framework while unpickling; nothing else needs it.
         xgboost = sys.modules.get("xgboost")
         if xgboost is not None and isinstance(obj, xgboost.Booster):
             from model.flavors.xgboost_flavor import XGBoostModel
 
             return XGBoostModel(obj, artifact, threads=threads)
+        lightgbm = sys.modules.get("lightgbm")
+        if lightgbm is not None and isinstance(obj, lightgbm.Booster):
+            from model.flavors.lightgbm_flavor import LightGBMModel
+
+            return LightGBMModel(obj, artifact, threads=threads)
         if callable(getattr(obj, "predict", None)):
             return EstimatorModel(obj, artifact, source="pickled")
         raise ModelLoadError(

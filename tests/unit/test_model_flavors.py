@@ -343,6 +343,15 @@ def test_joblib_needs_the_opt_in(tmp_path):
     np.testing.assert_allclose(predictions, pipeline.predict_proba(rows), rtol=0, atol=1e-6)
 
 
+def test_pickled_lightgbm_booster_loads_with_opt_in(tmp_path):
+    booster = lightgbm_booster(2)
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(booster))
+    model = load_model(tmp_path, allow_pickle=True)
+    assert model.feature_count == 4 and "lightgbm" in model.description
+    rows = classes(2, seed=9)[0]
+    np.testing.assert_allclose(model.predict(rows), booster.predict(rows), rtol=0, atol=1e-6)
+
+
 def test_onnx_picks_the_probabilities_output(tmp_path):
     weights = np.array([1.5, -2.0, 0.5, 0.0])
     onnx_logistic(tmp_path / "model.onnx", weights, 0.25)
