@@ -4,7 +4,10 @@ VENV := .venv
 IAC_VENV := .venv-iac
 PY := $(VENV)/bin/python
 MODEL_DIR := model/artifacts
-MODEL := $(MODEL_DIR)/xgboost-model.json
+SAMPLE_MODEL := $(MODEL_DIR)/xgboost-model.json
+# make up MODEL=path/to/model.tar.gz (or a directory) serves that package instead of the
+# sample, and make deploy MODEL=... ships it; only the command line sets it.
+MODEL :=
 
 .PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean bench
 
@@ -20,15 +23,15 @@ $(IAC_VENV)/.installed: requirements-iac.lock infra/iac_venv.sh
 	PYTHON=$(PYTHON) infra/iac_venv.sh
 	touch $@
 
-model: $(MODEL)
-$(MODEL): $(VENV)/.installed model/train.py model/data.py
+model: $(SAMPLE_MODEL)
+$(SAMPLE_MODEL): $(VENV)/.installed model/train.py model/data.py
 	$(PY) -m model.train --out $(MODEL_DIR)
 
 demo: venv model
 	$(PY) -m infra.local.demo --model-dir $(MODEL_DIR)
 
-up: venv model
-	$(PY) -m infra.local.up --model-dir $(MODEL_DIR)
+up: venv $(if $(MODEL),,model)
+	$(PY) -m infra.local.up --model-dir $(or $(MODEL),$(MODEL_DIR))
 
 lint: venv
 	$(PY) -m ruff check --no-cache .
@@ -44,8 +47,8 @@ test: lint typecheck model iac-venv
 bench: venv model
 	$(PY) -m bench
 
-deploy: venv model
-	infra/deploy.sh $(ARGS)
+deploy: venv $(if $(MODEL),,model)
+	infra/deploy.sh $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 destroy:
 	infra/destroy.sh $(ARGS)

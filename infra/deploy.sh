@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Deploy byom to the AWS account and region of your current credentials.
 #
-#   infra/deploy.sh [--stage NAME] [--region REGION] [--model-dir DIR] [Param=Value ...]
+#   infra/deploy.sh [--stage NAME] [--region REGION] [--model PATH] [Param=Value ...]
 #
+# --model is the model package: a model.tar.gz (or .tgz), shipped as it is, or a
+# directory, packed into one (default model/artifacts; --model-dir is the same).
 # Creates (once) a bootstrap bucket, packages the Lambda code, the image sources
-# and the model artifact into it, then creates or updates the stack byom-<stage>
+# and the model package into it, then creates or updates the stack byom-<stage>
 # from infra/cloudformation/byom.yaml and waits for it. The stack builds both
 # images with CodeBuild on the way; the first deployment takes 20-30 minutes,
 # mostly the image build and the SageMaker endpoint.
@@ -18,18 +20,18 @@ cd "$repo"
 
 stage=dev
 region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
-model_dir=model/artifacts
+model=model/artifacts
 overrides=()
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) stage="$2"; shift 2 ;;
     --region) region="$2"; shift 2 ;;
-    --model-dir) model_dir="$2"; shift 2 ;;
+    --model | --model-dir) model="$2"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *=*) overrides+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -50,8 +52,10 @@ if [[ -z "$region" ]]; then
 fi
 [[ -n "$region" ]] || fail "no region: pass --region or set AWS_REGION"
 export AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
-ls "$model_dir"/xgboost-model.* > /dev/null 2>&1 \
-  || fail "no model in $model_dir; train the sample with 'make model' or pass --model-dir"
+[[ -d "$model" || ( -f "$model" && "$model" =~ \.(tar\.gz|tgz)$ ) ]] \
+  || fail "--model $model: not a directory or a .tar.gz; train the sample with 'make model'"
+# Loaded here as the endpoint will load it: a refused package fails now, not in 20 minutes.
+"$python" -m model.package check "$model" > /dev/null || fail "the model package $model is refused"
 
 account="$(aws sts get-caller-identity --query Account --output text)" \
   || fail "no usable AWS credentials"
@@ -101,7 +105,12 @@ upload() {
 echo "Packaging"
 lambda_hash="$("$python" -m infra.package_lambda lambda --out "$build/lambda.zip")"
 source_hash="$("$python" -m infra.package_lambda source --out "$build/source.zip")"
-model_hash="$("$python" -m infra.package_lambda model --model-dir "$model_dir" --out "$build/model.tar.gz")"
+if [[ -d "$model" ]]; then
+  "$python" -m model.package pack "$model" "$build/model.tar.gz"
+else
+  cp "$model" "$build/model.tar.gz"
+fi
+model_hash="$("$python" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()[:20])' "$build/model.tar.gz")"
 lambda_key="$prefix/lambda/$lambda_hash.zip"
 source_key="$prefix/source/$source_hash.zip"
 model_key="$prefix/model/$model_hash/model.tar.gz"

@@ -25,7 +25,9 @@ the manifest's input and output schema.
 from __future__ import annotations
 
 import atexit
+import gzip
 import shutil
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -232,3 +234,67 @@ def _load_flavor(model_dir: Path, name: str, *, allow_pickle: bool, threads: int
     if artifact is None:
         raise ModelLoadError(model_dir, f"the manifest names flavor {name!r}, but no file of it")
     return flavor.load(artifact, threads=threads)
+
+
+# --- packing and checking, for infra/deploy.sh -----------------------------------------
+
+
+def pack(model_dir: Path, out: Path) -> None:
+    """`model_dir` as a reproducible model.tar.gz: files at the root, sorted, no times,
+    plain modes; links are refused, caches left out."""
+    model_dir = Path(model_dir)
+    entries = sorted(
+        path
+        for path in model_dir.rglob("*")
+        if "__pycache__" not in path.relative_to(model_dir).parts
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        out.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as compressed,
+        tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        for path in entries:
+            name = path.relative_to(model_dir).as_posix()
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                raise PackageError(path, f"{name} is a link or a special file; pack plain files")
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                archive.addfile(info)
+                continue
+            info.size, info.mode = path.stat().st_size, 0o644
+            with path.open("rb") as handle:
+                archive.addfile(info, handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m model.package check PATH` loads a package as the server would and says
+    what it serves; `python -m model.package pack DIR OUT` writes DIR as a model.tar.gz."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m model.package", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="load a package as the model server would")
+    check.add_argument("path", type=Path)
+    check.add_argument("--allow-pickle", action="store_true")
+    packer = commands.add_parser("pack", help="write a directory as a model.tar.gz")
+    packer.add_argument("model_dir", type=Path)
+    packer.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "pack":
+            pack(args.model_dir, args.out)
+            return 0
+        with tempfile.TemporaryDirectory(prefix="byom-check-") as workdir:
+            model = load_package(args.path, workdir=Path(workdir), allow_pickle=args.allow_pickle)
+            print(model.description)
+    except ModelLoadError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

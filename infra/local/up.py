@@ -9,15 +9,25 @@ from pathlib import Path
 from types import FrameType
 
 from infra.local.stack import REPO, LocalStack, StackConfig
+from model.package import is_archive
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model-dir", type=Path, default=REPO / "model" / "artifacts")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=REPO / "model" / "artifacts",
+        help="the model package: a directory or a model.tar.gz (the model server extracts it)",
+    )
     parser.add_argument("--port", type=int, default=4566, help="the local AWS endpoint's port")
     parser.add_argument("--bucket", default="byom-local")
     parser.add_argument("--log-dir", type=Path, default=REPO / ".byom" / "logs")
     args = parser.parse_args()
+    if not args.model_dir.is_dir() and not (
+        is_archive(args.model_dir) and args.model_dir.is_file()
+    ):
+        parser.error(f"--model-dir {args.model_dir}: not a directory or a .tar.gz / .tgz file")
 
     stopping = threading.Event()
 
@@ -27,7 +37,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     config = StackConfig(
-        model_dir=args.model_dir, moto_port=args.port, bucket=args.bucket, log_dir=args.log_dir
+        model_dir=args.model_dir.resolve(),
+        moto_port=args.port,
+        bucket=args.bucket,
+        log_dir=args.log_dir,
     )
     with LocalStack(config) as stack:
         done_queue = stack.subscribe_done_events("byom-done-events")

@@ -18,7 +18,7 @@ from model.manifest import (
     read_manifest,
     shape_output,
 )
-from model.package import PackageError, PackageLimits, prepare
+from model.package import PackageError, PackageLimits, main, pack, prepare
 
 MIB = 1024 * 1024
 
@@ -286,3 +286,31 @@ def test_multi_class_outputs():
         shape_output(scores, OutputSchema(columns=["label"], classes=["a", "b"]))
     with pytest.raises(ValueError, match="threshold is for binary models"):
         shape_output(scores, OutputSchema(columns=["label"], threshold=0.5))
+
+
+def test_pack_is_reproducible_and_prepares_back(tmp_path):
+    source = tmp_path / "src"
+    (source / "code").mkdir(parents=True)
+    (source / "xgboost-model.json").write_bytes(b"{}")
+    (source / "code" / "inference.py").write_text("pass\n")
+    (source / "code" / "__pycache__").mkdir()
+    (source / "code" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    first, second = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    pack(source, first)
+    pack(source, second)
+    assert first.read_bytes() == second.read_bytes()
+    model_dir = prepare(first, tmp_path / "work")
+    assert sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*")) == [
+        "code",
+        "code/inference.py",
+        "xgboost-model.json",
+    ]
+    (source / "link").symlink_to("/etc/passwd")
+    with pytest.raises(PackageError, match="link"):
+        pack(source, tmp_path / "c.tar.gz")
+
+
+def test_check_command_says_why_a_package_is_refused(tmp_path, capsys):
+    path = archive(tmp_path / "model.tar.gz", [file_member("../evil")])
+    assert main(["check", str(path)]) == 1
+    assert "member '../evil'" in capsys.readouterr().err
