@@ -45,6 +45,9 @@ def announce(job: JobItem, store: JobStore) -> None:
         stop_workers(job)
         remove_output(job, store)
     if store.event_sent(job.job_id):
+        # A crash between recording the event and tidying up would otherwise
+        # leave staging behind for good; removing it again is harmless.
+        remove_staging(job)
         return
     publish_done(job)
     store.mark_event_sent(job.job_id)

@@ -25,7 +25,8 @@ from shared.rows import FLOAT32_MAX, find_problems, parse_row, split_lines
 _ALLOWED = np.zeros(256, dtype=bool)
 _ALLOWED[np.frombuffer(b'0123456789+-.eE, \t\r\n"', dtype=np.uint8)] = True
 _QUOTE, _COMMA, _CR, _LF = ord('"'), ord(","), ord("\r"), ord("\n")
-_AFTER_CLOSING_QUOTE = np.frombuffer(b",\n\r \t", dtype=np.uint8)
+_BLANKS = np.frombuffer(b" \t", dtype=np.uint8)
+_CELL_ENDS = np.frombuffer(b",\r\n", dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,18 @@ def _bytes_allowed(data: np.ndarray) -> bool:
         return False  # pyarrow would take a bare "\r" as a line end
     quotes = np.flatnonzero(data == _QUOTE)
     if quotes.size:
-        # A quote must open a cell or close one; pyarrow would read '"1"2' as 12.
+        # A quote opens a cell (after "," or a line start) or closes it, and after
+        # a closing quote only blanks may come before the cell ends: pyarrow would
+        # read '"1"2' as 12 and '"" 5' as 5.
         before = np.where(quotes > 0, data[np.maximum(quotes - 1, 0)], _COMMA)
-        after = np.where(quotes + 1 < data.size, data[np.minimum(quotes + 1, data.size - 1)], _LF)
-        opens = np.isin(before, (_COMMA, _LF))
-        closes = np.isin(after, _AFTER_CLOSING_QUOTE)
-        if not (opens | closes).all():
-            return False
+        closing = quotes[~np.isin(before, (_COMMA, _LF))]
+        if closing.size:
+            solid = np.flatnonzero(~np.isin(data, _BLANKS))
+            following = np.searchsorted(solid, closing + 1)
+            inside = following < solid.size
+            after = data[solid[following[inside]]]
+            if not np.isin(after, _CELL_ENDS).all():
+                return False
     return True
 
 
@@ -95,17 +101,44 @@ def fast_parse(data: bytes, columns: int) -> np.ndarray | None:
     return values.astype(np.float32)
 
 
-def parse_rows(data: bytes, *, columns: int, uri: str, first_line: int = 1) -> ParsedRows:
+def _long_lines(data: bytes, limit: int) -> list[int]:
+    """Indexes of the lines of ``data`` longer than ``limit`` bytes (without "\\n")."""
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _LF)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(data)]))
+    lengths = ends - starts
+    if data.endswith(b"\n"):
+        lengths = lengths[:-1]  # nothing after the last newline
+    return [int(index) for index in np.flatnonzero(lengths > limit)]
+
+
+def parse_rows(
+    data: bytes,
+    *,
+    columns: int,
+    uri: str,
+    first_line: int = 1,
+    max_line_bytes: int | None = None,
+) -> ParsedRows:
     """All rows of ``data``: values of the good ones, and every bad one with its position.
 
     ``first_line`` numbers the first line of ``data``; callers that do not know
     it yet pass 1 and shift the positions later (``shift_lines``).
     """
-    values = fast_parse(data, columns)
-    if values is not None:
-        return ParsedRows(rows=len(values), values=values)
+    too_long = _long_lines(data, max_line_bytes) if max_line_bytes else []
+    if not too_long:
+        values = fast_parse(data, columns)
+        if values is not None:
+            return ParsedRows(rows=len(values), values=values)
     lines = split_lines(data)
-    rejected = dict(find_problems(data, first_line=first_line, columns=columns, uri=uri))
+    problems = dict(find_problems(data, first_line=first_line, columns=columns, uri=uri))
+    for index in too_long:
+        problems[index] = InputError(
+            uri,
+            f"the line is longer than the {max_line_bytes}-byte limit (BYOM_MAX_LINE_BYTES)",
+            line=first_line + index,
+        )
+    rejected = dict(sorted(problems.items()))
     good = [line for index, line in enumerate(lines) if index not in rejected]
     # The good lines may still be out of the fast path's reach (spaces after a
     # quote, say): the exact parser reads them then.

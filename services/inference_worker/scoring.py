@@ -69,10 +69,14 @@ async def read_lines(
         buffer, begin, chunk.start, chunk.end, data_start=plan.data_start, size=plan.size
     )) is None:  # fmt: skip
         if len(buffer) > chunk.end - begin + max_line_bytes:
+            # The line that crosses the chunk's end starts after the last newline
+            # before it (or where the chunk's first line starts).
+            cut = buffer.rfind(b"\n", 0, chunk.end - begin)
+            start = begin + cut + 1 if cut >= 0 else max(begin, plan.data_start)
             raise InputError(
                 uri,
-                f"a line near byte {chunk.end} is longer than the {max_line_bytes}-byte limit "
-                "(BYOM_MAX_LINE_BYTES)",
+                f"the line is longer than the {max_line_bytes}-byte limit (BYOM_MAX_LINE_BYTES)",
+                line=await line_number_at(s3, plan, start),
             )
         more_from = begin + len(buffer)
         buffer += await _get(s3, plan, more_from, min(plan.size, more_from + 4 * _TAIL))
@@ -108,10 +112,19 @@ async def line_number_at(s3: S3Client, plan: ChunkPlan, offset: int) -> int:
 
 
 async def check_chunk(
-    s3: S3Client, plan: ChunkPlan, first: int, data: bytes, *, columns: int, uri: str
+    s3: S3Client,
+    plan: ChunkPlan,
+    first: int,
+    data: bytes,
+    *,
+    columns: int,
+    uri: str,
+    max_line_bytes: int | None = None,
 ) -> ParsedRows:
     """Parse the chunk's lines; bad rows fail the job (FAIL policy) or are set aside."""
-    parsed = await asyncio.to_thread(parse_rows, data, columns=columns, uri=uri)
+    parsed = await asyncio.to_thread(
+        parse_rows, data, columns=columns, uri=uri, max_line_bytes=max_line_bytes
+    )
     if not parsed.rejected:
         return parsed
     first_line = await line_number_at(s3, plan, first)
@@ -175,7 +188,9 @@ async def score_chunk(
     content_type: str = NPY,
 ) -> ChunkResult:
     first, data = await read_lines(s3, plan, chunk, max_line_bytes=max_line_bytes, uri=uri)
-    parsed = await check_chunk(s3, plan, first, data, columns=columns, uri=uri)
+    parsed = await check_chunk(
+        s3, plan, first, data, columns=columns, uri=uri, max_line_bytes=max_line_bytes
+    )
     if content_type == NPY:
         bodies = npy_requests(parsed.values, request_bytes)
     else:

@@ -247,7 +247,10 @@ def plan_job(
     first_end = find_line_end(
         read, data_start, size, max_line_bytes=settings.max_line_bytes, uri=uri, line=1
     )
-    names = header_names(head[data_start:first_end])
+    # A first line longer than the head (a wide header) is read whole.
+    wide = first_end > len(head)
+    line_one = read(data_start, first_end) if wide else head[data_start:first_end]
+    names = header_names(line_one)
     if names is not None:
         if len(names) != settings.feature_count:
             raise InputError(

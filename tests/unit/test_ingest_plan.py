@@ -63,3 +63,17 @@ def test_a_bad_row_in_the_head_fails_at_once_with_its_position():
         plan_job("job", upload(1_000_000), RowPolicy(), read=read)
     assert (caught.value.line, caught.value.column) == (4, 1)
     assert "float32" in caught.value.reason
+
+
+def test_a_header_wider_than_the_head_is_read_whole(monkeypatch):
+    monkeypatch.setenv("BYOM_FEATURE_COUNT", "8000")
+    get_settings.cache_clear()
+    try:
+        header = b",".join(b"feature_%d" % i for i in range(8000)) + b"\n"
+        assert len(header) > 64 * 1024
+        row = b",".join(b"1" for _ in range(8000)) + b"\n"
+        read = FakeObject(len(header) + 3 * len(row), head=header + row * 3)
+        plan = plan_job("job", upload(read.size), RowPolicy(), read=read)
+        assert plan.header and plan.data_start == len(header)
+    finally:
+        get_settings.cache_clear()

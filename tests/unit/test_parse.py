@@ -24,6 +24,7 @@ def test_good_rows_take_the_vectorised_path():
     "data",
     [
         b'"1"2,3,4\n',  # pyarrow alone would read 12
+        b'1,"" 5,3\n',  # ... and 5 here
         b"1,2,3\r4,5,6\n",  # pyarrow alone would take a bare CR for a line end
         b"1e39,2,3\n",  # float32 would make it infinity
         b"nan,2,3\n",
@@ -60,7 +61,9 @@ cells = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
     st.integers(-(10**6), 10**6).map(str),
     st.text(alphabet='0123456789+-.eE "\t_x\r', min_size=0, max_size=8),
-    st.sampled_from(["1e39", "-1e39", "nan", "inf", '"1"', '"2.5 "', ' "3"', '"4"5', "1e5"]),
+    st.sampled_from(
+        ["1e39", "-1e39", "nan", "inf", '"1"', '"2.5 "', ' "3"', '"4"5', "1e5", '"" 5', '" "1']
+    ),
 )
 rows = st.lists(st.lists(cells, min_size=2, max_size=4).map(",".join), min_size=1, max_size=20)
 
@@ -78,3 +81,14 @@ def test_fast_path_accepts_only_what_the_grammar_accepts_with_the_same_values(ro
     parsed = parse_rows(data, columns=3, uri=URI)
     assert set(parsed.rejected) == set(problems)
     assert len(parsed.values) == parsed.rows - len(problems)
+
+
+def test_lines_over_the_limit_are_bad_rows_with_their_line():
+    data = b"1,2,3\n" + b"1," * 50 + b"3\n" + b"4,5,6"
+    parsed = parse_rows(data, columns=3, uri=URI, first_line=10, max_line_bytes=20)
+    assert sorted(parsed.rejected) == [1]
+    problem = parsed.rejected[1]
+    assert problem.line == 11 and "longer than the 20-byte limit" in problem.reason
+    assert parsed.values.tolist() == [[1, 2, 3], [4, 5, 6]]
+    within = parse_rows(data, columns=3, uri=URI, max_line_bytes=200).rejected
+    assert "expected 3 columns, found 51" in within[1].reason  # long, but within the limit
