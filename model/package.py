@@ -36,6 +36,7 @@ from typing import Literal
 
 from model.flavors import FLAVORS, Model, ModelLoadError, load_model
 from model.flavors.pickled import PickleFlavor
+from model.inference_script import load_script
 from model.manifest import MANIFEST_FILE, ManifestModel, read_manifest
 
 GIB = 1024**3
@@ -194,11 +195,15 @@ def load_package(
     allow_pickle: bool = False,
     threads: int = 1,
     limits: PackageLimits | None = None,
+    allow_code: bool = False,
+    program: str | None = None,
 ) -> Model:
     """The model of the package at `path`, held to its manifest when it has one.
 
     An archive is extracted under `workdir` (default: a temporary directory,
-    removed when the process exits).
+    removed when the process exits). A package with `code/inference.py` (or the
+    script `program` names) is served by that script, only with `allow_code`
+    (model/inference_script.py).
     """
     path = Path(path)
     if is_archive(path) and path.is_file() and workdir is None:
@@ -206,6 +211,10 @@ def load_package(
         atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     model_dir = prepare(path, workdir or Path(tempfile.gettempdir()), limits)
     manifest = read_manifest(model_dir) if model_dir.is_dir() else None
+    if model_dir.is_dir():
+        script = load_script(model_dir, allow_code=allow_code, program=program)
+        if script is not None:
+            return script
     if manifest is None:
         return load_model(model_dir, allow_pickle=allow_pickle, threads=threads)
     if manifest.flavor is None:
@@ -279,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="load a package as the model server would")
     check.add_argument("path", type=Path)
     check.add_argument("--allow-pickle", action="store_true")
+    check.add_argument(
+        "--allow-model-code",
+        action="store_true",
+        help="run code/inference.py (and install code/requirements.txt), as "
+        "BYOM_ALLOW_MODEL_CODE=true does",
+    )
     packer = commands.add_parser("pack", help="write a directory as a model.tar.gz")
     packer.add_argument("model_dir", type=Path)
     packer.add_argument("out", type=Path)
@@ -288,7 +303,12 @@ def main(argv: list[str] | None = None) -> int:
             pack(args.model_dir, args.out)
             return 0
         with tempfile.TemporaryDirectory(prefix="byom-check-") as workdir:
-            model = load_package(args.path, workdir=Path(workdir), allow_pickle=args.allow_pickle)
+            model = load_package(
+                args.path,
+                workdir=Path(workdir),
+                allow_pickle=args.allow_pickle,
+                allow_code=args.allow_model_code,
+            )
             print(model.description)
     except ModelLoadError as exc:
         print(f"refused: {exc}", file=sys.stderr)

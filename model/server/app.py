@@ -44,6 +44,7 @@ import pyarrow.csv as pacsv
 from aiohttp import web
 
 from model.flavors import BadRequest, Model, ModelLoadError
+from model.inference_script import RequestHandler
 from model.package import PackageLimits, load_package
 from model.server.settings import ServerSettings, cpu_count
 
@@ -248,6 +249,9 @@ def _response_type(accept: str | None, content_type: str) -> str:
 
 def score(model: Model, body: bytes, content_type: str, accept: str | None) -> tuple[bytes, str]:
     """The response body and its type: parse, predict, format, all off the event loop."""
+    if isinstance(model, RequestHandler):
+        # A SageMaker inference script reads the body and writes the answer itself.
+        return model.handle(body, content_type, accept)
     answer = _response_type(accept, content_type)
     if content_type == CSV:
         rows = parse_csv(body, model.feature_count)
@@ -413,6 +417,8 @@ def load(settings: ServerSettings, threads_per_call: int) -> tuple[Model | None,
             allow_pickle=settings.allow_pickle,
             threads=threads_per_call,
             limits=limits,
+            allow_code=settings.allow_model_code,
+            program=settings.sagemaker_program,
         )
     except ModelLoadError as exc:
         return None, str(exc)

@@ -28,6 +28,10 @@ class ServerSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535, validation_alias="SAGEMAKER_BIND_TO_PORT")
     model_dir: Path = Field(default=Path("/opt/ml/model"), validation_alias="SM_MODEL_DIR")
     allow_pickle: bool = Field(default=False, validation_alias="BYOM_ALLOW_PICKLE")
+    # A package's code/inference.py (SageMaker inference toolkit functions) and its
+    # code/requirements.txt run only with this on (model/inference_script.py).
+    allow_model_code: bool = Field(default=False, validation_alias="BYOM_ALLOW_MODEL_CODE")
+    sagemaker_program: str | None = Field(default=None, validation_alias="SAGEMAKER_PROGRAM")
     # A model.tar.gz is extracted here (default: a temporary directory), after its
     # members pass these limits (model/package.py).
     package_workdir: Path | None = Field(default=None, validation_alias="BYOM_PACKAGE_WORKDIR")
