@@ -55,7 +55,14 @@ export AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
 [[ -d "$model" || ( -f "$model" && "$model" =~ \.(tar\.gz|tgz)$ ) ]] \
   || fail "--model $model: not a directory or a .tar.gz; train the sample with 'make model'"
 # Loaded here as the endpoint will load it: a refused package fails now, not in 20 minutes.
-"$python" -m model.package check "$model" > /dev/null || fail "the model package $model is refused"
+# A package's own code (code/inference.py) runs only when the deployer says so,
+# as the endpoint itself requires BYOM_ALLOW_MODEL_CODE=true.
+check_flags=()
+if [[ "${BYOM_ALLOW_MODEL_CODE:-false}" == "true" ]]; then
+  check_flags+=(--allow-model-code)
+fi
+"$python" -m model.package check "${check_flags[@]}" "$model" > /dev/null \
+  || fail "the model package $model is refused"
 
 account="$(aws sts get-caller-identity --query Account --output text)" \
   || fail "no usable AWS credentials"
