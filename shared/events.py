@@ -28,6 +28,8 @@ def job_finished(job: JobItem) -> JobFinished:
         error=job.error,
         bad_rows=job.bad_rows,
         errors_uri=f"s3://{job.bucket}/{job.errors_key}" if job.errors_key else None,
+        model_name=job.model_name,
+        model_version=job.model_version,
     )
 
 

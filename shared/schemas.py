@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from shared.model_registry import target_model
+
 SCHEMA_VERSION: Literal[1] = 1
 DONE_EVENT_SOURCE = "byom"
 DONE_EVENT_DETAIL_TYPE = "byom.job.finished"
@@ -109,11 +111,21 @@ class ChunkPlan(_Message):
     data_start: int = Field(default=0, ge=0)  # where rows begin: after the BOM and header
     policy: RowPolicy = RowPolicy()
     chunks: tuple[Chunk, ...] = Field(min_length=1)
+    # The registry model the job chose (None: the endpoint's default model).
+    model_name: str | None = None
+    model_version: str | None = None
 
     @property
     def first_line(self) -> int:
         """The file's line number of the first row (the header is line 1)."""
         return 2 if self.header else 1
+
+    @property
+    def target_model(self) -> str | None:
+        """The multi-model endpoint's TargetModel for this job, None for the default model."""
+        if self.model_name is None or self.model_version is None:
+            return None
+        return target_model(self.model_name, self.model_version)
 
 
 # --- Messages between services ---------------------------------------------------
@@ -229,6 +241,8 @@ class JobItem(BaseModel):
     errors_key: str | None = None
     batch_job_id: str | None = None
     error: str | None = None
+    model_name: str | None = None  # the registry model the job chose; None: the default
+    model_version: str | None = None
 
 
 class JobFinished(_Message):
@@ -245,3 +259,5 @@ class JobFinished(_Message):
     error: str | None = None
     bad_rows: int = 0
     errors_uri: str | None = None
+    model_name: str | None = None  # None: the endpoint's default model
+    model_version: str | None = None

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     output_prefix: str = "output/"
     staging_prefix: str = "staging/"
     errors_prefix: str = "errors/"
+    # The model registry: models/<name>/<version>/model.tar.gz (shared/model_registry.py).
+    models_prefix: str = "models/"
     jobs_table: str = "byom-jobs"
     event_bus: str = "byom-events"
     scheduler_queue_url: str = ""

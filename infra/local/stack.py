@@ -73,6 +73,10 @@ class LocalStack:
         self.resources: resources.Resources | None = None
 
     @property
+    def models_prefix(self) -> str:
+        return self.config.settings.get("BYOM_MODELS_PREFIX", "models/")
+
+    @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.moto_port}"
 
@@ -142,7 +146,10 @@ class LocalStack:
                 "--port", str(self.model_port),
                 "--model-dir", str(self.config.model_dir),
             ],
-            self.config.model_server_env,
+            # A multi-model endpoint's model data: the registry in the bucket, read
+            # from the local S3 (AWS_ENDPOINT_URL, in every service's environment).
+            {"BYOM_MODEL_DATA_PREFIX": f"s3://{self.config.bucket}/{self.models_prefix}"}
+            | self.config.model_server_env,
         )  # fmt: skip
         model.start()
         wait_until(

@@ -11,6 +11,10 @@ Routes:
   look as SageMaker sends them: the container's errors become 424 `ModelError`
   with the original status and message, which botocore raises as
   `ModelError`. SigV4 headers are accepted and ignored.
+- Either invocation route with `X-Amzn-SageMaker-Target-Model` (botocore's
+  `TargetModel`) is served by that model from `BYOM_MODEL_DATA_PREFIX`, loaded on
+  first use, as a multi-model endpoint does (`model/server/multi_model.py`); a
+  missing one answers 404 `ValidationError`.
 - `GET /execution-parameters`: what Batch Transform asks a container before it starts.
 - `POST /_byom/faults`, tests only: `{"status": 429, "count": 2}` makes the next two
   invocations fail with that status. Registered only when the server listens on a
@@ -46,12 +50,15 @@ from aiohttp import web
 from model.flavors import BadRequest, Model, ModelLoadError
 from model.inference_script import RequestHandler
 from model.package import PackageLimits, load_package
+from model.server.multi_model import ModelCache, TargetMissing, TargetUnloadable
 from model.server.settings import ServerSettings, cpu_count
 
 log = logging.getLogger(__name__)
 
 # The largest finite float32: models see float32, so larger values are refused.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# What botocore sends for invoke_endpoint(TargetModel=...) (multi-model endpoints).
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 # SageMaker's request limit for real-time endpoints.
 MAX_PAYLOAD = 6 * 1024 * 1024
 # aiohttp stops reading past its own limit; this one sits above SageMaker's so
@@ -88,6 +95,11 @@ class InjectedFault(Problem):
     """A failure asked for through the fault settings; passed through as it is."""
 
 
+class TargetNotFound(Problem):
+    """The requested target model is not there: SageMaker's own ValidationError, not
+    the model's error."""
+
+
 @dataclass
 class State:
     settings: ServerSettings
@@ -96,6 +108,7 @@ class State:
     executor: ThreadPoolExecutor
     fault_status: int | None = None
     fault_count: int = 0
+    models: ModelCache | None = None  # target models (multi_model.py), when hosted
 
     def take_fault(self) -> int | None:
         if self.fault_status is None or self.fault_count <= 0:
@@ -297,9 +310,12 @@ async def _invoke(request: web.Request) -> web.Response:
     fault = state.take_fault()
     if fault is not None:
         raise InjectedFault(fault, f"injected fault ({state.fault_count} more to come)")
-    if state.model is None:
+    if target := request.headers.get(TARGET_MODEL_HEADER):
+        model = await _target_model(state, target)
+    elif state.model is None:
         raise Problem(500, f"the model is not loaded: {state.load_error}")
-    model = state.model
+    else:
+        model = state.model
     loop = asyncio.get_running_loop()
     try:
         payload, answer = await loop.run_in_executor(
@@ -318,6 +334,26 @@ async def _invoke(request: web.Request) -> web.Response:
         log.exception("prediction failed")
         raise Problem(500, f"prediction failed: {type(exc).__name__}: {exc}") from exc
     return web.Response(body=payload, content_type=answer)
+
+
+async def _target_model(state: State, target: str) -> Model:
+    """The model a multi-model request names, loaded on first use (off the event loop)."""
+    if state.models is None:
+        raise TargetNotFound(
+            400,
+            f"target model {target!r}: this endpoint hosts a single model "
+            "(BYOM_MODEL_DATA_PREFIX is not set)",
+        )
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(state.executor, state.models.get, target)
+    except TargetMissing as exc:
+        raise TargetNotFound(404, str(exc)) from exc
+    except TargetUnloadable as exc:
+        raise Problem(400, str(exc)) from exc
+    except Exception as exc:
+        log.exception("loading target model %s failed", target)
+        raise Problem(500, f"target model {target!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def _too_large(size: int | None) -> Problem:
@@ -356,7 +392,7 @@ async def endpoint_invocations(request: web.Request) -> web.Response:
 def _runtime_error(problem: Problem, request_id: str) -> web.Response:
     status = problem.status
     body: dict[str, Any]
-    if isinstance(problem, InjectedFault) or status == 413:
+    if isinstance(problem, InjectedFault | TargetNotFound) or status == 413:
         # Faults stand for SageMaker itself failing, and the size limit is checked
         # before the container sees the request: neither is the model's error.
         kind = ERROR_TYPES.get(status, ERROR_TYPES[500 if status >= 500 else 400])
@@ -425,6 +461,23 @@ def load(settings: ServerSettings, threads_per_call: int) -> tuple[Model | None,
     return model, None
 
 
+def _model_cache(settings: ServerSettings, threads_per_call: int) -> ModelCache | None:
+    if not settings.model_data_prefix:
+        return None
+    return ModelCache(
+        settings.model_data_prefix,
+        settings.model_cache_dir,
+        settings.max_models,
+        allow_pickle=settings.allow_pickle,
+        threads=threads_per_call,
+        limits=PackageLimits(
+            max_members=settings.package_max_members,
+            max_bytes=settings.package_max_bytes,
+            max_ratio=settings.package_max_ratio,
+        ),
+    )
+
+
 def build_app(settings: ServerSettings) -> web.Application:
     # With as many calls in flight as CPUs, one OpenMP thread per call uses every
     # core without oversubscribing; fewer calls get proportionally more threads.
@@ -437,6 +490,7 @@ def build_app(settings: ServerSettings) -> web.Application:
         executor=ThreadPoolExecutor(settings.threads, thread_name_prefix="predict"),
         fault_status=settings.fault_status if settings.fault_count else None,
         fault_count=settings.fault_count,
+        models=_model_cache(settings, threads_per_call),
     )
     app = web.Application(client_max_size=CLIENT_MAX_SIZE)
     app[STATE] = state

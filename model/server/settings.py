@@ -42,6 +42,13 @@ class ServerSettings(BaseSettings):
         default=20 * 1024**3, ge=1, validation_alias="BYOM_PACKAGE_MAX_BYTES"
     )
     package_max_ratio: float = Field(default=100.0, gt=1, validation_alias="BYOM_PACKAGE_MAX_RATIO")
+    # Multi-model hosting, as a SageMaker multi-model endpoint: a request naming a
+    # target model (X-Amzn-SageMaker-Target-Model) is served by the package at
+    # `<model_data_prefix><target>`, e.g. s3://<bucket>/models/ + fraud/3/model.tar.gz,
+    # fetched into `model_cache_dir` on first use; at most `max_models` stay loaded.
+    model_data_prefix: str | None = Field(default=None, validation_alias="BYOM_MODEL_DATA_PREFIX")
+    model_cache_dir: Path | None = Field(default=None, validation_alias="BYOM_MODEL_CACHE_DIR")
+    max_models: int = Field(default=8, ge=1, validation_alias="BYOM_MAX_MODELS")
     # Predictions run in a pool of this many threads, one OpenMP thread each.
     threads: int = Field(
         default_factory=cpu_count, ge=1, validation_alias="BYOM_MODEL_SERVER_THREADS"

@@ -63,9 +63,12 @@ class Endpoint:
         attempts: int,
         backoff: float,
         backoff_max: float,
+        target_model: str | None = None,
     ) -> None:
         self.client = client
         self.name = name
+        # The model a multi-model endpoint is asked for (None: a single-model endpoint).
+        self.target_model = target_model
         self.limiter = AdaptiveLimiter(concurrency)
         self.attempts = attempts
         self.backoff = backoff
@@ -77,6 +80,7 @@ class Endpoint:
 
     async def invoke(self, payload: bytes, *, content_type: str, accept: str) -> bytes:
         last_error = "no attempt made"
+        target = {"TargetModel": self.target_model} if self.target_model else {}
         for attempt in range(1, self.attempts + 1):
             try:
                 async with self.limiter:
@@ -85,6 +89,7 @@ class Endpoint:
                         ContentType=content_type,
                         Accept=accept,
                         Body=payload,
+                        **target,
                     )
                     body = await response["Body"].read()
                 self.limiter.succeeded()

@@ -73,6 +73,7 @@ async def run(child: BatchChild, settings: Settings) -> int:
             return 0
         plan_object = await s3.get_object(Bucket=settings.bucket, Key=child.byom_plan_key)
         plan = ChunkPlan.model_validate_json(await plan_object["Body"].read())
+        endpoint.target_model = plan.target_model
         mine = plan.chunks[child.aws_batch_job_array_index :: child.byom_array_size]
         uri = f"s3://{job.bucket}/{job.input_key}"  # errors name the upload, not staging
 

@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from services.ingest.inflate import GZIP_MAGIC, inflate_to
-from shared import aws, naming, queues
+from shared import aws, model_registry, naming, queues
 from shared.csvchunks import BOM, ReadRange, find_line_end, plan_ranges
 from shared.endings import announce
 from shared.errors import InputError
@@ -165,11 +165,18 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         update={"output_key": store.claim_output_key(job_id, upload.key, job.created_at)}
     )
     try:
+        chosen = choose_model(upload)
+        if chosen is not None:
+            job = job.model_copy(
+                update={"model_name": chosen.name, "model_version": chosen.version}
+            )
         policy = row_policy(upload)
         plan = plan_job(job_id, upload, policy)
     except InputError as exc:
         _reject(job, exc, store)
         return job_id
+    if chosen is not None:
+        plan = plan.model_copy(update={"model_name": chosen.name, "model_version": chosen.version})
 
     plan_key = naming.plan_key(job_id)
     aws.s3().put_object(
@@ -207,6 +214,60 @@ def row_policy(upload: Upload) -> RowPolicy:
             upload.uri, f"metadata {LIMIT_METADATA}={limit!r}: use a whole number, -1 for no limit"
         ) from None
     return RowPolicy(on_bad_rows=BadRows(chosen), max_bad_rows=max_bad_rows)
+
+
+def choose_model(upload: Upload) -> model_registry.ModelRef | None:
+    """The registry model and version the upload chose, None for the default model.
+
+    S3 metadata ``byom-model: name`` or ``name:version`` chooses explicitly: a
+    model (or version) not in the registry fails the job. Without it, an upload
+    under ``input/<name>/`` chooses ``<name>`` when the registry has it; any other
+    folder is only a folder. No version: the latest, in natural order.
+    """
+    settings = get_settings()
+    text = upload.metadata.get(model_registry.MODEL_METADATA, "").strip()
+    folder, sep, _ = upload.key.removeprefix(settings.input_prefix).partition("/")
+    if not text and not sep:
+        return None
+    registry = f"s3://{upload.bucket}/{settings.models_prefix}"
+    try:
+        ref = model_registry.parse_ref(text or folder)
+    except ValueError as exc:
+        if not text:
+            return None
+        raise InputError(upload.uri, f"metadata {model_registry.MODEL_METADATA}: {exc}") from None
+    try:
+        found = model_registry.versions(aws.s3(), upload.bucket, settings.models_prefix, ref.name)
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status != 403:
+            raise
+        if not text:  # a role without the registry grant: folders stay folders
+            log.warning("cannot list the model registry", extra={"registry": registry})
+            return None
+        raise InputError(
+            upload.uri,
+            f"S3 denied listing the model registry {registry}; grant the ingest role "
+            f"s3:ListBucket with prefix {settings.models_prefix}*",
+        ) from exc
+    if not found:
+        if not text:
+            return None
+        raise InputError(
+            upload.uri,
+            f"model {ref.name!r} is not in the model registry {registry} (no "
+            f"{ref.name}/<version>/{model_registry.PACKAGE_FILE}); publish it with "
+            "python -m model.publish, or fix metadata byom-model",
+        )
+    if ref.version is None:
+        return model_registry.ModelRef(ref.name, model_registry.latest(found))
+    if ref.version not in found:
+        raise InputError(
+            upload.uri,
+            f"model {ref.name!r} has no version {ref.version!r} in the model registry "
+            f"{registry}; published: {', '.join(found)}",
+        )
+    return ref
 
 
 def plan_job(

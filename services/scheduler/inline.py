@@ -90,10 +90,14 @@ def _runtime(region: str, attempts: int) -> SageMakerRuntimeClient:
     return client
 
 
-def _invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes:
+def _invoke(
+    runtime: SageMakerRuntimeClient, endpoint: str, body: bytes, target_model: str | None = None
+) -> bytes:
+    # A multi-model endpoint is told which model to use; a single-model one is not.
+    target = {"TargetModel": target_model} if target_model else {}
     try:
         response = runtime.invoke_endpoint(
-            EndpointName=endpoint, ContentType=CSV, Accept=CSV, Body=body
+            EndpointName=endpoint, ContentType=CSV, Accept=CSV, Body=body, **target
         )
     except ClientError as exc:
         error = exc.response.get("Error", {})
@@ -111,14 +115,18 @@ def _invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> byte
     return body_out
 
 
-def predict(payload: bytes, rows: int, settings: Settings) -> bytes:
+def predict(
+    payload: bytes, rows: int, settings: Settings, target_model: str | None = None
+) -> bytes:
     """One prediction line per good row, in order."""
     if not rows:
         return b""
     runtime = _runtime(settings.region, settings.invoke_attempts)
     pieces = requests_of(payload, settings.request_bytes)
     with ThreadPoolExecutor(max_workers=min(_REQUESTS_IN_FLIGHT, len(pieces))) as pool:
-        answers = list(pool.map(lambda p: _invoke(runtime, settings.endpoint_name, p), pieces))
+        answers = list(
+            pool.map(lambda p: _invoke(runtime, settings.endpoint_name, p, target_model), pieces)
+        )
     output = chunk_output.prediction_lines(answers)
     predictions = output.count(b"\n")
     if predictions != rows:
@@ -156,7 +164,9 @@ def _score(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone:
     uri = f"s3://{job.bucket}/{job.input_key}"  # errors name the upload, not staging
     first_line = 2 if plan.header else 1
     checked = check(data, plan, first_line=first_line, columns=settings.feature_count, uri=uri)
-    output = predict(checked.payload, checked.rows - len(checked.rejected), settings)
+    output = predict(
+        checked.payload, checked.rows - len(checked.rejected), settings, plan.target_model
+    )
     if checked.rejected:
         output = chunk_output.with_blanks(output, checked.rows, checked.rejected)
         s3.put_object(

@@ -1,0 +1,80 @@
+"""The model registry in the bucket: ``<models prefix><name>/<version>/model.tar.gz``.
+
+A job chooses a model by name (the latest version) or ``name:version``; the
+endpoint is asked for it as a SageMaker multi-model endpoint is, with
+``TargetModel="<name>/<version>/model.tar.gz"`` relative to the endpoint's
+model data prefix (the registry prefix). Versions are compared in natural
+order: ``10`` comes after ``9``, ``1.10`` after ``1.9``.
+
+Used by ingest (resolving a job's model) and ``python -m model.publish``; boto3
+only, so it fits the Lambda bundle.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+PACKAGE_FILE = "model.tar.gz"
+# The S3 object metadata an upload chooses its model with: `name` or `name:version`.
+MODEL_METADATA = "byom-model"
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class ModelRef(NamedTuple):
+    name: str
+    version: str | None = None
+
+
+def check_part(what: str, value: str) -> str:
+    """`value` as a model name or version, or ValueError saying what one may hold."""
+    if not _PART.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} is not valid: use letters, digits, '.', '_' or '-' "
+            "(at most 100, starting with a letter or digit)"
+        )
+    return value
+
+
+def parse_ref(text: str) -> ModelRef:
+    """``name`` or ``name:version``; ValueError when either part is not valid."""
+    name, sep, version = text.strip().partition(":")
+    check_part("model name", name)
+    if sep:
+        check_part("model version", version)
+        return ModelRef(name, version)
+    return ModelRef(name)
+
+
+def target_model(name: str, version: str) -> str:
+    """What the endpoint is asked for: the package's key relative to the registry prefix."""
+    return f"{name}/{version}/{PACKAGE_FILE}"
+
+
+def package_key(prefix: str, name: str, version: str) -> str:
+    return f"{prefix}{target_model(name, version)}"
+
+
+def natural_key(version: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key of natural order: runs of digits compare as numbers."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", version)
+        if part
+    )
+
+
+def latest(versions: list[str]) -> str:
+    return max(versions, key=natural_key)
+
+
+def versions(s3: Any, bucket: str, prefix: str, name: str) -> list[str]:
+    """The published versions of `name`: those with a package object, in natural order."""
+    base = f"{prefix}{name}/"
+    found: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+        for obj in page.get("Contents", []):
+            version, _, rest = obj["Key"][len(base) :].partition("/")
+            if rest == PACKAGE_FILE and _PART.fullmatch(version):
+                found.append(version)
+    return sorted(found, key=natural_key)
