@@ -469,6 +469,7 @@ def _model_cache(settings: ServerSettings, threads_per_call: int) -> ModelCache 
         settings.model_cache_dir,
         settings.max_models,
         allow_pickle=settings.allow_pickle,
+        allow_code=settings.allow_model_code,
         threads=threads_per_call,
         limits=PackageLimits(
             max_members=settings.package_max_members,

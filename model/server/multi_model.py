@@ -71,6 +71,7 @@ class ModelCache:
         max_models: int,
         *,
         allow_pickle: bool = False,
+        allow_code: bool = False,
         threads: int = 1,
         limits: PackageLimits | None = None,
         fetch: Fetch = s3_fetch,
@@ -82,6 +83,7 @@ class ModelCache:
         self.cache_dir = cache_dir
         self.max_models = max_models
         self.allow_pickle = allow_pickle
+        self.allow_code = allow_code  # a target model's code/inference.py, if opted in
         self.threads = threads
         self.limits = limits
         self.fetch = fetch
@@ -140,7 +142,10 @@ class ModelCache:
             try:
                 model_dir = prepare(archive, folder / "extracted", self.limits)
                 model = load_package(
-                    model_dir, allow_pickle=self.allow_pickle, threads=self.threads
+                    model_dir,
+                    allow_pickle=self.allow_pickle,
+                    threads=self.threads,
+                    allow_code=self.allow_code,
                 )
             except ModelLoadError as exc:
                 raise TargetUnloadable(f"target model {target!r} cannot be loaded: {exc}") from exc

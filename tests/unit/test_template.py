@@ -384,7 +384,13 @@ def test_bucket_permissions_use_byoms_prefixes() -> None:
     fields = Settings.model_fields
     prefixes = {
         fields[name].default
-        for name in ("input_prefix", "staging_prefix", "output_prefix", "errors_prefix")
+        for name in (
+            "input_prefix",
+            "staging_prefix",
+            "output_prefix",
+            "errors_prefix",
+            "models_prefix",
+        )
     }
     granted = [
         statement["Resource"]
@@ -401,7 +407,13 @@ def test_list_bucket_is_conditioned_on_byoms_prefixes() -> None:
     fields = Settings.model_fields
     prefixes = {
         fields[name].default + "*"
-        for name in ("input_prefix", "staging_prefix", "output_prefix", "errors_prefix")
+        for name in (
+            "input_prefix",
+            "staging_prefix",
+            "output_prefix",
+            "errors_prefix",
+            "models_prefix",
+        )
     }
     listing = [
         (name, statement)
@@ -422,7 +434,7 @@ def test_missing_keys_are_404_where_services_look_for_them() -> None:
     # S3 answers 403 for a missing key unless the caller may list it: ingest HEADs
     # uploads (and reads inflated copies in staging/), workers and status look for
     # chunk outputs. Each may list exactly where it reads.
-    assert listable_prefixes("IngestRole") == {"input/*", "staging/*"}
+    assert listable_prefixes("IngestRole") == {"input/*", "staging/*", "models/*"}
     assert object_resources("IngestRole", "s3:GetObject") == {"input/*", "staging/*"}
     assert listable_prefixes("WorkerJobRole") == {"staging/*"}
     assert listable_prefixes("StatusRole") == {"staging/*"}
