@@ -67,7 +67,7 @@ class PickleFlavor:
         try:
             if artifact.suffix.lower() == ".joblib":
                 # joblib stores arrays beside the pickle stream; only joblib reads them.
-                import joblib  # type: ignore[import-untyped]
+                import joblib
 
                 obj = joblib.load(artifact)
             else:

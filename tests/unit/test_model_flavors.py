@@ -198,7 +198,12 @@ def lightgbm_booster(count: int = 2):
     import lightgbm
 
     features, labels = classes(count)
-    params = {"verbose": -1, "num_leaves": 4, "min_data_in_leaf": 5, "num_threads": 1}
+    params: dict[str, object] = {
+        "verbose": -1,
+        "num_leaves": 4,
+        "min_data_in_leaf": 5,
+        "num_threads": 1,
+    }
     params |= {"objective": "binary"} if count == 2 else {"objective": "multiclass"}
     if count > 2:
         params["num_class"] = count
