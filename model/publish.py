@@ -36,8 +36,9 @@ class PublishError(ByomError):
     """The package or the registry refused the publication; the message says why."""
 
 
-def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> str:
-    """Load `archive` as the server would and score one row of zeros; its description.
+def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> tuple[str, int | None]:
+    """Load `archive` as the server would and score one row of zeros; its
+    description and the row width it takes (None when the model does not say).
 
     Raises `PublishError` with the package's reason.
     """
@@ -58,7 +59,7 @@ def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> str:
             f"{archive}: one sample row of zeros gave {scores.shape} scores {scores.tolist()!r}; "
             "expected one finite score (or one row of them)"
         )
-    return str(model.description)
+    return str(model.description), model.feature_count
 
 
 def publish(
@@ -100,10 +101,13 @@ def publish(
         else:
             kind = "an uncompressed .tar" if is_archive(path) else "not a directory or .tar.gz"
             raise PublishError(f"{path}: {kind}; publish a package directory or a model.tar.gz")
-        check(archive, work / "extracted", allow_pickle=allow_pickle)
+        _, columns = check(archive, work / "extracted", allow_pickle=allow_pickle)
         if version in model_registry.versions(s3, bucket, prefix, name):
             raise PublishError(f"{url} exists; versions are immutable, publish a new version")
-        s3.upload_file(str(archive), bucket, key, ExtraArgs={"ContentType": "application/gzip"})
+        extra: dict[str, Any] = {"ContentType": "application/gzip"}
+        if columns:
+            extra["Metadata"] = {model_registry.FEATURE_COUNT_METADATA: str(columns)}
+        s3.upload_file(str(archive), bucket, key, ExtraArgs=extra)
     return url
 
 

@@ -16,6 +16,9 @@ import re
 from typing import Any, NamedTuple
 
 PACKAGE_FILE = "model.tar.gz"
+# S3 metadata publish puts on a package: the row width its model takes, so ingest
+# checks a job's rows against the model it chose, not one global setting.
+FEATURE_COUNT_METADATA = "byom-feature-count"
 # The S3 object metadata an upload chooses its model with: `name` or `name:version`.
 MODEL_METADATA = "byom-model"
 _PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -78,3 +81,11 @@ def versions(s3: Any, bucket: str, prefix: str, name: str) -> list[str]:
             if rest == PACKAGE_FILE and _PART.fullmatch(version):
                 found.append(version)
     return sorted(found, key=natural_key)
+
+
+def feature_count(s3: Any, bucket: str, prefix: str, ref: ModelRef) -> int | None:
+    """The row width a published model takes, when publish recorded it."""
+    assert ref.version is not None
+    head = s3.head_object(Bucket=bucket, Key=package_key(prefix, ref.name, ref.version))
+    value = head.get("Metadata", {}).get(FEATURE_COUNT_METADATA, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None

@@ -109,6 +109,8 @@ class ChunkPlan(_Message):
     size: int = Field(ge=0)
     header: bool  # the first line is a header and is not scored
     data_start: int = Field(default=0, ge=0)  # where rows begin: after the BOM and header
+    # Cells per row: the chosen model's width (BYOM_FEATURE_COUNT when not known).
+    columns: int | None = Field(default=None, ge=1)
     policy: RowPolicy = RowPolicy()
     chunks: tuple[Chunk, ...] = Field(min_length=1)
     # The registry model the job chose (None: the endpoint's default model).

@@ -128,7 +128,7 @@ async def run(child: BatchChild, settings: Settings) -> int:
                         endpoint,
                         plan,
                         chunk,
-                        columns=settings.feature_count,
+                        columns=plan.columns or settings.feature_count,
                         request_bytes=settings.request_bytes,
                         max_line_bytes=settings.max_line_bytes,
                         uri=uri,

@@ -171,7 +171,7 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
                 update={"model_name": chosen.name, "model_version": chosen.version}
             )
         policy = row_policy(upload)
-        plan = plan_job(job_id, upload, policy)
+        plan = plan_job(job_id, upload, policy, columns=model_columns(upload, chosen))
     except InputError as exc:
         _reject(job, exc, store)
         return job_id
@@ -270,8 +270,30 @@ def choose_model(upload: Upload) -> model_registry.ModelRef | None:
     return ref
 
 
+def model_columns(upload: Upload, chosen: model_registry.ModelRef | None) -> int:
+    """The row width of the model the job chose, as publish recorded it; else the setting."""
+    settings = get_settings()
+    if chosen is None:
+        return settings.feature_count
+    try:
+        recorded = model_registry.feature_count(
+            aws.s3(), upload.bucket, settings.models_prefix, chosen
+        )
+    except ClientError as exc:
+        # Without s3:GetObject on the registry the width is not known here; the
+        # setting applies, as for the default model.
+        log.warning("cannot read the model's width", extra={"error": str(exc)})
+        return settings.feature_count
+    return recorded or settings.feature_count
+
+
 def plan_job(
-    job_id: str, upload: Upload, policy: RowPolicy, read: ReadRange | None = None
+    job_id: str,
+    upload: Upload,
+    policy: RowPolicy,
+    read: ReadRange | None = None,
+    *,
+    columns: int | None = None,
 ) -> ChunkPlan:
     """Validate the head of the object and plan its chunks; raises ``InputError``.
 
@@ -281,6 +303,7 @@ def plan_job(
     reader in tests.
     """
     settings = get_settings()
+    columns = columns or settings.feature_count
     uri, size = upload.uri, upload.size
     if size == 0:
         raise InputError(uri, "the file is empty; upload a CSV with one row of features per line")
@@ -313,11 +336,11 @@ def plan_job(
     line_one = read(data_start, first_end) if wide else head[data_start:first_end]
     names = header_names(line_one)
     if names is not None:
-        if len(names) != settings.feature_count:
+        if len(names) != columns:
             raise InputError(
                 uri,
                 f"the first line looks like a header but has {len(names)} columns; "
-                f"the model takes {settings.feature_count} features (BYOM_FEATURE_COUNT)",
+                f"the model takes {columns} features",
                 line=1,
             )
         data_start = first_end
@@ -330,7 +353,7 @@ def plan_job(
         head_rows = head[data_start:]
         if len(head) < size:
             head_rows = head_rows[: head_rows.rfind(b"\n") + 1]
-        check_rows(head_rows, first_line=2 if names else 1, columns=settings.feature_count, uri=uri)
+        check_rows(head_rows, first_line=2 if names else 1, columns=columns, uri=uri)
     ranges = plan_ranges(data_start, size, settings.chunk_bytes)
     return ChunkPlan(
         job_id=job_id,
@@ -340,6 +363,7 @@ def plan_job(
         size=size,
         header=names is not None,
         data_start=data_start,
+        columns=columns,
         policy=policy,
         chunks=tuple(Chunk(index=i, start=s, end=e) for i, (s, e) in enumerate(ranges)),
     )

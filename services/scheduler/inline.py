@@ -163,7 +163,8 @@ def _score(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone:
     data = response["Body"].read()
     uri = f"s3://{job.bucket}/{job.input_key}"  # errors name the upload, not staging
     first_line = 2 if plan.header else 1
-    checked = check(data, plan, first_line=first_line, columns=settings.feature_count, uri=uri)
+    columns = plan.columns or settings.feature_count
+    checked = check(data, plan, first_line=first_line, columns=columns, uri=uri)
     output = predict(
         checked.payload, checked.rows - len(checked.rejected), settings, plan.target_model
     )

@@ -177,3 +177,39 @@ def test_uploads_choose_their_models(stack, model_dir, tmp_path):
         )
     assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     assert f"s3://{bucket}/models/nosuch/1/model.tar.gz" in str(missing.value)
+
+
+def test_a_model_of_another_width_takes_its_own_rows(stack, tmp_path):
+    """publish records the model's width; ingest holds a job's rows to the model it
+    chose, so a 4-feature LightGBM model sits beside the 30-feature default."""
+    from tests.unit.test_model_flavors import classes, lightgbm_booster
+
+    s3, sqs = stack.client("s3"), stack.client("sqs")
+    bucket = stack.config.bucket
+    done_queue = stack.subscribe_done_events("width-done")
+    narrow = lightgbm_booster(2)
+    folder = tmp_path / "narrow"
+    folder.mkdir()
+    narrow.save_model(str(folder / "model.txt"))
+    publish(folder, "narrow", "1", bucket=bucket, s3=s3)
+    head = s3.head_object(Bucket=bucket, Key="models/narrow/1/model.tar.gz")
+    assert head["Metadata"]["byom-feature-count"] == "4"
+
+    rows = classes(2, rows=400, seed=21)[0]
+    good = "".join(",".join(repr(float(v)) for v in row) + "\n" for row in rows).encode()
+    s3.put_object(Bucket=bucket, Key="input/narrow/rows.csv", Body=good)
+    # Thirty columns are the default model's width, not this model's.
+    wide = feature_csv(5, seed=22)
+    s3.put_object(Bucket=bucket, Key="input/narrow/wide.csv", Body=wide)
+    uris = {f"s3://{bucket}/input/narrow/{name}" for name in ("rows.csv", "wide.csv")}
+    details = collect_done_events(sqs, done_queue, uris, timeout=120)
+
+    scored = details[f"s3://{bucket}/input/narrow/rows.csv"]
+    assert scored["status"] == "SUCCEEDED", scored
+    assert (scored["model_name"], scored["model_version"]) == ("narrow", "1")
+    output = s3.get_object(Bucket=bucket, Key=scored["output_uri"].split("/", 3)[3])
+    served = np.array(output["Body"].read().split(), dtype=np.float64)
+    np.testing.assert_allclose(served, narrow.predict(rows), rtol=0, atol=1e-6)
+    refused = details[f"s3://{bucket}/input/narrow/wide.csv"]
+    assert refused["status"] == "FAILED"
+    assert "line 1" in refused["error"] and "expected 4 columns, found 30" in refused["error"]
