@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Deploy byom to the AWS account and region of your current credentials.
 #
-#   infra/deploy.sh [--stage NAME] [--region REGION] [--model PATH] [Param=Value ...]
+#   infra/deploy.sh [--stage NAME] [--region REGION] [--model PATH] [--multi-model] [Param=Value ...]
 #
 # --model is the model package: a model.tar.gz (or .tgz), shipped as it is, or a
 # directory, packed into one (default model/artifacts; --model-dir is the same).
+# --multi-model makes the endpoint a SageMaker multi-model endpoint serving the
+# models published to s3://<data bucket>/models/ (python -m model.publish).
 # Creates (once) a bootstrap bucket, packages the Lambda code, the image sources
 # and the model package into it, then creates or updates the stack byom-<stage>
 # from infra/cloudformation/byom.yaml and waits for it. The stack builds both
@@ -21,10 +23,11 @@ cd "$repo"
 stage=dev
 region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
 model=model/artifacts
+multi_model=false
 overrides=()
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [[ $# -gt 0 ]]; do
@@ -32,6 +35,7 @@ while [[ $# -gt 0 ]]; do
     --stage) stage="$2"; shift 2 ;;
     --region) region="$2"; shift 2 ;;
     --model | --model-dir) model="$2"; shift 2 ;;
+    --multi-model) multi_model=true; shift ;;
     -h | --help) usage; exit 0 ;;
     *=*) overrides+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -150,6 +154,7 @@ aws cloudformation deploy \
     "SourceBundleKey=$source_key" \
     "ImageTag=$source_hash" \
     "ModelDataUrl=s3://$bootstrap/$model_key" \
+    "MultiModel=$multi_model" \
     ${overrides[@]+"${overrides[@]}"}
 
 output() {

@@ -15,6 +15,9 @@ Routes:
   `TargetModel`) is served by that model from `BYOM_MODEL_DATA_PREFIX`, loaded on
   first use, as a multi-model endpoint does (`model/server/multi_model.py`); a
   missing one answers 404 `ValidationError`.
+- `POST /models`, `GET /models`, `GET|DELETE /models/{name}`,
+  `POST /models/{name}/invoke`: SageMaker's multi-model container API, when the
+  server hosts several models (`model/server/mme_api.py`).
 - `GET /execution-parameters`: what Batch Transform asks a container before it starts.
 - `POST /_byom/faults`, tests only: `{"status": 429, "count": 2}` makes the next two
   invocations fail with that status. Registered only when the server listens on a
@@ -283,7 +286,7 @@ def score(model: Model, body: bytes, content_type: str, accept: str | None) -> t
 
 async def ping(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if state.model is None:
+    if state.model is None and not state.settings.multi_model:
         return web.json_response({"error": state.load_error}, status=500)
     return web.Response(status=200)
 
@@ -299,7 +302,9 @@ async def execution_parameters(request: web.Request) -> web.Response:
     )
 
 
-async def _invoke(request: web.Request) -> web.Response:
+async def _invoke(request: web.Request, chosen: Model | None = None) -> web.Response:
+    """Score the body with `chosen`, else the target model the request names, else
+    the endpoint's model."""
     state = request.app[STATE]
     try:
         body = await request.read()
@@ -310,7 +315,9 @@ async def _invoke(request: web.Request) -> web.Response:
     fault = state.take_fault()
     if fault is not None:
         raise InjectedFault(fault, f"injected fault ({state.fault_count} more to come)")
-    if target := request.headers.get(TARGET_MODEL_HEADER):
+    if chosen is not None:
+        model = chosen
+    elif target := request.headers.get(TARGET_MODEL_HEADER):
         model = await _target_model(state, target)
     elif state.model is None:
         raise Problem(500, f"the model is not loaded: {state.load_error}")
@@ -462,10 +469,10 @@ def load(settings: ServerSettings, threads_per_call: int) -> tuple[Model | None,
 
 
 def _model_cache(settings: ServerSettings, threads_per_call: int) -> ModelCache | None:
-    if not settings.model_data_prefix:
+    if not settings.model_data_prefix and not settings.multi_model:
         return None
     return ModelCache(
-        settings.model_data_prefix,
+        settings.model_data_prefix or None,
         settings.model_cache_dir,
         settings.max_models,
         allow_pickle=settings.allow_pickle,
@@ -499,6 +506,10 @@ def build_app(settings: ServerSettings) -> web.Application:
     app.router.add_get("/execution-parameters", execution_parameters)
     app.router.add_post("/invocations", invocations)
     app.router.add_post("/endpoints/{name}/invocations", endpoint_invocations)
+    if state.models is not None:
+        from model.server import mme_api  # it imports this module
+
+        mme_api.add_routes(app.router)
     if settings.fault_api_enabled:
         app.router.add_get("/_byom/faults", set_faults)
         app.router.add_post("/_byom/faults", set_faults)

@@ -11,6 +11,11 @@ A target that is not there raises `TargetMissing` (the server answers 404
 ValidationError, as SageMaker does); one that is there but does not load raises
 `TargetUnloadable` with the package's reason. Neither is cached, so a package
 published later is found.
+
+On a SageMaker multi-model endpoint SageMaker fetches and extracts each package
+itself and tells the container what to load (`model/server/mme_api.py`): `add`,
+`peek` and `remove` serve that API from the same bounded LRU. Those models'
+directories are SageMaker's, so unloading one leaves its files alone.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from model.flavors import Model, ModelLoadError
-from model.package import PackageLimits, load_package, prepare
+from model.package import PackageLimits, is_archive, load_package, prepare
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,17 @@ class TargetMissing(LookupError):
 
 class TargetUnloadable(Exception):
     """The target model's package is there but cannot be loaded; says why."""
+
+
+class AlreadyLoaded(Exception):
+    """`add` was asked for a name that is loaded already."""
+
+
+@dataclass
+class _Entry:
+    model: Model
+    url: str  # where it was loaded from
+    folder: Path | None  # files of ours to remove on unloading; None: not ours
 
 
 Fetch = Callable[[str, Path], None]  # (URL of the package, local file to write)
@@ -66,7 +83,7 @@ class ModelCache:
 
     def __init__(
         self,
-        prefix: str,
+        prefix: str | None,
         cache_dir: Path | None,
         max_models: int,
         *,
@@ -76,7 +93,8 @@ class ModelCache:
         limits: PackageLimits | None = None,
         fetch: Fetch = s3_fetch,
     ) -> None:
-        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        # None: no registry to fetch targets from, only models added with `add`.
+        self.prefix = prefix if prefix is None or prefix.endswith("/") else prefix + "/"
         if cache_dir is None:  # a temporary one, removed when the process exits
             cache_dir = Path(tempfile.mkdtemp(prefix="byom-models-"))
             atexit.register(shutil.rmtree, cache_dir, ignore_errors=True)
@@ -87,16 +105,104 @@ class ModelCache:
         self.threads = threads
         self.limits = limits
         self.fetch = fetch
-        self._loaded: OrderedDict[str, tuple[Model, Path]] = OrderedDict()
+        self._loaded: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
     def url(self, target: str) -> str:
+        if self.prefix is None:
+            raise TargetMissing(
+                f"target model {target!r} not found: no model data prefix to fetch it from "
+                "(BYOM_MODEL_DATA_PREFIX); load it with POST /models"
+            )
         return self.prefix + target
 
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._loaded)
+
+    def listing(self) -> list[tuple[str, str]]:
+        """(name, where it was loaded from) of every loaded model, least recently used first."""
+        with self._lock:
+            return [(name, entry.url) for name, entry in self._loaded.items()]
+
+    def peek(self, name: str) -> tuple[Model, str] | None:
+        """The loaded model of that name and its URL (now the most recently used), or None."""
+        with self._lock:
+            entry = self._loaded.get(name)
+            if entry is None:
+                return None
+            self._loaded.move_to_end(name)
+            return entry.model, entry.url
+
+    def add(self, name: str, path: Path) -> Model:
+        """Load the package at `path` (a directory, or an archive) as `name`.
+
+        `AlreadyLoaded` if `name` is loaded; `TargetUnloadable` with the package's
+        reason. Past `max_models`, the least recently used model is unloaded.
+        """
+        with self._lock:
+            if name in self._loaded:
+                raise AlreadyLoaded(name)
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:
+            with self._lock:
+                if name in self._loaded:
+                    raise AlreadyLoaded(name)
+            try:
+                entry = self._load_path(name, path)
+            finally:
+                with self._lock:
+                    self._loading.pop(name, None)
+            self._insert(name, entry)
+        return entry.model
+
+    def remove(self, name: str) -> bool:
+        """Unload `name`; False if it was not loaded."""
+        with self._lock:
+            entry = self._loaded.pop(name, None)
+        if entry is None:
+            return False
+        log.info("unloaded model %s", name)
+        if entry.folder is not None:
+            shutil.rmtree(entry.folder, ignore_errors=True)
+        return True
+
+    def _insert(self, name: str, entry: _Entry) -> None:
+        with self._lock:
+            self._loaded[name] = entry
+            evicted = []
+            while len(self._loaded) > self.max_models:
+                evicted.append(self._loaded.popitem(last=False))
+        for old_name, old in evicted:
+            log.info("unloaded target model %s (BYOM_MAX_MODELS=%d)", old_name, self.max_models)
+            if old.folder is not None:
+                shutil.rmtree(old.folder, ignore_errors=True)
+
+    def _load_path(self, name: str, path: Path) -> _Entry:
+        folder = None
+        if is_archive(path) and path.is_file():  # extracted into a folder of ours
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="model-", dir=self.cache_dir))
+        try:
+            model = load_package(
+                path,
+                workdir=folder,
+                allow_pickle=self.allow_pickle,
+                threads=self.threads,
+                limits=self.limits,
+                allow_code=self.allow_code,
+            )
+        except ModelLoadError as exc:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise TargetUnloadable(f"model {name!r} cannot be loaded: {exc}") from exc
+        except BaseException:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        log.info("loaded model %s from %s: %s", name, path, model.description)
+        return _Entry(model, str(path), folder)
 
     def get(self, target: str) -> Model:
         """The model for `target`, loaded on first use."""
@@ -105,26 +211,19 @@ class ModelCache:
         with self._lock:
             if target in self._loaded:
                 self._loaded.move_to_end(target)
-                return self._loaded[target][0]
+                return self._loaded[target].model
             loading = self._loading.setdefault(target, threading.Lock())
         with loading:  # one load per target, however many requests wait for it
             with self._lock:
                 if target in self._loaded:
                     self._loaded.move_to_end(target)
-                    return self._loaded[target][0]
+                    return self._loaded[target].model
             try:
                 model, folder = self._load(target)
             finally:
                 with self._lock:
                     self._loading.pop(target, None)
-            with self._lock:
-                self._loaded[target] = (model, folder)
-                evicted = []
-                while len(self._loaded) > self.max_models:
-                    evicted.append(self._loaded.popitem(last=False))
-        for name, (_, old) in evicted:
-            log.info("unloaded target model %s (BYOM_MAX_MODELS=%d)", name, self.max_models)
-            shutil.rmtree(old, ignore_errors=True)
+            self._insert(target, _Entry(model, self.url(target), folder))
         return model
 
     def _load(self, target: str) -> tuple[Model, Path]:

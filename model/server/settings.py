@@ -10,7 +10,7 @@ import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,12 @@ class ServerSettings(BaseSettings):
     model_data_prefix: str | None = Field(default=None, validation_alias="BYOM_MODEL_DATA_PREFIX")
     model_cache_dir: Path | None = Field(default=None, validation_alias="BYOM_MODEL_CACHE_DIR")
     max_models: int = Field(default=8, ge=1, validation_alias="BYOM_MAX_MODELS")
+    # A SageMaker multi-model endpoint (Mode: MultiModel; SageMaker sets
+    # SAGEMAKER_MULTI_MODEL=true): no model in model_dir, /ping answers 200 without
+    # one, and SageMaker loads models with POST /models (mme_api.py).
+    multi_model: bool = Field(
+        default=False, validation_alias=AliasChoices("BYOM_MULTI_MODEL", "SAGEMAKER_MULTI_MODEL")
+    )
     # Predictions run in a pool of this many threads, one OpenMP thread each.
     threads: int = Field(
         default_factory=cpu_count, ge=1, validation_alias="BYOM_MODEL_SERVER_THREADS"

@@ -623,8 +623,35 @@ def test_endpoint_autoscales_on_invocations_per_instance() -> None:
     assert metric["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
     target = resource("EndpointScaling")["Properties"]
     assert target["MinCapacity"] == {"Ref": "EndpointInstanceCount"}
-    model = resource("Model")["Properties"]
-    assert model["PrimaryContainer"]["ModelDataUrl"] == {"Ref": "ModelDataUrl"}
+
+
+def test_multi_model_parameter_wires_mode_data_and_the_roles_access() -> None:
+    template = load_template()
+    parameter = template["Parameters"]["MultiModel"]
+    assert parameter["Default"] == "false" and set(parameter["AllowedValues"]) == {"true", "false"}
+    assert template["Conditions"]["IsMultiModel"] == {"Fn::Equals": [{"Ref": "MultiModel"}, "true"]}
+    container = resource("Model")["Properties"]["PrimaryContainer"]
+    assert container["Mode"] == {"Fn::If": ["IsMultiModel", "MultiModel", "SingleModel"]}
+    # The registry's prefix (BYOM_MODELS_PREFIX), where publish puts packages.
+    registry = Settings.model_fields["models_prefix"].default
+    assert container["ModelDataUrl"] == {
+        "Fn::If": [
+            "IsMultiModel",
+            {"Fn::Sub": f"s3://${{DataBucket}}/{registry}"},
+            {"Ref": "ModelDataUrl"},
+        ]
+    }
+    # The server answers /ping without a default model only in multi-model mode.
+    assert container["Environment"]["BYOM_MULTI_MODEL"] == {"Ref": "MultiModel"}
+    (artifact,) = granting("ModelRole", "s3:GetObject")
+    condition, multi, single = artifact["Resource"]["Fn::If"]
+    assert condition == "IsMultiModel"
+    assert multi == {"Fn::Sub": f"${{DataBucket.Arn}}/{registry}*"}
+    assert "ModelDataUrl" in references(single) and "DataBucket" not in references(single)
+    # SageMaker only downloads the objects TargetModel names: no listing.
+    assert granting("ModelRole", "s3:ListBucket") == []
+    assert "--multi-model" in DEPLOY_SH.read_text()
+    assert '"MultiModel=$multi_model"' in DEPLOY_SH.read_text()
 
 
 def test_tracing_alarms_and_dashboard() -> None:
