@@ -787,3 +787,45 @@ def test_source_bundle_has_what_the_images_copy(tmp_path: Path) -> None:
     assert not any(name.startswith("model/artifacts/") for name in names)
     buffer = io.BytesIO(out.read_bytes())
     assert zipfile.is_zipfile(buffer)
+
+
+IMPORTED_FIRST_PARTY = """
+import json, sys
+from pathlib import Path
+import model.server.app, model.server.__main__
+root = Path.cwd().resolve()
+files = []
+for module in list(sys.modules.values()):
+    path = getattr(module, "__file__", None)
+    if path and Path(path).resolve().is_relative_to(root):
+        relative = Path(path).resolve().relative_to(root)
+        if relative.parts[0] in ("model", "services", "shared"):
+            files.append(str(relative))
+print(json.dumps(sorted(files)))
+"""
+
+
+@pytest.mark.parametrize("dockerfile", [MODEL_SERVER_DOCKERFILE, WORKER_DOCKERFILE])
+def test_images_copy_every_first_party_module_they_import(dockerfile: Path) -> None:
+    """A module the server (or worker) imports but the image does not copy would
+    only fail when SageMaker (or Batch) starts the container."""
+    copied = [
+        source
+        for line in dockerfile.read_text().splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
+    ]
+    entry = "model.server.app, model.server.__main__"
+    if dockerfile == WORKER_DOCKERFILE:
+        entry = "services.inference_worker.main"
+    script = IMPORTED_FIRST_PARTY.replace("model.server.app, model.server.__main__", entry)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(REPO)},
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for path in json.loads(result.stdout):
+        assert any(
+            path == source or path.startswith(source.rstrip("/") + "/") for source in copied
+        ), f"{dockerfile.relative_to(REPO)} does not copy {path}"

@@ -435,7 +435,7 @@ def test_missing_keys_are_404_where_services_look_for_them() -> None:
     # uploads (and reads inflated copies in staging/), workers and status look for
     # chunk outputs. Each may list exactly where it reads.
     assert listable_prefixes("IngestRole") == {"input/*", "staging/*", "models/*"}
-    assert object_resources("IngestRole", "s3:GetObject") == {"input/*", "staging/*"}
+    assert object_resources("IngestRole", "s3:GetObject") == {"input/*", "staging/*", "models/*"}
     assert listable_prefixes("WorkerJobRole") == {"staging/*"}
     assert listable_prefixes("StatusRole") == {"staging/*"}
 
