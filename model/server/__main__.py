@@ -60,6 +60,8 @@ async def serve(settings: ServerSettings) -> None:
                 state.model.description,
                 settings.threads,
             )
+        elif settings.multi_model:
+            log.info("multi-model server on %s: models are loaded through /models", address)
         else:
             log.error(
                 "model server on %s WITHOUT a model, /ping answers 500: %s",
