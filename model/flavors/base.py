@@ -81,6 +81,20 @@ def class_scores(probabilities: np.ndarray) -> np.ndarray:
     return scores
 
 
+def single_file(model_dir: Path, suffix: str, what: str) -> Path | None:
+    """The one visible file with ``suffix`` in ``model_dir``, None if there is none;
+    several are refused, since which one is the model would be a guess."""
+    candidates = sorted(
+        path
+        for path in model_dir.iterdir()
+        if path.suffix == suffix and path.is_file() and not path.name.startswith(".")
+    )
+    if len(candidates) > 1:
+        names = ", ".join(path.name for path in candidates)
+        raise ModelLoadError(model_dir, f"several {what} files ({names}); keep one")
+    return candidates[0] if candidates else None
+
+
 def inside(model_dir: Path, name: str) -> Path:
     """`name` resolved within `model_dir`; `ModelLoadError` if it points elsewhere."""
     path = (model_dir / name).resolve()

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from model.flavors.base import ModelLoadError, check_rows, class_scores, first_line
+from model.flavors.base import ModelLoadError, check_rows, class_scores, first_line, single_file
 
 SUFFIX = ".skops"
 
@@ -58,15 +58,7 @@ class SkopsFlavor:
         self.trusted_types = frozenset(trusted_types)
 
     def artifact(self, model_dir: Path) -> Path | None:
-        candidates = sorted(
-            path
-            for path in model_dir.iterdir()
-            if path.suffix == SUFFIX and path.is_file() and not path.name.startswith(".")
-        )
-        if len(candidates) > 1:
-            names = ", ".join(path.name for path in candidates)
-            raise ModelLoadError(model_dir, f"several skops files ({names}); keep one")
-        return candidates[0] if candidates else None
+        return single_file(model_dir, SUFFIX, "skops")
 
     def load(self, artifact: Path, *, threads: int) -> EstimatorModel:
         import skops.io
