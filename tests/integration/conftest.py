@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +55,20 @@ def own_moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     CloudFormation deploy on a shared server can leave EventBridge rules that make
     moto answer 500 to every later matching event (LOCAL-AWS.md)."""
     yield from _moto_server(tmp_path_factory.mktemp("own-moto"))
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start real model servers on a package; each is stopped cleanly at the end."""
+    from tests.integration.test_model_server import Server
+
+    servers: list[Server] = []
+
+    def start(package: Path, env: dict[str, str] | None = None) -> Server:
+        server = Server(tmp_path / f"server-{len(servers)}.log", package, env=env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        assert server.stop() == 0, server.log()

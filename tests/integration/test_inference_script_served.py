@@ -97,20 +97,6 @@ def booster():
     return train(generate(2000, seed=31, fraud_rate=0.05), rounds=8, seed=31)
 
 
-@pytest.fixture
-def serve(tmp_path):
-    servers: list[Server] = []
-
-    def start(package: Path, env: dict[str, str] | None = None) -> Server:
-        server = Server(tmp_path / f"server-{len(servers)}.log", package, env=env)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        assert server.stop() == 0, server.log()
-
-
 def script_package(tmp_path: Path, booster: xgboost.Booster, script: str) -> Path:
     return pack(
         tmp_path / "model.tar.gz",

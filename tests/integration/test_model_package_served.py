@@ -41,20 +41,6 @@ def model_bytes(booster: xgboost.Booster, tmp_path: Path) -> bytes:
     return path.read_bytes()
 
 
-@pytest.fixture
-def serve(tmp_path):
-    servers: list[Server] = []
-
-    def start(package: Path, env: dict[str, str] | None = None) -> Server:
-        server = Server(tmp_path / f"server-{len(servers)}.log", package, env=env)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        assert server.stop() == 0, server.log()
-
-
 def rows(count: int, columns: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(count, columns)).astype(np.float32)
 
