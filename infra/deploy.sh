@@ -6,7 +6,9 @@
 # --model is the model package: a model.tar.gz (or .tgz), shipped as it is, or a
 # directory, packed into one (default model/artifacts; --model-dir is the same).
 # --multi-model makes the endpoint a SageMaker multi-model endpoint serving the
-# models published to s3://<data bucket>/models/ (python -m model.publish).
+# models published to s3://<data bucket>/models/ (python -m model.publish); the
+# --model package is published there as default:<hash>, the model of uploads that
+# name none.
 # Creates (once) a bootstrap bucket, packages the Lambda code, the image sources
 # and the model package into it, then creates or updates the stack byom-<stage>
 # from infra/cloudformation/byom.yaml and waits for it. The stack builds both
@@ -27,7 +29,7 @@ multi_model=false
 overrides=()
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [[ $# -gt 0 ]]; do
@@ -114,14 +116,22 @@ upload() {
 }
 
 echo "Packaging"
-lambda_hash="$("$python" -m infra.package_lambda lambda --out "$build/lambda.zip")"
-source_hash="$("$python" -m infra.package_lambda source --out "$build/source.zip")"
 if [[ -d "$model" ]]; then
   "$python" -m model.package pack "$model" "$build/model.tar.gz"
 else
   cp "$model" "$build/model.tar.gz"
 fi
 model_hash="$("$python" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()[:20])' "$build/model.tar.gz")"
+# The endpoint has no network access: a script package's code/requirements.txt is
+# installed when the model server's image is built (model/server/Dockerfile).
+source_flags=()
+if "$python" -m model.package requirements "$build/model.tar.gz" "$build/model-requirements.txt" \
+    && [[ -s "$build/model-requirements.txt" ]]; then
+  source_flags+=(--model-requirements "$build/model-requirements.txt")
+  echo "  code/requirements.txt goes into the model server image"
+fi
+lambda_hash="$("$python" -m infra.package_lambda lambda --out "$build/lambda.zip")"
+source_hash="$("$python" -m infra.package_lambda source --out "$build/source.zip" ${source_flags[@]+"${source_flags[@]}"})"
 lambda_key="$prefix/lambda/$lambda_hash.zip"
 source_key="$prefix/source/$source_hash.zip"
 model_key="$prefix/model/$model_hash/model.tar.gz"
@@ -136,6 +146,13 @@ for override in ${overrides[@]+"${overrides[@]}"}; do
     aws iam create-service-linked-role --aws-service-name spot.amazonaws.com > /dev/null 2>&1 || true
   fi
 done
+
+# A multi-model endpoint has no model of its own: the deployed package becomes the
+# registry's default entry, which uploads that name no model get.
+default_model=""
+if [[ "$multi_model" == true ]]; then
+  default_model="default:$model_hash"
+fi
 
 # ------------------------------------------------------------- stack
 echo "Deploying $stack (the first time: 20-30 minutes)"
@@ -155,6 +172,7 @@ aws cloudformation deploy \
     "ImageTag=$source_hash" \
     "ModelDataUrl=s3://$bootstrap/$model_key" \
     "MultiModel=$multi_model" \
+    "DefaultModel=$default_model" \
     ${overrides[@]+"${overrides[@]}"}
 
 output() {
@@ -162,6 +180,15 @@ output() {
     --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue" --output text
 }
 bucket="$(output DataBucketName)"
+if [[ -n "$default_model" ]]; then
+  # Checked and published once per package: registry versions are immutable.
+  if aws s3api head-object --bucket "$bucket" --key "models/default/$model_hash/model.tar.gz" > /dev/null 2>&1; then
+    echo "  default model s3://$bucket/models/default/$model_hash/ (unchanged)"
+  else
+    "$python" -m model.publish "$build/model.tar.gz" --name default --version "$model_hash" --bucket "$bucket" \
+      || fail "the model package $model is refused by the registry"
+  fi
+fi
 bus="$(output EventBusName)"
 table="$(output JobsTableName)"
 topic="$(output AlarmTopicArn)"

@@ -140,9 +140,18 @@ def build_lambda(out: Path, *, with_dependencies: bool = True, base: Path = REPO
     return content_hash(out)
 
 
-def build_source(out: Path, base: Path = REPO) -> str:
-    """The image sources CodeBuild builds from; returns its content hash."""
+# Where the model server's image build finds the deployed package's requirements.
+MODEL_REQUIREMENTS_ENTRY = "model/server/model-requirements.txt"
+
+
+def build_source(out: Path, base: Path = REPO, model_requirements: Path | None = None) -> str:
+    """The image sources CodeBuild builds from; returns its content hash.
+
+    `model_requirements` (the deployed package's code/requirements.txt) goes in
+    too, since the endpoint cannot reach an index at run time."""
     entries = [(path, path.relative_to(base).as_posix()) for path in collect(SOURCE_BUNDLE, base)]
+    if model_requirements is not None:
+        entries.append((model_requirements, MODEL_REQUIREMENTS_ENTRY))
     write_zip(out, entries)
     return content_hash(out)
 
@@ -184,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     source = commands.add_parser("source", help="the image sources for CodeBuild")
     source.add_argument("--out", type=Path, required=True)
+    source.add_argument(
+        "--model-requirements",
+        type=Path,
+        help="the deployed package's code/requirements.txt, installed at image build",
+    )
     model = commands.add_parser("model", help="the SageMaker model artifact")
     model.add_argument("--model-dir", type=Path, required=True)
     model.add_argument("--out", type=Path, required=True)
@@ -192,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "lambda":
         digest = build_lambda(args.out, with_dependencies=not args.no_dependencies)
     elif args.command == "source":
-        digest = build_source(args.out)
+        digest = build_source(args.out, model_requirements=args.model_requirements)
     else:
         digest = build_model(args.model_dir, args.out)
     print(digest)

@@ -22,6 +22,12 @@ is installed into `code/.byom-lib` of the model directory, never into byom's own
 environment; that folder and `code/` are on `sys.path` while the script is
 imported and `model_fn` runs. Calls into one script are serialised, as each
 toolkit worker process handles one request at a time.
+
+A SageMaker endpoint runs with network isolation, so pip cannot reach an index
+there: the image build installs the deployed package's requirements into
+`BYOM_PREINSTALLED_LIB` beside a copy of the file they came from
+(`model/server/Dockerfile`), and a package whose requirements are exactly those
+uses that folder instead of running pip.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import importlib.util
 import inspect
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -56,6 +63,8 @@ NPY = "application/x-npy"
 UTF8_TYPES = (CSV, JSON)
 DEFAULT_ACCEPT = JSON
 ALLOW_SETTING = "BYOM_ALLOW_MODEL_CODE"
+# Requirements installed when the image was built: <folder>/requirements.txt says which.
+PREINSTALLED_SETTING = "BYOM_PREINSTALLED_LIB"
 HANDLERS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
 
 
@@ -186,12 +195,29 @@ def requirement_lines(path: Path) -> list[str]:
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+def preinstalled_lib(requirements: Path, folder: str | None = None) -> Path | None:
+    """The folder the image build installed `requirements` into, when it installed
+    exactly these (the same requirement lines); else None."""
+    folder = folder if folder is not None else os.environ.get(PREINSTALLED_SETTING, "")
+    if not folder:
+        return None
+    lib = Path(folder)
+    baked = lib / REQUIREMENTS
+    if baked.is_file() and requirement_lines(baked) == requirement_lines(requirements):
+        return lib
+    return None
+
+
 def install_requirements(code_dir: Path, run: Runner = subprocess.run) -> Path | None:
     """`code/requirements.txt` installed into `code/.byom-lib`; the folder, or None
-    when there is nothing to install."""
+    when there is nothing to install. Requirements the image build installed
+    already are not installed again."""
     requirements = code_dir / REQUIREMENTS
     if not requirement_lines(requirements):
         return None
+    baked = preinstalled_lib(requirements)
+    if baked is not None:
+        return baked
     target = code_dir / LIB_DIR
     command = [
         sys.executable,
@@ -210,7 +236,14 @@ def install_requirements(code_dir: Path, run: Runner = subprocess.run) -> Path |
     if result.returncode != 0:
         output = (result.stderr or result.stdout or "").strip().splitlines()
         tail = output[-1] if output else f"exit status {result.returncode}"
-        raise ModelLoadError(requirements, f"pip could not install it: {tail}")
+        # On an endpoint (no network), this means the image was built for other
+        # requirements: the deploy script bakes the deployed package's into it.
+        raise ModelLoadError(
+            requirements,
+            f"pip could not install it: {tail} (an endpoint without network access "
+            "installs only the requirements its image was built with: redeploy with this "
+            "package, infra/deploy.sh --model)",
+        )
     return target
 
 

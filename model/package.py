@@ -278,6 +278,21 @@ def pack(model_dir: Path, out: Path) -> None:
                 archive.addfile(info, handle)
 
 
+def copy_requirements(path: Path, out: Path) -> bool:
+    """The package's `code/requirements.txt` copied to `out`, when it lists anything;
+    whether it did. An archive is extracted with the same checks as for serving."""
+    from model.inference_script import CODE_DIR, REQUIREMENTS, requirement_lines
+
+    with tempfile.TemporaryDirectory(prefix="byom-requirements-") as workdir:
+        requirements = prepare(Path(path), Path(workdir)) / CODE_DIR / REQUIREMENTS
+        if not requirement_lines(requirements):
+            out.unlink(missing_ok=True)
+            return False
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(requirements.read_bytes())
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m model.package check PATH` loads a package as the server would and says
     what it serves; `python -m model.package pack DIR OUT` writes DIR as a model.tar.gz."""
@@ -297,10 +312,20 @@ def main(argv: list[str] | None = None) -> int:
     packer = commands.add_parser("pack", help="write a directory as a model.tar.gz")
     packer.add_argument("model_dir", type=Path)
     packer.add_argument("out", type=Path)
+    wants = commands.add_parser(
+        "requirements",
+        help="copy a package's code/requirements.txt to OUT (nothing when it asks for none), "
+        "for the image build",
+    )
+    wants.add_argument("path", type=Path)
+    wants.add_argument("out", type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
             pack(args.model_dir, args.out)
+            return 0
+        if args.command == "requirements":
+            copy_requirements(args.path, args.out)
             return 0
         with tempfile.TemporaryDirectory(prefix="byom-check-") as workdir:
             model = load_package(

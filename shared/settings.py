@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     errors_prefix: str = "errors/"
     # The model registry: models/<name>/<version>/model.tar.gz (shared/model_registry.py).
     models_prefix: str = "models/"
+    # The registry model (`name` or `name:version`) for uploads that choose none;
+    # empty: the endpoint's own model. A multi-model endpoint has no model of its
+    # own, so infra/deploy.sh --multi-model publishes the deployed package and sets it.
+    default_model: str = ""
     jobs_table: str = "byom-jobs"
     event_bus: str = "byom-events"
     scheduler_queue_url: str = ""

@@ -216,33 +216,58 @@ def row_policy(upload: Upload) -> RowPolicy:
     return RowPolicy(on_bad_rows=BadRows(chosen), max_bad_rows=max_bad_rows)
 
 
+DEFAULT_MODEL = "setting BYOM_DEFAULT_MODEL"
+
+
 def choose_model(upload: Upload) -> model_registry.ModelRef | None:
     """The registry model and version the upload chose, None for the default model.
 
     S3 metadata ``byom-model: name`` or ``name:version`` chooses explicitly: a
     model (or version) not in the registry fails the job. Without it, an upload
     under ``input/<name>/`` chooses ``<name>`` when the registry has it; any other
-    folder is only a folder. No version: the latest, in natural order.
+    folder is only a folder. Neither: ``BYOM_DEFAULT_MODEL`` when set (a multi-model
+    endpoint has no model of its own), else None. No version: the latest, in
+    natural order.
     """
     settings = get_settings()
     text = upload.metadata.get(model_registry.MODEL_METADATA, "").strip()
     folder, sep, _ = upload.key.removeprefix(settings.input_prefix).partition("/")
-    if not text and not sep:
+    if not text and sep:
+        chosen = _registry_model(upload, folder, explicit=False)
+        if chosen is not None:
+            return chosen
+    if not text and settings.default_model:
+        return _registry_model(upload, settings.default_model, explicit=True, what=DEFAULT_MODEL)
+    if not text:
         return None
+    return _registry_model(upload, text, explicit=True)
+
+
+def _registry_model(
+    upload: Upload,
+    text: str,
+    *,
+    explicit: bool,
+    what: str = f"metadata {model_registry.MODEL_METADATA}",
+) -> model_registry.ModelRef | None:
+    """`text` (`name` or `name:version`) resolved in the registry. Explicit (metadata or
+    the default setting): not found fails the job, naming `what`; a folder name that is
+    no model's is only a folder (None)."""
+    settings = get_settings()
     registry = f"s3://{upload.bucket}/{settings.models_prefix}"
     try:
-        ref = model_registry.parse_ref(text or folder)
+        ref = model_registry.parse_ref(text)
     except ValueError as exc:
-        if not text:
+        if not explicit:
             return None
-        raise InputError(upload.uri, f"metadata {model_registry.MODEL_METADATA}: {exc}") from None
+        raise InputError(upload.uri, f"{what}: {exc}") from None
     try:
         found = model_registry.versions(aws.s3(), upload.bucket, settings.models_prefix, ref.name)
     except ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status != 403:
             raise
-        if not text:  # a role without the registry grant: folders stay folders
+        if not explicit:  # a role without the registry grant: folders stay folders
             log.warning("cannot list the model registry", extra={"registry": registry})
             return None
         raise InputError(
@@ -251,13 +276,13 @@ def choose_model(upload: Upload) -> model_registry.ModelRef | None:
             f"s3:ListBucket with prefix {settings.models_prefix}*",
         ) from exc
     if not found:
-        if not text:
+        if not explicit:
             return None
         raise InputError(
             upload.uri,
             f"model {ref.name!r} is not in the model registry {registry} (no "
             f"{ref.name}/<version>/{model_registry.PACKAGE_FILE}); publish it with "
-            "python -m model.publish, or fix metadata byom-model",
+            f"python -m model.publish, or fix {what}",
         )
     if ref.version is None:
         return model_registry.ModelRef(ref.name, model_registry.latest(found))

@@ -789,6 +789,20 @@ def test_source_bundle_has_what_the_images_copy(tmp_path: Path) -> None:
     assert zipfile.is_zipfile(buffer)
 
 
+def test_the_deployed_packages_requirements_reach_the_image_build(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("scipy==1.17.1\n")
+    out = tmp_path / "source.zip"
+    package_lambda.build_source(out, model_requirements=requirements)
+    with zipfile.ZipFile(out) as archive:
+        baked = archive.read(package_lambda.MODEL_REQUIREMENTS_ENTRY).decode()
+    assert baked == "scipy==1.17.1\n"
+    # The model server's image copies model/server/ and installs the file from there.
+    dockerfile = MODEL_SERVER_DOCKERFILE.read_text()
+    assert package_lambda.MODEL_REQUIREMENTS_ENTRY in dockerfile
+    assert "BYOM_PREINSTALLED_LIB" in dockerfile
+
+
 IMPORTED_FIRST_PARTY = """
 import json, sys
 from pathlib import Path

@@ -213,3 +213,41 @@ def test_a_model_of_another_width_takes_its_own_rows(stack, tmp_path):
     refused = details[f"s3://{bucket}/input/narrow/wide.csv"]
     assert refused["status"] == "FAILED"
     assert "line 1" in refused["error"] and "expected 4 columns, found 30" in refused["error"]
+
+
+def test_the_default_model_setting_chooses_for_uploads_that_name_none(stack, tmp_path, monkeypatch):
+    """A multi-model endpoint has no model of its own: BYOM_DEFAULT_MODEL names the
+    registry model of uploads that choose none (infra/deploy.sh --multi-model)."""
+    from services.ingest.ingest import InputError, Upload, choose_model
+    from shared import aws
+    from shared.model_registry import ModelRef
+    from shared.settings import get_settings
+
+    bucket = stack.config.bucket
+    publish(
+        package(booster(41), tmp_path / "house"), "house", "7", bucket=bucket, s3=stack.client("s3")
+    )
+    for name, value in stack.base_env().items():
+        if name.startswith(("AWS_", "BYOM_")):
+            monkeypatch.setenv(name, value)
+
+    def chosen(key: str, metadata: dict[str, str], default: str) -> ModelRef | None:
+        monkeypatch.setenv("BYOM_DEFAULT_MODEL", default)
+        get_settings.cache_clear()
+        aws.s3.cache_clear()
+        upload = Upload(bucket=bucket, key=key, etag='"x"', size=1, metadata=metadata)
+        return choose_model(upload)
+
+    try:
+        assert chosen("input/rows.csv", {}, "") is None
+        assert chosen("input/rows.csv", {}, "house") == ModelRef("house", "7")
+        assert chosen("input/rows.csv", {}, "house:7") == ModelRef("house", "7")
+        # What the upload names wins (the default is not even looked up); a folder
+        # that is no model's is only a folder.
+        assert chosen("input/rows.csv", {"byom-model": "house"}, "gone") == ModelRef("house", "7")
+        assert chosen("input/not-a-model/r.csv", {}, "house") == ModelRef("house", "7")
+        with pytest.raises(InputError, match="setting BYOM_DEFAULT_MODEL"):
+            chosen("input/rows.csv", {}, "gone")
+    finally:
+        get_settings.cache_clear()
+        aws.s3.cache_clear()

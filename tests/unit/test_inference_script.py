@@ -131,6 +131,33 @@ def test_nothing_to_install_runs_no_pip(tmp_path):
     assert install_requirements(tmp_path, run=None) is None  # type: ignore[arg-type]
 
 
+def test_requirements_the_image_was_built_with_run_no_pip(tmp_path, monkeypatch):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "requirements.txt").write_text("scipy==1.13.0  # fits\n")
+    baked = tmp_path / "image-lib"
+    baked.mkdir()
+    (baked / "requirements.txt").write_text("# from the deployed package\nscipy==1.13.0\n")
+    monkeypatch.setenv("BYOM_PREINSTALLED_LIB", str(baked))
+    assert install_requirements(code, run=None) == baked  # type: ignore[arg-type]
+
+
+def test_other_requirements_than_the_images_still_go_through_pip(tmp_path, monkeypatch):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "requirements.txt").write_text("scipy==1.14.0\n")
+    baked = tmp_path / "image-lib"
+    baked.mkdir()
+    (baked / "requirements.txt").write_text("scipy==1.13.0\n")
+    monkeypatch.setenv("BYOM_PREINSTALLED_LIB", str(baked))
+
+    def run(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(command, 1, "", "ERROR: network is unreachable\n")
+
+    with pytest.raises(ModelLoadError, match="redeploy with this package"):
+        install_requirements(code, run)
+
+
 # --- loading --------------------------------------------------------------------------
 
 

@@ -314,3 +314,20 @@ def test_check_command_says_why_a_package_is_refused(tmp_path, capsys):
     path = archive(tmp_path / "model.tar.gz", [file_member("../evil")])
     assert main(["check", str(path)]) == 1
     assert "member '../evil'" in capsys.readouterr().err
+
+
+def test_the_image_build_gets_a_packages_requirements(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "code").mkdir(parents=True)
+    (package / "code" / "inference.py").write_text("def model_fn(model_dir):\n    return 1\n")
+    (package / "code" / "requirements.txt").write_text("# pinned\nscipy==1.17.1\n")
+    archive = tmp_path / "model.tar.gz"
+    pack(package, archive)
+    out = tmp_path / "build" / "model-requirements.txt"
+    assert main(["requirements", str(archive), str(out)]) == 0
+    assert out.read_text() == "# pinned\nscipy==1.17.1\n"
+
+    (package / "code" / "requirements.txt").write_text("# nothing\n")
+    pack(package, archive)
+    assert main(["requirements", str(archive), str(out)]) == 0
+    assert not out.exists()
