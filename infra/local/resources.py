@@ -59,6 +59,9 @@ def bootstrap(
     prefix: str = "byom",
     visibility_timeout: int = 60,
     max_receive_count: int = 5,
+    # As the template's dead-letter queues: six times the 60 s timeout of the
+    # function that drains them, so a message is never handled twice at once.
+    dead_letter_visibility_timeout: int = 360,
 ) -> Resources:
     s3 = client("s3", endpoint_url, region)
     sqs = client("sqs", endpoint_url, region)
@@ -73,7 +76,10 @@ def bootstrap(
     queue_urls: dict[str, str] = {}
     dlq_urls: dict[str, str] = {}
     for name in QUEUES:
-        dlq_url = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]
+        dlq_url = sqs.create_queue(
+            QueueName=f"{prefix}-{name}-dlq",
+            Attributes={"VisibilityTimeout": str(dead_letter_visibility_timeout)},
+        )["QueueUrl"]
         redrive = {
             "deadLetterTargetArn": _queue_arn(sqs, dlq_url),
             "maxReceiveCount": max_receive_count,

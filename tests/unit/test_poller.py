@@ -95,3 +95,18 @@ def test_local_queues_outlast_their_functions_as_the_templates_do():
         assert local >= function.timeout_seconds, name
         assert queue["VisibilityTimeout"] >= function.timeout_seconds, name
         assert local >= queue["VisibilityTimeout"], name
+
+
+def test_local_dead_letter_queues_outlast_their_function_as_the_templates_do():
+    import inspect
+
+    from infra.local.resources import QUEUES, bootstrap
+    from infra.local.stack import DEAD_LETTERS
+    from tests.unit.test_template import load_template
+
+    template = load_template()["Resources"]
+    local = inspect.signature(bootstrap).parameters["dead_letter_visibility_timeout"]
+    for name in QUEUES:
+        queue = template[f"{name.title()}DeadLetterQueue"]["Properties"]
+        assert queue["VisibilityTimeout"] >= DEAD_LETTERS.timeout_seconds, name
+        assert local.default == queue["VisibilityTimeout"], name
