@@ -38,7 +38,9 @@ class LogLine:
         record = self.record
         chunk = record.get("chunk_index")
         extras = " ".join(
-            f"{key}={_short(value)}" for key, value in record.items() if key not in _COMMON
+            f"{key}={_short(value)}"
+            for key, value in record.items()
+            if key not in _COMMON and not (key == "chunk" and value == chunk)
         )
         text = f"{self.time:%H:%M:%S.%f}"[:-3] + f" {self.service:<24} {record.get('level', ''):<7}"
         text += f" {record.get('message', '')}"

@@ -53,8 +53,9 @@ def main() -> None:
   jobs:     aws dynamodb scan --table-name {config.jobs_table} --endpoint-url {endpoint}
   events:   aws sqs receive-message --queue-url {done_queue} --endpoint-url {endpoint}
   model:    http://127.0.0.1:{stack.model_port} (the endpoint {config.endpoint_name})
-  logs:     {stack.log_dir}/<service>.log; one job's lines: byom logs JOB
-  or:       byom submit my.csv --wait, byom status, byom events --follow
+  logs:     {stack.log_dir}/<service>.log
+  byom:     export AWS_ENDPOINT_URL={endpoint} BYOM_LOG_DIR={stack.log_dir}
+            byom submit my.csv --wait; byom status; byom events --follow; byom logs JOB
 
 (the AWS CLI needs credentials of any value, e.g. AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1)
