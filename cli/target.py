@@ -47,7 +47,8 @@ class Target:
 
     @property
     def local(self) -> bool:
-        return self.endpoint_url is not None
+        """The local stack (its logs are files), not a deployed one (another endpoint or not)."""
+        return self.log_dir is not None
 
     def client(self, service: str) -> Any:
         kwargs: dict[str, Any] = {"region_name": self.region, "config": _CONFIG}

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -235,3 +236,66 @@ def test_up_passes_its_options_to_the_local_stack():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "--model-dir" in result.stdout and "--log-dir" in result.stdout
+
+
+STACK_TEMPLATE = """
+Resources:
+  Marker:
+    Type: AWS::SQS::Queue
+    Properties: {QueueName: byom-cli-stack-marker}
+Outputs:
+  DataBucketName: {Value: byom-local}
+  JobsTableName: {Value: byom-jobs}
+  EventBusName: {Value: byom-events}
+  Region: {Value: us-east-1}
+  LogGroupNames: {Value: "/byom-test/ingest,/byom-test/worker"}
+"""
+
+
+def test_a_deployed_stack_gives_the_names_and_its_log_groups_the_lines(stack, good):
+    """--stack: names from CloudFormation outputs, logs from CloudWatch Logs (moto's)."""
+    stack.client("cloudformation").create_stack(StackName="byom-cli", TemplateBody=STACK_TEMPLATE)
+    logs = stack.client("logs")
+    now = int(time.time() * 1000)
+    lines = {
+        "/byom-test/ingest": [(now, "ingest", good.job_id), (now + 30, "ingest", "f" * 32)],
+        "/byom-test/worker": [(now + 10, "byom-inference-worker", good.job_id)],
+    }
+    for group, events in lines.items():
+        logs.create_log_group(logGroupName=group)
+        logs.create_log_stream(logGroupName=group, logStreamName="s")
+        logs.put_log_events(
+            logGroupName=group, logStreamName="s",
+            logEvents=[
+                {"timestamp": at, "message": json.dumps({
+                    "level": "INFO", "message": f"from {service}", "service": service,
+                    "job_id": job_id, "timestamp": f"{at}",
+                })}
+                for at, service, job_id in events
+            ],
+        )  # fmt: skip
+    env = cli_env() | {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+    def on_stack(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "cli", "--stack", "byom-cli", "--region", "us-east-1",
+                   "--endpoint-url", stack.endpoint_url, *args]  # fmt: skip
+        return subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    status = on_stack("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert good.job_id in {json.loads(line)["job_id"] for line in status.stdout.splitlines()}
+
+    found = on_stack("logs", good.job_id)
+    assert found.returncode == 0, found.stderr
+    assert [line.split()[-1] for line in found.stdout.splitlines()] == [
+        "ingest", "byom-inference-worker"
+    ]  # fmt: skip
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "cli", "--stack", "no-such-stack", "--region", "us-east-1",
+         "--endpoint-url", stack.endpoint_url, "status"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "no-such-stack" in missing.stderr
