@@ -102,12 +102,13 @@ def receive(target: Target, subscription: Subscription, wait_seconds: int) -> li
 
 
 def interrupt_on_signals() -> None:
-    """SIGTERM and SIGHUP stop the command as Ctrl-C does (KeyboardInterrupt)."""
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does (KeyboardInterrupt); so does
+    SIGINT, also where the shell started the command with it ignored (``cmd &``)."""
 
     def interrupt(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupt)
 
 
