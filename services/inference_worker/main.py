@@ -168,6 +168,7 @@ def main() -> None:
     tracing.configure("byom-inference-worker")
     try:
         child = BatchChild()
+        logs.append_job_keys(child.byom_job_id)  # also on the lines after the run
         with tracing.span(
             "byom-inference-worker.child",
             child.byom_trace_header,

@@ -18,12 +18,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cli import jobs
+from cli.target import local_target
 from infra.local.processes import wait_until
 from infra.local.stack import REPO, LocalStack, StackConfig
 from model.data import generate, write_feature_csv
+from services.ingest.ingest import Upload, retry_job_id
+from shared import naming
+from shared.schemas import JobItem, JobState
 
 pytestmark = pytest.mark.integration
 
@@ -299,3 +305,21 @@ def test_a_deployed_stack_gives_the_names_and_its_log_groups_the_lines(stack, go
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert missing.returncode == 2 and "no-such-stack" in missing.stderr
+
+
+def test_the_job_of_an_upload_is_named_as_ingest_names_it(stack):
+    """The same bytes uploaded again after a FAILED job are a retry, with an id of its own."""
+    target = local_target(stack.endpoint_url, log_dir=stack.log_dir)
+    uploaded = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    base = naming.job_id_for("byom-local", "input/retried.csv", "e1")
+    assert jobs.job_id_for_upload(target, "input/retried.csv", "e1", uploaded) == base
+    failed = JobItem(
+        job_id=base, state=JobState.FAILED, bucket="byom-local", input_key="input/retried.csv",
+        input_etag="e1", input_size=1, input_last_modified=uploaded, output_key="output/r.csv",
+        created_at=uploaded, updated_at=uploaded, deadline_epoch=0, expires_at=0,
+    )  # fmt: skip
+    assert jobs.store(target).create(failed)
+    assert jobs.job_id_for_upload(target, "input/retried.csv", "e1", uploaded) == base
+    later = uploaded + timedelta(seconds=1)
+    retry = retry_job_id(base, Upload("byom-local", "input/retried.csv", "e1", 1, {}, later))
+    assert jobs.job_id_for_upload(target, "input/retried.csv", "e1", later) == retry != base
