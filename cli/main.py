@@ -13,9 +13,10 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,7 +30,33 @@ from cli import follow, joblogs, jobs, submit, views
 from cli.target import LOCAL_ENDPOINT, Target, TargetError, local_target, stack_target
 from shared.schemas import BadRows, JobItem, JobState
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """Errors from AWS or the network as one line that says what to do, not a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except EndpointConnectionError as exc:
+            message = f"cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}"
+            if "127.0.0.1" in message or "localhost" in message:
+                message += ": is the local stack up (make up, or byom up)?"
+            views.console(stderr=True).print(f"[red]error:[/] {message}")
+        except NoCredentialsError:
+            views.console(stderr=True).print(
+                "[red]error:[/] no AWS credentials (aws configure, or AWS_PROFILE)"
+            )
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            views.console(stderr=True).print(
+                f"[red]error:[/] {exc.operation_name}: {error.get('Code')}: {error.get('Message')}",
+                markup=True,
+                highlight=False,
+            )
+        sys.exit(EXIT_FAILED)
+
+
+app = _App(
     name="byom",
     help=__doc__,
     no_args_is_help=True,

@@ -24,7 +24,7 @@ import pytest
 
 from cli import jobs
 from cli.target import local_target
-from infra.local.processes import wait_until
+from infra.local.processes import free_port, wait_until
 from infra.local.stack import REPO, LocalStack, StackConfig
 from model.data import generate, write_feature_csv
 from services.ingest.ingest import Upload, retry_job_id
@@ -323,3 +323,15 @@ def test_the_job_of_an_upload_is_named_as_ingest_names_it(stack):
     later = uploaded + timedelta(seconds=1)
     retry = retry_job_id(base, Upload("byom-local", "input/retried.csv", "e1", 1, {}, later))
     assert jobs.job_id_for_upload(target, "input/retried.csv", "e1", later) == retry != base
+
+
+def test_no_stack_to_talk_to_is_one_line_that_says_so():
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "--endpoint-url", closed, "status"], cwd=REPO,
+        env=cli_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot reach {closed}/: is the local stack up (make up, or byom up)?"
+    )
