@@ -291,7 +291,10 @@ def events(
     target = _target(ctx)
     out, err = views.console(), views.console(stderr=True)
     follow.interrupt_on_signals()
-    subscription = follow.subscribe(target)
+    try:
+        subscription = follow.subscribe(target)  # removes what it made if interrupted
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     try:
         err.print(
             f"listening on {subscription.bus} (rule and queue {subscription.name}); "

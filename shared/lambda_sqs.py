@@ -3,7 +3,8 @@
 Each record is processed in its own span, continuing the trace its sender put in
 the ``AWSTraceHeader`` attribute. A record whose processing raises is reported
 in ``batchItemFailures`` (Powertools' BatchProcessor), so SQS redelivers only
-that one and, after the queue's maxReceiveCount, moves it to the DLQ.
+that one and, after the queue's maxReceiveCount, moves it to the DLQ. Its log
+lines carry the job (and chunk) the message names (``shared/logs.py``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import typer
 from cli import joblogs, submit
 from cli.target import TargetError, from_outputs, local_target
 from shared import logs
+from shared.lambda_sqs import job_keys_of
 from shared.schemas import BadRows, JobItem, JobState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,3 +173,11 @@ def test_job_keys_are_on_every_line_of_their_scope(capsys, monkeypatch):
         ("two", "j1", 2),
         ("after", None, None),
     ]
+
+
+def test_the_job_a_message_names_goes_on_its_lines():
+    done = '{"version": 1, "job_id": "j1", "chunk_index": 3, "attempt": 1, "rows": 5}'
+    assert job_keys_of(done) == {"job_id": "j1", "chunk_index": 3}
+    assert job_keys_of('{"job_id": "j2", "chunk_count": 4, "plan_key": "p"}') == {"job_id": "j2"}
+    for body in ('{"source": "aws.s3", "detail": {}}', "[1]", "not json", '{"job_id": 7}'):
+        assert job_keys_of(body) == {}
