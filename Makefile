@@ -12,9 +12,12 @@ MODEL :=
 .PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean bench
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.lock
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	# byom itself, editable (the byom command): setuptools' develop needs no wheel package
+	# and nothing from the network.
+	$(PY) -c "from setuptools import setup; setup()" --quiet develop --no-deps
 	touch $@
 
 # checkov, hadolint and shellcheck live apart: checkov's pins clash with ours.

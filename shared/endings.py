@@ -24,9 +24,22 @@ from shared.schemas import JobItem, JobState
 log = logging.getLogger(__name__)
 
 
-def fail(job_id: str, error: str, store: JobStore, errors_key: str | None = None) -> JobItem | None:
-    """Mark the job FAILED unless it has ended already, and announce how it ended."""
-    job = store.fail(job_id, error, errors_key) or store.get(job_id)
+def fail(
+    job_id: str,
+    error: str,
+    store: JobStore,
+    errors_key: str | None = None,
+    *,
+    cause: str = "other",
+) -> JobItem | None:
+    """Mark the job FAILED unless it has ended already, and announce how it ended.
+
+    ``cause`` (one of ``metrics.CAUSES``) is counted once, by whoever ends the job.
+    """
+    failed = store.fail(job_id, error, errors_key)
+    if failed is not None:
+        metrics.failure(cause)
+    job = failed or store.get(job_id)
     if job is not None and job.state.terminal:
         announce(job, store)
     return job

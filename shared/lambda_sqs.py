@@ -3,11 +3,13 @@
 Each record is processed in its own span, continuing the trace its sender put in
 the ``AWSTraceHeader`` attribute. A record whose processing raises is reported
 in ``batchItemFailures`` (Powertools' BatchProcessor), so SQS redelivers only
-that one and, after the queue's maxReceiveCount, moves it to the DLQ.
+that one and, after the queue's maxReceiveCount, moves it to the DLQ. Its log
+lines carry the job (and chunk) the message names (``shared/logs.py``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -31,11 +33,15 @@ def sqs_handler(service: str, process: Callable[[str], object]) -> LambdaHandler
     processor = BatchProcessor(event_type=EventType.SQS)
 
     def record_handler(record: SQSRecord) -> None:
-        with tracing.span(
-            f"{service}.record",
-            record.attributes.aws_trace_header,
-            **{"messaging.message.id": record.message_id},
+        with (
+            logs.job_scope(),
+            tracing.span(
+                f"{service}.record",
+                record.attributes.aws_trace_header,
+                **{"messaging.message.id": record.message_id},
+            ),
         ):
+            logs.append_job_keys(**job_keys_of(record.body))
             process(record.body)
 
     def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
@@ -48,3 +54,23 @@ def sqs_handler(service: str, process: Callable[[str], object]) -> LambdaHandler
             tracing.flush()
 
     return handler
+
+
+def job_keys_of(body: str) -> dict[str, Any]:
+    """The job (and chunk) a message is about, when it says so at its top level.
+
+    Only for log lines: the service still parses the message itself, and one
+    that names its job elsewhere (an S3 event) adds the key where it learns it.
+    """
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(message, dict):
+        return {}
+    keys: dict[str, Any] = {}
+    if isinstance(message.get("job_id"), str):
+        keys["job_id"] = message["job_id"]
+    if isinstance(message.get("chunk_index"), int):
+        keys["chunk_index"] = message["chunk_index"]
+    return keys

@@ -151,6 +151,15 @@ class ChunkFailure(_Message):
     column: int | None = None
 
 
+class ChunkTimings(_Message):
+    """Where one chunk's time went, for the metrics the status service publishes."""
+
+    seconds: float = Field(ge=0)  # reading, parsing, scoring and writing the chunk
+    endpoint_calls: int = Field(default=0, ge=0)
+    endpoint_seconds: float = Field(default=0, ge=0)  # summed over the calls
+    endpoint_retries: int = Field(default=0, ge=0)
+
+
 class ChunkDone(_Message):
     """inference worker -> status: one chunk is finished (or failed for good)."""
 
@@ -163,6 +172,7 @@ class ChunkDone(_Message):
     output_key: str | None = None
     output_bytes: int = Field(default=0, ge=0)
     failure: ChunkFailure | None = None
+    timings: ChunkTimings | None = None
 
 
 # --- AWS Batch "Job State Change", as EventBridge delivers it to the status queue ---

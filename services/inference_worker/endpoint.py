@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
+from shared import chunk_timer
 from shared.errors import EndpointUnavailable, ModelError
 
 if TYPE_CHECKING:
@@ -84,6 +86,7 @@ class Endpoint:
         for attempt in range(1, self.attempts + 1):
             try:
                 async with self.limiter:
+                    started = time.monotonic()
                     response = await self.client.invoke_endpoint(
                         EndpointName=self.name,
                         ContentType=content_type,
@@ -92,6 +95,7 @@ class Endpoint:
                         **target,
                     )
                     body = await response["Body"].read()
+                    chunk_timer.endpoint_call(time.monotonic() - started)
                 self.limiter.succeeded()
                 return body
             except ClientError as exc:
@@ -114,6 +118,7 @@ class Endpoint:
                 last_error = f"{type(exc).__name__}: {exc}"
             if attempt < self.attempts:
                 self.retries += 1
+                chunk_timer.endpoint_retry()
                 delay = random.uniform(0, min(self.backoff_max, self.backoff * 2**attempt))
                 log.info(
                     "retrying endpoint call",

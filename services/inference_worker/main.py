@@ -22,7 +22,7 @@ from aiobotocore.config import AioConfig
 
 from services.inference_worker.endpoint import Endpoint
 from services.inference_worker.scoring import ChunkResult, finished_earlier, score_chunk
-from shared import aws, tracing
+from shared import aws, chunk_timer, logs, tracing
 from shared.errors import ByomError, InputError, ModelError
 from shared.jobs import JobStore
 from shared.logs import configure
@@ -66,6 +66,7 @@ async def run(child: BatchChild, settings: Settings) -> int:
             backoff_max=settings.invoke_backoff_max_seconds,
         )
         store = JobStore()
+        logs.append_job_keys(child.byom_job_id)
         job = await asyncio.to_thread(store.get, child.byom_job_id)
         if job is None or job.state.terminal:
             # A retry of a child whose job has already ended: its staging is gone.
@@ -89,6 +90,7 @@ async def run(child: BatchChild, settings: Settings) -> int:
                 output_key=result.output_key if result else None,
                 output_bytes=result.output_bytes if result else 0,
                 failure=failure,
+                timings=chunk_timer.timings(),
             )
             await sqs.send_message(
                 QueueUrl=settings.status_queue_url,
@@ -117,6 +119,9 @@ async def run(child: BatchChild, settings: Settings) -> int:
             async with slots:
                 if stop.is_set():
                     return
+                # This task's own context: the keys and the timer are this chunk's.
+                logs.append_job_keys(chunk_index=chunk.index)
+                chunk_timer.start()
                 if await job_ended():
                     log.info("job ended; stopping", extra={"job_id": plan.job_id})
                     stop.set()
@@ -163,6 +168,7 @@ def main() -> None:
     tracing.configure("byom-inference-worker")
     try:
         child = BatchChild()
+        logs.append_job_keys(child.byom_job_id)  # also on the lines after the run
         with tracing.span(
             "byom-inference-worker.child",
             child.byom_trace_header,

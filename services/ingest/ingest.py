@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from services.ingest.inflate import GZIP_MAGIC, inflate_to
-from shared import aws, model_registry, naming, queues
+from shared import aws, logs, metrics, model_registry, naming, queues
 from shared.csvchunks import BOM, ReadRange, find_line_end, plan_ranges
 from shared.endings import announce
 from shared.errors import InputError
@@ -129,6 +129,7 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         log.info("ignoring object outside input/", extra={"bucket": bucket, "key": key})
         return None
     job_id = job_id_of(event)
+    logs.append_job_keys(job_id)
     existing = store.get(job_id)
     if existing is not None and existing.state is not JobState.FAILED:
         _resume(existing, store)
@@ -149,6 +150,7 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
             return job_id
         # The same bytes uploaded again after a FAILED job: that is a retry.
         job_id = retry_job_id(job_id, upload)
+        logs.append_job_keys(job_id)
         retried = store.get(job_id)
         if retried is not None:
             _resume(retried, store)
@@ -400,6 +402,7 @@ def _reject(job: JobItem, error: InputError, store: JobStore) -> None:
         update={"state": JobState.FAILED, "error": error.describe(), "finished_at": job.created_at}
     )
     if store.create(failed):
+        metrics.failure("input")
         log.warning("rejected upload", extra={"job_id": job.job_id, "error": error.describe()})
         announce(failed, store)
 

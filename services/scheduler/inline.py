@@ -13,7 +13,9 @@ Kept light for the Lambda bundle: boto3 and the pure-Python row checks only.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,7 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from shared import aws, chunk_output, naming, tracing
+from shared import aws, chunk_output, chunk_timer, logs, naming, tracing
 from shared.csvchunks import split_records
 from shared.errors import EndpointUnavailable, InputError, ModelError
 from shared.rows import check_rows, find_problems
@@ -95,11 +97,15 @@ def _invoke(
 ) -> bytes:
     # A multi-model endpoint is told which model to use; a single-model one is not.
     target = {"TargetModel": target_model} if target_model else {}
+    started = time.monotonic()
     try:
         response = runtime.invoke_endpoint(
             EndpointName=endpoint, ContentType=CSV, Accept=CSV, Body=body, **target
         )
     except ClientError as exc:
+        retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        for _ in range(retried):
+            chunk_timer.endpoint_retry()
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if error.get("Code") == "ModelError":
@@ -112,6 +118,9 @@ def _invoke(
             raise ModelError(f"the endpoint rejected the request: {message}") from exc
         raise EndpointUnavailable(f"endpoint {endpoint}: HTTP {status}: {message}") from exc
     body_out: bytes = response["Body"].read()
+    # botocore's standard mode retried within the call; the total is the call's latency.
+    retried = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    chunk_timer.endpoint_call(time.monotonic() - started, retried)
     return body_out
 
 
@@ -124,9 +133,19 @@ def predict(
     runtime = _runtime(settings.region, settings.invoke_attempts)
     pieces = requests_of(payload, settings.request_bytes)
     with ThreadPoolExecutor(max_workers=min(_REQUESTS_IN_FLIGHT, len(pieces))) as pool:
-        answers = list(
-            pool.map(lambda p: _invoke(runtime, settings.endpoint_name, p, target_model), pieces)
-        )
+        # Each call runs in a copy of this context, so it reaches this chunk's timer.
+        calls = [
+            pool.submit(
+                contextvars.copy_context().run,
+                _invoke,
+                runtime,
+                settings.endpoint_name,
+                piece,
+                target_model,
+            )
+            for piece in pieces
+        ]
+        answers = [call.result() for call in calls]
     output = chunk_output.prediction_lines(answers)
     predictions = output.count(b"\n")
     if predictions != rows:
@@ -197,6 +216,8 @@ def score_inline(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone
     that stays unavailable raises, so that SQS delivers the request again (and,
     in the end, to the dead-letter queue, which fails the job).
     """
+    logs.append_job_keys(plan.job_id, chunk_index=0)
+    chunk_timer.start()
     try:
         message = _stored(plan) or _score(plan, job, settings)
     except InputError as exc:
@@ -207,6 +228,7 @@ def score_inline(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone
     except ModelError as exc:
         failure = ChunkFailure(kind="model", reason=f"ModelError: {exc}")
         message = ChunkDone(job_id=plan.job_id, chunk_index=0, attempt=1, rows=0, failure=failure)
+    message = message.model_copy(update={"timings": chunk_timer.timings()})
     aws.sqs().send_message(
         QueueUrl=settings.status_queue_url,
         MessageBody=message.model_dump_json(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from services.scheduler.batch_jobs import is_duplicate
+from shared import logs
 from shared.endings import fail
 from shared.jobs import JobStore
 from shared.schemas import BatchJobStateChange
@@ -22,6 +23,7 @@ def handle_batch_event(event: BatchJobStateChange, store: JobStore | None = None
     job_id = detail.environment("BYOM_JOB_ID")
     if detail.status != "FAILED" or job_id is None:
         return
+    logs.append_job_keys(job_id)
     store = store or JobStore()
     job = store.get(job_id)
     if job is None:
@@ -38,5 +40,5 @@ def handle_batch_event(event: BatchJobStateChange, store: JobStore | None = None
     if detail.attempts and detail.attempts[-1].statusReason:
         reason = detail.attempts[-1].statusReason
     error = f"worker {detail.jobId} failed after {len(detail.attempts) or 1} attempt(s): {reason}"
-    fail(job_id, error, store)
+    fail(job_id, error, store, cause="worker")
     log.warning("array child failed", extra={"job_id": job_id, "batch_job_id": detail.jobId})

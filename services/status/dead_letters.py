@@ -12,6 +12,7 @@ import logging
 
 from pydantic import ValidationError
 
+from shared import logs, metrics
 from shared.endings import announce, fail
 from shared.jobs import JobStore, job_id_of, new_job
 from shared.schemas import (
@@ -54,7 +55,13 @@ def handle_dead_letter(body: str, store: JobStore | None = None) -> None:
                 log.error("dead letter of unknown shape dropped", extra={"body": body[:500]})
                 return
     if job_id:
-        fail(job_id, f"{what} could not be processed after repeated attempts", store)
+        logs.append_job_keys(job_id)
+        fail(
+            job_id,
+            f"{what} could not be processed after repeated attempts",
+            store,
+            cause="dead_letter",
+        )
 
 
 def _upload_dead(event: S3ObjectCreatedEvent, store: JobStore) -> None:
@@ -65,7 +72,9 @@ def _upload_dead(event: S3ObjectCreatedEvent, store: JobStore) -> None:
     )
     job = new_job(event).model_copy(update={"state": JobState.FAILED, "error": error})
     job = job.model_copy(update={"finished_at": job.created_at})
+    logs.append_job_keys(job.job_id)
     if store.create(job):
+        metrics.failure("dead_letter")
         announce(job, store)
     else:
-        fail(job_id_of(event), error, store)
+        fail(job_id_of(event), error, store, cause="dead_letter")

@@ -43,4 +43,4 @@ def too_many_bad_rows(job: JobItem, store: JobStore) -> None:
     )
     if errors_key:
         error += f"; see s3://{job.bucket}/{errors_key}"
-    fail(job.job_id, error, store, errors_key)
+    fail(job.job_id, error, store, errors_key, cause="input")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from shared import logs
 from shared.endings import announce, fail
 from shared.jobs import JobStore
 
@@ -40,6 +41,7 @@ def reap(
     now = time.time() if now is None else now
     run = ReaperRun()
     for job in store.overdue(int(now)):
+        logs.append_job_keys(job.job_id)
         error = (
             f"timed out: no result {int(now) - int(job.created_at.timestamp())} s after upload; "
             f"last known state {job.state.value}, {job.chunks_done} of {job.chunk_count} chunks "
@@ -48,7 +50,7 @@ def reap(
         if job.batch_job_id:
             error += f", Batch job {job.batch_job_id}"
         try:
-            fail(job.job_id, error, store)
+            fail(job.job_id, error, store, cause="deadline")
         except Exception:
             log.exception("could not fail an overdue job", extra={"job_id": job.job_id})
             run.troubled.append(job.job_id)
@@ -57,6 +59,7 @@ def reap(
         log.warning("job timed out", extra={"job_id": job.job_id})
     cutoff = datetime.fromtimestamp(now - grace_seconds, UTC)
     for job in store.unannounced(cutoff):
+        logs.append_job_keys(job.job_id)
         try:
             announce(job, store)
         except Exception:

@@ -13,7 +13,7 @@ tracing.configure("byom-reaper")
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
-        with tracing.span("byom-reaper.run"):
+        with logs.job_scope(), tracing.span("byom-reaper.run"):
             run = reap()
             return {"reaped": run.reaped, "announced": run.announced, "troubled": run.troubled}
     finally:

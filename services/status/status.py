@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from services.status.assemble import assemble_group, group_members
 from services.status.batch_events import handle_batch_event
 from services.status.finish import succeed, too_many_bad_rows
+from shared import metrics
 from shared.endings import announce, fail, remove_chunk_staging
 from shared.jobs import JobStore
 from shared.schemas import BatchJobStateChange, ChunkDone, JobItem
@@ -35,6 +36,7 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
     store = store or JobStore()
     if message.failure is not None:
         failure = message.failure
+        metrics.chunk_done(message)
         if failure.kind == "input":
             # The user's file is at fault: lead with where, as the reason does.
             reason = failure.reason
@@ -43,7 +45,7 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
                 f"chunk {message.chunk_index} failed after {message.attempt} attempt(s): "
                 f"{failure.reason}"
             )
-        failed = fail(message.job_id, reason, store)
+        failed = fail(message.job_id, reason, store, cause=failure.kind)
         if failed is not None:
             remove_chunk_staging(failed, message.chunk_index)
         return
@@ -55,6 +57,8 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
         log.warning("completion for an unknown job", extra={"job_id": message.job_id})
         return
     job = recorded.job
+    if recorded.first_time:
+        metrics.chunk_done(message)
     if job.state.terminal:
         # A late worker (its job ended, its array terminated) wrote this chunk
         # after staging was removed: every write is followed by its completion,

@@ -101,6 +101,6 @@ def test_failures_of_terminated_duplicates_are_ignored(
     monkeypatch, recorded, failed, reason, ends_job
 ):
     ended = []
-    monkeypatch.setattr(batch_events, "fail", lambda job_id, error, store: ended.append(error))
+    monkeypatch.setattr(batch_events, "fail", lambda job_id, error, store, **_: ended.append(error))
     batch_events.handle_batch_event(batch_failure("j1", failed, reason), FakeStore(recorded))
     assert bool(ended) is ends_job

@@ -1,0 +1,1 @@
+"""``byom``: submit files, watch jobs, follow done events and read a job's logs."""

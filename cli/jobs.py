@@ -1,0 +1,103 @@
+"""Reading jobs for the command line: recent ones, one by id or prefix, an upload's own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from cli.target import Target
+from services.ingest.ingest import Upload, retry_job_id
+from shared import naming
+from shared.jobs import JobStore
+from shared.schemas import JobItem, JobState
+
+_deserializer = TypeDeserializer()
+MIN_PREFIX = 6  # shorter prefixes would match too much to be meant
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+def store(target: Target) -> JobStore:
+    return JobStore(target.jobs_table, client=target.client("dynamodb"))
+
+
+def _scan(target: Target, **kwargs: Any) -> list[JobItem]:
+    """Job items only: name claims share the table but have no ``state``."""
+    paginator = target.client("dynamodb").get_paginator("scan")
+    pages = paginator.paginate(
+        TableName=target.jobs_table,
+        FilterExpression="attribute_exists(#state)" + kwargs.pop("extra_filter", ""),
+        ExpressionAttributeNames={"#state": "state"} | kwargs.pop("names", {}),
+        **kwargs,
+    )
+    return [
+        JobItem.model_validate({k: _deserializer.deserialize(v) for k, v in item.items()})
+        for page in pages
+        for item in page["Items"]
+    ]
+
+
+def recent(target: Target, limit: int) -> list[JobItem]:
+    """The latest jobs first (a scan: the table holds one item per upload, kept by TTL)."""
+    jobs = sorted(_scan(target), key=lambda job: job.created_at, reverse=True)
+    return jobs[:limit]
+
+
+def find(target: Target, job: str) -> JobItem:
+    """A job by its id or by a prefix of it that only one job has."""
+    found = store(target).get(job)
+    if found is not None:
+        return found
+    if len(job) < MIN_PREFIX:
+        raise JobNotFound(f"no job {job!r} (give the id or {MIN_PREFIX}+ of its first characters)")
+    matches = _scan(
+        target,
+        extra_filter=" AND begins_with(#id, :prefix)",
+        names={"#id": "job_id"},
+        ExpressionAttributeValues={":prefix": {"S": job}},
+    )
+    if not matches:
+        raise JobNotFound(f"no job {job!r} in table {target.jobs_table}")
+    if len(matches) > 1:
+        ids = ", ".join(sorted(m.job_id for m in matches)[:5])
+        raise JobNotFound(f"{len(matches)} jobs start with {job!r}: {ids}")
+    return matches[0]
+
+
+def job_id_for_upload(target: Target, key: str, etag: str, last_modified: datetime) -> str:
+    """The job ingest makes of this upload, as ingest names it.
+
+    The id is a hash of bucket, key and ETag; the same bytes uploaded again
+    after that job FAILED are a retry, which ingest names from the failed id
+    and the new upload's time.
+    """
+    job_id = naming.job_id_for(target.bucket, key, etag)
+    existing = store(target).get(job_id)
+    if existing is None or existing.state is not JobState.FAILED:
+        return job_id
+    earlier = existing.input_last_modified
+    again = last_modified != earlier if earlier is not None else last_modified > existing.created_at
+    if not again:
+        return job_id
+    upload = Upload(target.bucket, key, etag, 0, {}, last_modified)
+    return retry_job_id(job_id, upload)
+
+
+def duration_seconds(job: JobItem, now: datetime | None = None) -> float:
+    """From upload to the end, or to now for a live job."""
+    end = job.finished_at or (job.updated_at if job.state.terminal else now or datetime.now(UTC))
+    return max(0.0, (end - job.created_at).total_seconds())
+
+
+def model_label(job: JobItem) -> str:
+    if job.model_name is None:
+        return "default"
+    return f"{job.model_name}:{job.model_version}" if job.model_version else job.model_name
+
+
+def uri(job: JobItem, key: str | None) -> str | None:
+    return f"s3://{job.bucket}/{key}" if key else None
