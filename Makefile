@@ -15,9 +15,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-deps -r requirements.lock
-	# byom itself, editable (the byom command): setuptools' develop needs no wheel package
-	# and nothing from the network.
-	$(PY) -c "from setuptools import setup; setup()" --quiet develop --no-deps
+	# byom itself, editable, for the byom command (setuptools from the lock builds it).
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $@
 
 # checkov, hadolint and shellcheck live apart: checkov's pins clash with ours.
