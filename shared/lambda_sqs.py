@@ -31,11 +31,12 @@ def sqs_handler(service: str, process: Callable[[str], object]) -> LambdaHandler
     processor = BatchProcessor(event_type=EventType.SQS)
 
     def record_handler(record: SQSRecord) -> None:
-        with tracing.span(
-            f"{service}.record",
+        with tracing.consuming(
+            record.event_source_arn or service,
             record.attributes.aws_trace_header,
-            **{"messaging.message.id": record.message_id},
-        ):
+            record.message_id,
+        ) as current:
+            tracing.tag_job(current, record.body)
             process(record.body)
 
     def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:

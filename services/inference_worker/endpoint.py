@@ -16,7 +16,11 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_RESEND_COUNT as RESEND_COUNT,
+)
 
+from shared import tracing
 from shared.errors import EndpointUnavailable, ModelError
 
 if TYPE_CHECKING:
@@ -74,6 +78,7 @@ class Endpoint:
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.retries = 0
+        tracing.trace_endpoint_calls(client)  # the server continues the caller's trace
 
     async def invoke_csv(self, payload: bytes) -> bytes:
         return await self.invoke(payload, content_type="text/csv", accept="text/csv")
@@ -84,14 +89,17 @@ class Endpoint:
         for attempt in range(1, self.attempts + 1):
             try:
                 async with self.limiter:
-                    response = await self.client.invoke_endpoint(
-                        EndpointName=self.name,
-                        ContentType=content_type,
-                        Accept=accept,
-                        Body=payload,
-                        **target,
-                    )
-                    body = await response["Body"].read()
+                    with tracing.aws_call(
+                        "SageMaker Runtime", "InvokeEndpoint", **{RESEND_COUNT: attempt - 1}
+                    ):
+                        response = await self.client.invoke_endpoint(
+                            EndpointName=self.name,
+                            ContentType=content_type,
+                            Accept=accept,
+                            Body=payload,
+                            **target,
+                        )
+                        body = await response["Body"].read()
                 self.limiter.succeeded()
                 return body
             except ClientError as exc:

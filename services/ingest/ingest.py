@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from services.ingest.inflate import GZIP_MAGIC, inflate_to
-from shared import aws, model_registry, naming, queues
+from shared import aws, model_registry, naming, queues, tracing
 from shared.csvchunks import BOM, ReadRange, find_line_end, plan_ranges
 from shared.endings import announce
 from shared.errors import InputError
@@ -129,6 +129,7 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         log.info("ignoring object outside input/", extra={"bucket": bucket, "key": key})
         return None
     job_id = job_id_of(event)
+    tracing.tag_current_job(job_id)
     existing = store.get(job_id)
     if existing is not None and existing.state is not JobState.FAILED:
         _resume(existing, store)

@@ -87,6 +87,7 @@ def _runtime(region: str, attempts: int) -> SageMakerRuntimeClient:
     client: SageMakerRuntimeClient = boto3.session.Session().client(
         "sagemaker-runtime", region_name=region, config=config
     )
+    tracing.trace_endpoint_calls(client)
     return client
 
 
@@ -96,9 +97,10 @@ def _invoke(
     # A multi-model endpoint is told which model to use; a single-model one is not.
     target = {"TargetModel": target_model} if target_model else {}
     try:
-        response = runtime.invoke_endpoint(
-            EndpointName=endpoint, ContentType=CSV, Accept=CSV, Body=body, **target
-        )
+        with tracing.aws_call("SageMaker Runtime", "InvokeEndpoint"):
+            response = runtime.invoke_endpoint(
+                EndpointName=endpoint, ContentType=CSV, Accept=CSV, Body=body, **target
+            )
     except ClientError as exc:
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -123,9 +125,10 @@ def predict(
         return b""
     runtime = _runtime(settings.region, settings.invoke_attempts)
     pieces = requests_of(payload, settings.request_bytes)
+    invoke = tracing.in_current_context(_invoke)  # the pool's threads join this trace
     with ThreadPoolExecutor(max_workers=min(_REQUESTS_IN_FLIGHT, len(pieces))) as pool:
         answers = list(
-            pool.map(lambda p: _invoke(runtime, settings.endpoint_name, p, target_model), pieces)
+            pool.map(lambda p: invoke(runtime, settings.endpoint_name, p, target_model), pieces)
         )
     output = chunk_output.prediction_lines(answers)
     predictions = output.count(b"\n")
@@ -207,11 +210,12 @@ def score_inline(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone
     except ModelError as exc:
         failure = ChunkFailure(kind="model", reason=f"ModelError: {exc}")
         message = ChunkDone(job_id=plan.job_id, chunk_index=0, attempt=1, rows=0, failure=failure)
-    aws.sqs().send_message(
-        QueueUrl=settings.status_queue_url,
-        MessageBody=message.model_dump_json(),
-        MessageSystemAttributes=tracing.sqs_trace_attributes(),
-    )
+    with tracing.sending(settings.status_queue_url, **tracing.job_attributes(plan.job_id, 0)):
+        aws.sqs().send_message(
+            QueueUrl=settings.status_queue_url,
+            MessageBody=message.model_dump_json(),
+            MessageSystemAttributes=tracing.sqs_trace_attributes(),
+        )
     log.info(
         "scored without Batch",
         extra={"job_id": plan.job_id, "rows": message.rows, "failed": bool(message.failure)},
