@@ -15,7 +15,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from shared.schemas import JobItem
+from shared.schemas import JobItem, JobState
 
 MAX_TIMELINE_SPANS = 2000
 MAX_CHUNK_ROWS = 1000
@@ -36,7 +36,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .error { color: #8a1414; white-space: pre-wrap; word-break: break-word; }
 progress { width: 9rem; vertical-align: middle; }
 .muted { color: #67707a; }
-.timeline td { padding: .1rem .5rem; }
+.timeline td { padding: .1rem .5rem; white-space: nowrap; }
+.timeline td.bar-cell { width: 55%; }
 .timeline svg { width: 100%; height: 12px; display: block; }
 .bar rect { fill: #4c7fd9; } .bar-error rect { fill: #d94c4c; }
 .bar-done rect { fill: #2e9e4f; }
@@ -160,40 +161,50 @@ def _object_link(label: str, uri: str | None, href: str | None) -> str:
     return f"{link} <code>{escape(uri)}</code>"
 
 
+def _tree_order(spans: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """Spans depth first, each under its parent, siblings by start time; with depths.
+
+    A span whose parent is not (or not yet) in the trace is shown as a root."""
+    ids = {span["span_id"] for span in spans}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for span in sorted(spans, key=lambda span: span["start_ns"]):
+        parent = span.get("parent_span_id")
+        children.setdefault(parent if parent in ids else None, []).append(span)
+    ordered: list[tuple[dict[str, Any], int]] = []
+    stack = [(span, 0) for span in reversed(children.get(None, []))]
+    while stack:
+        span, depth = stack.pop()
+        ordered.append((span, depth))
+        stack.extend((child, depth + 1) for child in reversed(children.get(span["span_id"], [])))
+    return ordered
+
+
 def _timeline(spans: list[dict[str, Any]]) -> str:
     if not spans:
         return '<p class="muted" id="timeline">no spans yet</p>'
-    shown = spans[:MAX_TIMELINE_SPANS]
-    start = min(span["start_ns"] for span in shown)
-    end = max(span["end_ns"] for span in shown)
+    ordered = _tree_order(spans)
+    shown = ordered[:MAX_TIMELINE_SPANS]
+    start = min(span["start_ns"] for span, _ in shown)
+    end = max(span["end_ns"] for span, _ in shown)
     total = max(end - start, 1)
-    by_id = {span["span_id"]: span for span in spans}
-
-    def depth(span: dict[str, Any]) -> int:
-        level, seen = 0, set()
-        while (parent := by_id.get(span.get("parent_span_id") or "")) and level < 32:
-            if parent["span_id"] in seen:
-                break
-            seen.add(parent["span_id"])
-            span, level = parent, level + 1
-        return level
 
     rows = []
-    for span in shown:
+    for span, depth in shown:
         offset = 1000 * (span["start_ns"] - start) / total
         width = max(1000 * (span["end_ns"] - span["start_ns"]) / total, 2.0)
         milliseconds = (span["end_ns"] - span["start_ns"]) / 1e6
         css = "bar-error" if span.get("status") == "error" else "bar"
         if span["attributes"].get("byom.done_event"):
             css = "bar-done"
-        indent = "\u00a0\u00a0" * depth(span)
+        indent = "\u00a0\u00a0" * min(depth, 16)
         title = escape(f"{span['service']}: {span['name']} ({milliseconds:.1f} ms)")
         rows.append(
             f'<tr class="span-row" data-span-id="{escape(span["span_id"])}">'
             f'<td class="muted">{escape(span["service"])}</td>'
             f"<td>{indent}{escape(span['name'])}</td>"
             f'<td class="num">{milliseconds:.1f} ms</td>'
-            f'<td><svg class="{css}" viewBox="0 0 1000 12" preserveAspectRatio="none">'
+            f'<td class="bar-cell"><svg class="{css}" viewBox="0 0 1000 12" '
+            'preserveAspectRatio="none">'
             f"<title>{title}</title>"
             f'<rect x="{offset:.2f}" y="1" width="{width:.2f}" height="10"></rect></svg></td>'
             "</tr>"
@@ -221,7 +232,9 @@ def _chunks(job: JobItem, spans: list[dict[str, Any]]) -> str:
         last = tries[-1] if tries else None
         child = by_id.get(last.get("parent_span_id") or "") if last else None
         array_index = child["attributes"].get("aws.batch.array_index") if child else None
-        state = "done" if index in job.done_chunks else "waiting"
+        # The set of counted chunks is dropped when the job succeeds: all are in then.
+        done = job.state is JobState.SUCCEEDED or index in job.done_chunks
+        state = "done" if done else "waiting"
         chunk_rows = last["attributes"].get("byom.rows", "") if last else ""
         took = f"{(last['end_ns'] - last['start_ns']) / 1e6:.1f} ms" if last else ""
         child_text = "" if array_index is None else str(array_index)
