@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -168,3 +169,22 @@ def test_one_upload_is_one_trace_from_ingest_to_the_done_event(stack):
     # The receiver keeps every span on disk too, one JSON object a line.
     stored = [json.loads(line) for line in stack.spans_path.read_text().splitlines()]
     assert {span["span_id"] for span in spans} <= {span["span_id"] for span in stored}
+
+
+def test_the_receiver_refuses_what_is_not_an_otlp_export(stack):
+    def status(path: str, body: bytes | None = None, content_type: str | None = None) -> int:
+        request = urllib.request.Request(f"{stack.traces_url}{path}", data=body)
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert status("/v1/traces", b"{}", "application/json") == 415
+    assert status("/v1/traces", b"\xff\xff\xff", "application/x-protobuf") == 400
+    assert status("/v1/traces", b"", "application/x-protobuf") == 200  # an empty export
+    assert status("/v1/spans?trace_id=nope") == 400
+    assert status("/v1/spans") == 400
+    assert status("/ping") == 200
