@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from infra.local.processes import wait_until
 from infra.local.stack import REPO, LocalStack, StackConfig
 from model.data import generate, write_feature_csv
 from shared import naming
@@ -158,3 +159,51 @@ def test_dashboard_is_read_only_and_serves_only_a_jobs_own_objects(stack):
     assert status(f"{base}/jobs/nope/objects/..%2Fplan.json") == 404
     # A name that resolves here but is not this machine's (DNS rebinding) is refused.
     assert status(f"{base}/", host="attacker.example:80") == 421
+
+
+def test_errors_and_rejected_rows_are_shown_as_text(stack):
+    s3, bucket = stack.client("s3"), stack.config.bucket
+    rows = io.StringIO()
+    write_feature_csv(generate(40, seed=32), rows)
+    lines = rows.getvalue().splitlines(keepends=True)
+    # A cell of markup: the job fails with an error that quotes it.
+    failing = "".join(lines[:3]) + "<b>x</b>" + lines[3][lines[3].index(",") :]
+    # Two bad rows under the skip policy: the job succeeds with an errors report.
+    skipping = "".join(lines[:10]) + "1,2\n" + "".join(lines[10:20]) + "oops\n"
+    etags = {
+        "input/markup.csv": s3.put_object(Bucket=bucket, Key="input/markup.csv", Body=failing)[
+            "ETag"
+        ],
+        "input/skip.csv": s3.put_object(
+            Bucket=bucket,
+            Key="input/skip.csv",
+            Body=skipping,
+            Metadata={"byom-on-bad-rows": "skip"},
+        )["ETag"],
+    }
+    ids = {key: naming.job_id_for(bucket, key, etag) for key, etag in etags.items()}
+
+    def fragment(job_id: str) -> str:
+        url = f"{stack.dashboard_url}/fragments/jobs/{job_id}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def ended() -> bool:
+        return all('data-settled="true"' in fragment(job_id) for job_id in ids.values())
+
+    wait_until(ended, timeout=120, what="both jobs' pages settled")
+
+    failed = fragment(ids["input/markup.csv"])
+    assert 'data-state="FAILED"' in failed
+    assert "line 4, column 1" in failed and "&lt;b&gt;x&lt;/b&gt;" in failed
+    assert "<b>" not in failed
+    assert "/objects/output" not in failed  # no output link for a failed job
+
+    skipped = fragment(ids["input/skip.csv"])
+    assert 'data-state="SUCCEEDED"' in skipped and "2 rejected" in skipped
+    assert 'id="errors-report"' in skipped and "line,column,reason" in skipped
+    url = f"{stack.dashboard_url}/jobs/{ids['input/skip.csv']}/objects/errors"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        report = response.read().decode()
+    assert report.startswith("line,column,reason") and report.count("\n") == 3
