@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from infra.local import dashboard_views as views
 from shared import aws, naming
+from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
 from shared.settings import get_settings
 
@@ -59,11 +60,7 @@ def recent_jobs(limit: int = MAX_JOBS) -> list[JobItem]:
 
 
 def find_job(job_id: str) -> JobItem | None:
-    if job_id.startswith(naming.NAME_CLAIM_PREFIX):
-        return None
-    from shared.jobs import JobStore
-
-    return JobStore().get(job_id)
+    return JobStore().get(job_id)  # None for a name claim too
 
 
 def errors_preview(job: JobItem) -> str | None:
