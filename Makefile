@@ -9,7 +9,7 @@ SAMPLE_MODEL := $(MODEL_DIR)/xgboost-model.json
 # sample, and make deploy MODEL=... ships it; only the command line sets it.
 MODEL :=
 
-.PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean bench
+.PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean bench browser
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -42,8 +42,14 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy .
 
-test: lint typecheck model iac-venv
+test: lint typecheck model iac-venv browser
 	$(PY) -m pytest
+
+# The dashboard's browser test drives the system Chromium (never a downloaded one).
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || apt-get install -y chromium chromium-driver \
+		|| (apt-get update && apt-get install -y chromium chromium-driver)
 
 # byom against its peers (see bench/); never part of make test. BENCH_RAY=1 installs Ray.
 bench: venv model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from shared import aws
+from shared import aws, tracing
 from shared.errors import ByomError
 from shared.schemas import DONE_EVENT_DETAIL_TYPE, DONE_EVENT_SOURCE, JobFinished, JobItem, JobState
 from shared.settings import get_settings
@@ -30,23 +30,30 @@ def job_finished(job: JobItem) -> JobFinished:
         errors_uri=f"s3://{job.bucket}/{job.errors_key}" if job.errors_key else None,
         model_name=job.model_name,
         model_version=job.model_version,
+        trace_id=job.trace_id,
     )
 
 
 def publish_done(job: JobItem) -> None:
     """Put the done event on byom's bus (at least once: subscribers dedupe on job_id)."""
     detail = job_finished(job)
-    response = aws.events().put_events(
-        Entries=[
-            {
-                "Source": DONE_EVENT_SOURCE,
-                "DetailType": DONE_EVENT_DETAIL_TYPE,
-                "Detail": detail.model_dump_json(),
-                "EventBusName": get_settings().event_bus,
-                "Resources": [detail.input_uri],
-            }
-        ]
-    )
+    with tracing.aws_call(
+        "EventBridge",
+        "PutEvents",
+        **tracing.job_attributes(job.job_id),
+        **{"byom.done_event": True},
+    ):
+        response = aws.events().put_events(
+            Entries=[
+                {
+                    "Source": DONE_EVENT_SOURCE,
+                    "DetailType": DONE_EVENT_DETAIL_TYPE,
+                    "Detail": detail.model_dump_json(),
+                    "EventBusName": get_settings().event_bus,
+                    "Resources": [detail.input_uri],
+                }
+            ]
+        )
     if response.get("FailedEntryCount", 0):
         raise ByomError(f"could not publish the done event for job {job.job_id}: {response}")
     log.info("done event published", extra={"job_id": job.job_id, "status": detail.status})

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from shared import aws, naming
+from shared import aws, naming, tracing
 from shared.errors import ByomError
 from shared.schemas import JobItem, JobState, S3ObjectCreatedEvent
 from shared.settings import get_settings
@@ -61,6 +61,7 @@ def new_job(event: S3ObjectCreatedEvent) -> JobItem:
         updated_at=now,
         deadline_epoch=int(now.timestamp()) + settings.job_deadline_seconds,
         expires_at=int((now + timedelta(days=settings.job_ttl_days)).timestamp()),
+        trace_id=tracing.current_trace_id(),
     )
 
 

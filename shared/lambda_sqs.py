@@ -35,12 +35,13 @@ def sqs_handler(service: str, process: Callable[[str], object]) -> LambdaHandler
     def record_handler(record: SQSRecord) -> None:
         with (
             logs.job_scope(),
-            tracing.span(
-                f"{service}.record",
+            tracing.consuming(
+                record.event_source_arn or service,
                 record.attributes.aws_trace_header,
-                **{"messaging.message.id": record.message_id},
-            ),
+                record.message_id,
+            ) as current,
         ):
+            tracing.tag_job(current, record.body)
             logs.append_job_keys(**job_keys_of(record.body))
             process(record.body)
 

@@ -255,6 +255,8 @@ class JobItem(BaseModel):
     error: str | None = None
     model_name: str | None = None  # the registry model the job chose; None: the default
     model_version: str | None = None
+    # The X-Ray id of the trace of the upload that created the job (shared/tracing.py).
+    trace_id: str | None = None
 
 
 class JobFinished(_Message):
@@ -273,3 +275,5 @@ class JobFinished(_Message):
     errors_uri: str | None = None
     model_name: str | None = None  # None: the endpoint's default model
     model_version: str | None = None
+    # The upload's trace in X-Ray's form (1-<8 hex>-<24 hex>); None when not traced.
+    trace_id: str | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -84,11 +84,12 @@ class Settings(BaseSettings):
     invoke_backoff_max_seconds: float = Field(default=10.0, gt=0)
 
     # Tracing export (the standard OpenTelemetry variables, read without the prefix).
-    otlp_endpoint: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
-        ),
+    # The traces-specific variable is the full URL; the general one is a base that
+    # /v1/traces is appended to. (One field with both as AliasChoices would store
+    # either under the first name, hiding which one was set.)
+    otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     )
 
     # Job lifecycle.

@@ -1,4 +1,5 @@
-"""The whole local stack: moto server, model server, local Batch, one poller per handler.
+"""The whole local stack: moto server, model server, local Batch, one poller per handler,
+the trace receiver and the job dashboard.
 
 The services run with exactly the settings they would get on AWS (``BYOM_*``
 names, queue URLs) plus ``AWS_ENDPOINT_URL*`` pointing at the local servers.
@@ -60,6 +61,7 @@ class StackConfig:
     log_dir: Path | None = None
     settings: dict[str, str] = field(default_factory=dict)  # extra BYOM_* for the services
     model_server_env: dict[str, str] = field(default_factory=dict)
+    dashboard_port: int = 0  # 0: any free port
 
 
 class LocalStack:
@@ -69,6 +71,8 @@ class LocalStack:
         self.moto_port = config.moto_port or free_port()
         self.model_port = free_port()
         self.batch_port = free_port()
+        self.otlp_port = free_port()
+        self.dashboard_port = config.dashboard_port or free_port()
         self.services: dict[str, Service] = {}
         self.resources: resources.Resources | None = None
 
@@ -80,12 +84,25 @@ class LocalStack:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.moto_port}"
 
+    @property
+    def traces_url(self) -> str:
+        """The trace receiver (infra/local/otlp_receiver.py): OTLP in, spans out."""
+        return f"http://127.0.0.1:{self.otlp_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def spans_path(self) -> Path:
+        return self.log_dir / "spans.jsonl"
+
     def client(self, service: str) -> Any:
         return resources.client(service, self.endpoint_url, self.config.region)
 
     def base_env(self) -> dict[str, str]:
         """The environment every service runs with: AWS wiring and byom settings."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BYOM_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BYOM_", "OTEL_"))}
         env |= {
             "PYTHONPATH": str(REPO),
             "PYTHONUNBUFFERED": "1",
@@ -104,6 +121,9 @@ class LocalStack:
             # The local "compute environment" is this machine: arrays get no more
             # children than it has CPUs, as MaxVcpus caps them on AWS.
             "BYOM_MAX_VCPUS": str(os.cpu_count() or 1),
+            # Every process sends its spans to the local receiver, soon after they end.
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.traces_url,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
         if self.resources is not None:
             env["BYOM_SCHEDULER_QUEUE_URL"] = self.resources.queue_urls["scheduler"]
@@ -133,6 +153,16 @@ class LocalStack:
 
     def _start(self) -> None:
         python = sys.executable
+        # First, so that no process's first spans find nobody to take them.
+        receiver = self._service(
+            "traces",
+            [
+                python, "-m", "infra.local.otlp_receiver",
+                "--port", str(self.otlp_port),
+                "--store", str(self.spans_path),
+            ],
+        )  # fmt: skip
+        receiver.start()
         moto = self._service(
             "moto",
             [python, "-m", "infra.local.moto_server", "-H", "127.0.0.1", "-p", str(self.moto_port)],
@@ -211,6 +241,25 @@ class LocalStack:
                 "--function-name", "byom-reaper",
             ],
         ).start()  # fmt: skip
+        dashboard = self._service(
+            "dashboard",
+            [
+                python, "-m", "infra.local.dashboard",
+                "--port", str(self.dashboard_port),
+                "--traces", self.traces_url,
+            ],
+        )  # fmt: skip
+        dashboard.start()
+        wait_until(
+            lambda: receiver.check_alive() and http_ok(f"{self.traces_url}/ping"),
+            timeout=30,
+            what="trace receiver",
+        )
+        wait_until(
+            lambda: dashboard.check_alive() and http_ok(f"{self.dashboard_url}/ping"),
+            timeout=30,
+            what="job dashboard",
+        )
         wait_until(
             lambda: model.check_alive() and http_ok(f"http://127.0.0.1:{self.model_port}/ping"),
             timeout=60,

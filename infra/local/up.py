@@ -22,6 +22,9 @@ def main() -> None:
     )
     parser.add_argument("--port", type=int, default=4566, help="the local AWS endpoint's port")
     parser.add_argument("--bucket", default="byom-local")
+    parser.add_argument(
+        "--dashboard-port", type=int, default=0, help="the job dashboard's port (0: any free one)"
+    )
     parser.add_argument("--log-dir", type=Path, default=REPO / ".byom" / "logs")
     args = parser.parse_args()
     if not args.model_dir.is_dir() and not (
@@ -41,6 +44,7 @@ def main() -> None:
         moto_port=args.port,
         bucket=args.bucket,
         log_dir=args.log_dir,
+        dashboard_port=args.dashboard_port,
     )
     with LocalStack(config) as stack:
         done_queue = stack.subscribe_done_events("byom-done-events")
@@ -56,6 +60,11 @@ def main() -> None:
   logs:     {stack.log_dir}/<service>.log
   byom:     export AWS_ENDPOINT_URL={endpoint} BYOM_LOG_DIR={stack.log_dir}
             byom submit my.csv --wait; byom status; byom events --follow; byom logs JOB
+
+  dashboard: {stack.dashboard_url}/
+  model endpoint: http://127.0.0.1:{stack.model_port}
+  traces:   OTLP/HTTP receiver {stack.traces_url}/v1/traces, spans in {stack.spans_path}
+  logs:     {stack.log_dir}/<service>.log
 
 (the AWS CLI needs credentials of any value, e.g. AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1)

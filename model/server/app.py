@@ -53,6 +53,7 @@ from aiohttp import web
 from model.flavors import BadRequest, Model, ModelLoadError
 from model.inference_script import RequestHandler
 from model.package import PackageLimits, load_package
+from model.server import tracing
 from model.server.multi_model import ModelCache, TargetMissing, TargetUnloadable
 from model.server.settings import ServerSettings, cpu_count
 
@@ -500,7 +501,9 @@ def build_app(settings: ServerSettings) -> web.Application:
         fault_count=settings.fault_count,
         models=_model_cache(settings, threads_per_call),
     )
-    app = web.Application(client_max_size=CLIENT_MAX_SIZE)
+    app = web.Application(
+        client_max_size=CLIENT_MAX_SIZE, middlewares=tracing.middlewares(settings)
+    )
     app[STATE] = state
     app.router.add_get("/ping", ping)
     app.router.add_get("/execution-parameters", execution_parameters)

@@ -69,6 +69,14 @@ class ServerSettings(BaseSettings):
     # when bound to a loopback address", so a server reachable from elsewhere
     # cannot be told to fail by anyone who can reach it.
     fault_api: bool | None = Field(default=None, validation_alias="BYOM_FAULT_API")
+    # Where spans go (model/server/tracing.py): the standard OpenTelemetry variables.
+    otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
 
     @model_validator(mode="after")
     def _faults_need_both(self) -> ServerSettings:

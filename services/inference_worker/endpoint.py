@@ -17,8 +17,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_RESEND_COUNT as RESEND_COUNT,
+)
 
-from shared import chunk_timer
+from shared import chunk_timer, tracing
 from shared.errors import EndpointUnavailable, ModelError
 
 if TYPE_CHECKING:
@@ -76,6 +79,7 @@ class Endpoint:
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.retries = 0
+        tracing.trace_endpoint_calls(client)  # the server continues the caller's trace
 
     async def invoke_csv(self, payload: bytes) -> bytes:
         return await self.invoke(payload, content_type="text/csv", accept="text/csv")
@@ -87,14 +91,17 @@ class Endpoint:
             try:
                 async with self.limiter:
                     started = time.monotonic()
-                    response = await self.client.invoke_endpoint(
-                        EndpointName=self.name,
-                        ContentType=content_type,
-                        Accept=accept,
-                        Body=payload,
-                        **target,
-                    )
-                    body = await response["Body"].read()
+                    with tracing.aws_call(
+                        "SageMaker Runtime", "InvokeEndpoint", **{RESEND_COUNT: attempt - 1}
+                    ):
+                        response = await self.client.invoke_endpoint(
+                            EndpointName=self.name,
+                            ContentType=content_type,
+                            Accept=accept,
+                            Body=payload,
+                            **target,
+                        )
+                        body = await response["Body"].read()
                     chunk_timer.endpoint_call(time.monotonic() - started)
                 self.limiter.succeeded()
                 return body

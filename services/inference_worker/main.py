@@ -92,11 +92,14 @@ async def run(child: BatchChild, settings: Settings) -> int:
                 failure=failure,
                 timings=chunk_timer.timings(),
             )
-            await sqs.send_message(
-                QueueUrl=settings.status_queue_url,
-                MessageBody=message.model_dump_json(),
-                MessageSystemAttributes=tracing.sqs_trace_attributes(),
-            )
+            with tracing.sending(
+                settings.status_queue_url, **tracing.job_attributes(plan.job_id, chunk.index)
+            ):
+                await sqs.send_message(
+                    QueueUrl=settings.status_queue_url,
+                    MessageBody=message.model_dump_json(),
+                    MessageSystemAttributes=tracing.sqs_trace_attributes(),
+                )
 
         slots = asyncio.Semaphore(settings.worker_chunks_in_flight)
         stop = asyncio.Event()  # the job failed or ended: start no further chunk
@@ -116,7 +119,12 @@ async def run(child: BatchChild, settings: Settings) -> int:
             return job is None or job.state.terminal
 
         async def work(chunk: Chunk) -> None:
-            async with slots:
+            async with (
+                slots,
+                tracing.span_async(
+                    "score chunk", **tracing.job_attributes(plan.job_id, chunk.index)
+                ) as chunk_span,
+            ):
                 if stop.is_set():
                     return
                 # This task's own context: the keys and the timer are this chunk's.
@@ -149,6 +157,7 @@ async def run(child: BatchChild, settings: Settings) -> int:
                     stop.set()
                     await report(chunk, None, _failure(exc))
                     return
+                chunk_span.set_attribute("byom.rows", result.rows)
                 await report(chunk, result, None)
                 log.info(
                     "chunk scored",
@@ -172,7 +181,7 @@ def main() -> None:
         with tracing.span(
             "byom-inference-worker.child",
             child.byom_trace_header,
-            **{"aws.batch.job_id": child.aws_batch_job_id, "byom.job_id": child.byom_job_id},
+            **tracing.batch_child_attributes(child),
         ):
             code = asyncio.run(run(child, get_settings()))
     except ByomError as exc:

@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from services.ingest.inflate import GZIP_MAGIC, inflate_to
-from shared import aws, logs, metrics, model_registry, naming, queues
+from shared import aws, logs, metrics, model_registry, naming, queues, tracing
 from shared.csvchunks import BOM, ReadRange, find_line_end, plan_ranges
 from shared.endings import announce
 from shared.errors import InputError
@@ -130,6 +130,7 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         return None
     job_id = job_id_of(event)
     logs.append_job_keys(job_id)
+    tracing.tag_current_job(job_id)
     existing = store.get(job_id)
     if existing is not None and existing.state is not JobState.FAILED:
         _resume(existing, store)

@@ -89,6 +89,7 @@ def _runtime(region: str, attempts: int) -> SageMakerRuntimeClient:
     client: SageMakerRuntimeClient = boto3.session.Session().client(
         "sagemaker-runtime", region_name=region, config=config
     )
+    tracing.trace_endpoint_calls(client)
     return client
 
 
@@ -99,9 +100,10 @@ def _invoke(
     target = {"TargetModel": target_model} if target_model else {}
     started = time.monotonic()
     try:
-        response = runtime.invoke_endpoint(
-            EndpointName=endpoint, ContentType=CSV, Accept=CSV, Body=body, **target
-        )
+        with tracing.aws_call("SageMaker Runtime", "InvokeEndpoint"):
+            response = runtime.invoke_endpoint(
+                EndpointName=endpoint, ContentType=CSV, Accept=CSV, Body=body, **target
+            )
     except ClientError as exc:
         retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
         for _ in range(retried):
@@ -133,7 +135,8 @@ def predict(
     runtime = _runtime(settings.region, settings.invoke_attempts)
     pieces = requests_of(payload, settings.request_bytes)
     with ThreadPoolExecutor(max_workers=min(_REQUESTS_IN_FLIGHT, len(pieces))) as pool:
-        # Each call runs in a copy of this context, so it reaches this chunk's timer.
+        # Each call runs in a copy of this context, so it joins this trace and
+        # reaches this chunk's timer.
         calls = [
             pool.submit(
                 contextvars.copy_context().run,
@@ -229,11 +232,12 @@ def score_inline(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone
         failure = ChunkFailure(kind="model", reason=f"ModelError: {exc}")
         message = ChunkDone(job_id=plan.job_id, chunk_index=0, attempt=1, rows=0, failure=failure)
     message = message.model_copy(update={"timings": chunk_timer.timings()})
-    aws.sqs().send_message(
-        QueueUrl=settings.status_queue_url,
-        MessageBody=message.model_dump_json(),
-        MessageSystemAttributes=tracing.sqs_trace_attributes(),
-    )
+    with tracing.sending(settings.status_queue_url, **tracing.job_attributes(plan.job_id, 0)):
+        aws.sqs().send_message(
+            QueueUrl=settings.status_queue_url,
+            MessageBody=message.model_dump_json(),
+            MessageSystemAttributes=tracing.sqs_trace_attributes(),
+        )
     log.info(
         "scored without Batch",
         extra={"job_id": plan.job_id, "rows": message.rows, "failed": bool(message.failure)},

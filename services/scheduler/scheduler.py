@@ -78,9 +78,6 @@ def submit_array(
         {"name": "BYOM_PLAN_KEY", "value": request.plan_key},
         {"name": "BYOM_ARRAY_SIZE", "value": str(sizing.children)},
     ]
-    trace_header = tracing.current_header()
-    if trace_header:
-        environment.append({"name": "BYOM_TRACE_HEADER", "value": trace_header})
     submit_args: dict[str, object] = {
         "jobName": batch_jobs.job_name(job.job_id),
         "jobQueue": settings.batch_job_queue,
@@ -92,7 +89,12 @@ def submit_array(
     }
     if sizing.children > 1:
         submit_args["arrayProperties"] = {"size": sizing.children}
-    response = batch.submit_job(**submit_args)  # type: ignore[arg-type]
+    # The children continue the trace from the SubmitJob span.
+    with tracing.aws_call("Batch", "SubmitJob", **tracing.job_attributes(job.job_id)):
+        trace_header = tracing.current_header()
+        if trace_header:
+            environment.append({"name": "BYOM_TRACE_HEADER", "value": trace_header})
+        response = batch.submit_job(**submit_args)  # type: ignore[arg-type]
     log.info(
         "array job submitted",
         extra={

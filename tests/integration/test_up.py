@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
-from infra.local.processes import free_port
+from infra.local.processes import free_port, http_ok
 from infra.local.resources import client
 from infra.local.stack import REPO
 
@@ -57,6 +60,14 @@ def test_up_serves_uploads_and_stops_on_ctrl_c(model_dir, tmp_path):
             }
             time.sleep(0.3)
         assert states["input/mine.csv"]["state"]["S"] == "SUCCEEDED"
+        # The banner names the dashboard and the trace receiver, and both answer.
+        dashboard = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)/", text)
+        traces = re.search(r"OTLP/HTTP receiver (http://127\.0\.0\.1:\d+)/v1/traces", text)
+        assert dashboard and traces, text
+        with urllib.request.urlopen(f"{dashboard.group(1)}/api/jobs", timeout=5) as response:
+            listed = {job["input_key"] for job in json.load(response)}
+        assert {"input/mine.csv", "input/broken.csv"} <= listed
+        assert http_ok(f"{traces.group(1)}/ping")
         output = s3.get_object(Bucket="byom-local", Key=states["input/mine.csv"]["output_key"]["S"])
         assert output["Body"].read().count(b"\n") == 7
         broken = states["input/broken.csv"]

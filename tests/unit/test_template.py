@@ -56,6 +56,9 @@ ACTIONS_WITHOUT_RESOURCES = {
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
     "batch:ListJobs",
+    # X-Ray's OTLP endpoint (span export) has no resource-level permissions.
+    "xray:PutSpans",
+    "xray:PutSpansForIndexing",
 }
 # Tuning settings whose template value is not a default but the deployment's own
 # figure: BYOM_MAX_VCPUS is the compute environment's MaxvCpus (checked below);
@@ -98,7 +101,13 @@ def wiring() -> dict[str, str]:
 
 
 def settings_env_names() -> set[str]:
-    return {f"BYOM_{name.upper()}" for name in Settings.model_fields}
+    # Settings read under a standard name (OTEL_*) keep that name.
+    return {
+        field.validation_alias
+        if isinstance(field.validation_alias, str)
+        else f"BYOM_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+    }
 
 
 def lambda_environments() -> dict[str, dict[str, Any]]:

@@ -1,0 +1,264 @@
+"""The job dashboard: byom's jobs, their progress, timelines, chunks and errors, read-only.
+
+Served by the local stack on 127.0.0.1. Jobs come from the jobs table (their
+progress is the job item's chunk count: nothing is scraped from logs), spans
+from the trace receiver (``infra/local/otlp_receiver.py``), objects from the
+bucket, streamed through here so the browser needs no credentials. Only GET
+routes exist, and only a job's own input, output and errors objects can be read.
+
+    python -m infra.local.dashboard --port 8050 --traces http://127.0.0.1:4318
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from infra.local import dashboard_views as views
+from shared import aws, naming
+from shared.jobs import JobStore
+from shared.schemas import JobItem, JobState
+from shared.settings import get_settings
+
+log = logging.getLogger("byom.local.dashboard")
+
+MAX_JOBS = 200
+ERRORS_PREVIEW_BYTES = 64 * 1024
+STREAM_BYTES = 1024 * 1024
+TRACES = web.AppKey("traces", str)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+_deserializer = TypeDeserializer()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def recent_jobs(limit: int = MAX_JOBS) -> list[JobItem]:
+    """The newest jobs first. Name claims have no ``state`` and are left out."""
+    settings = get_settings()
+    paginator = aws.dynamodb().get_paginator("scan")
+    jobs = []
+    for page in paginator.paginate(
+        TableName=settings.jobs_table,
+        FilterExpression="attribute_exists(#state)",
+        ExpressionAttributeNames={"#state": "state"},
+    ):
+        for item in page.get("Items", []):
+            values = {key: _deserializer.deserialize(value) for key, value in item.items()}
+            jobs.append(JobItem.model_validate(values))
+    jobs.sort(key=lambda job: job.created_at, reverse=True)
+    return jobs[:limit]
+
+
+def find_job(job_id: str) -> JobItem | None:
+    return JobStore().get(job_id)  # None for a name claim too
+
+
+def errors_preview(job: JobItem) -> str | None:
+    if job.errors_key is None:
+        return None
+    try:
+        response = aws.s3().get_object(
+            Bucket=job.bucket, Key=job.errors_key, Range=f"bytes=0-{ERRORS_PREVIEW_BYTES - 1}"
+        )
+    except ClientError:
+        return None
+    text: str = response["Body"].read().decode("utf-8", errors="replace")
+    return text
+
+
+async def spans_of(request: web.Request, job: JobItem) -> list[dict[str, Any]]:
+    query = {"trace_id": job.trace_id} if job.trace_id else {"job_id": job.job_id}
+    try:
+        async with request.app[HTTP].get(
+            f"{request.app[TRACES]}/v1/spans",
+            params=query,
+            timeout=aiohttp.ClientTimeout(total=3),
+        ) as response:
+            if response.status != 200:
+                return []
+            spans: list[dict[str, Any]] = (await response.json())["spans"]
+            return spans
+    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+        return []  # the timeline says "no spans yet"; the rest of the page still works
+
+
+def _links(job: JobItem) -> views.Links:
+    base = f"/jobs/{quote(job.job_id, safe='')}/objects"
+    return views.Links(
+        input=f"{base}/input",
+        # No output link before SUCCEEDED: an output is never shown as finished early.
+        output=f"{base}/output" if job.state is JobState.SUCCEEDED else None,
+        errors=f"{base}/errors" if job.errors_key else None,
+    )
+
+
+def _settled(job: JobItem, spans: list[dict[str, Any]]) -> bool:
+    """Nothing more will change: the job ended and its done event's span is in."""
+    if not job.state.terminal:
+        return False
+    return job.trace_id is None or any(s["attributes"].get("byom.done_event") for s in spans)
+
+
+def _html(text: str, nonce: str | None = None) -> web.Response:
+    response = web.Response(text=text, content_type="text/html", charset="utf-8")
+    sources = f"'nonce-{nonce}'" if nonce else "'none'"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src {sources}; style-src {sources}; "
+        "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return response
+
+
+async def jobs_page(_request: web.Request) -> web.Response:
+    nonce = secrets.token_urlsafe(16)
+    jobs = await asyncio.to_thread(recent_jobs)
+    body = views.jobs_fragment(jobs)
+    return _html(views.page("byom jobs", body, fragment_url="/fragments/jobs", nonce=nonce), nonce)
+
+
+async def jobs_fragment(_request: web.Request) -> web.Response:
+    return _html(views.jobs_fragment(await asyncio.to_thread(recent_jobs)))
+
+
+async def _job_body(request: web.Request) -> tuple[str, int]:
+    job_id = request.match_info["job_id"]
+    job = await asyncio.to_thread(find_job, job_id)
+    if job is None:
+        return views.not_found(job_id), 404
+    spans, errors_text = await asyncio.gather(
+        spans_of(request, job), asyncio.to_thread(errors_preview, job)
+    )
+    body = views.job_fragment(job, spans, _links(job), errors_text, settled=_settled(job, spans))
+    return body, 200
+
+
+async def job_page(request: web.Request) -> web.Response:
+    nonce = secrets.token_urlsafe(16)
+    body, status = await _job_body(request)
+    fragment = f"/fragments/jobs/{quote(request.match_info['job_id'], safe='')}"
+    response = _html(views.page("byom job", body, fragment_url=fragment, nonce=nonce), nonce)
+    response.set_status(status)
+    return response
+
+
+async def job_fragment(request: web.Request) -> web.Response:
+    body, status = await _job_body(request)
+    response = _html(body)
+    response.set_status(status)
+    return response
+
+
+async def job_object(request: web.Request) -> web.StreamResponse:
+    """Stream one of the job's own objects; any other key is out of reach."""
+    job = await asyncio.to_thread(find_job, request.match_info["job_id"])
+    which = request.match_info["which"]
+    if job is None:
+        raise web.HTTPNotFound(text="no such job")
+    link = getattr(_links(job), which, None)
+    key = {"input": job.input_key, "output": job.output_key, "errors": job.errors_key}.get(which)
+    if link is None or key is None:
+        raise web.HTTPNotFound(text=f"this job has no {which} object")
+    try:
+        obj = await asyncio.to_thread(aws.s3().get_object, Bucket=job.bucket, Key=key)
+    except ClientError as exc:
+        raise web.HTTPNotFound(text=f"s3://{job.bucket}/{key}: not found") from exc
+    response = web.StreamResponse()
+    if which == "input":  # the user's bytes, whatever they are: a download, never a page
+        response.content_type = "application/octet-stream"
+        filename = quote(naming.safe_name(key), safe="")
+        response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{filename}"
+    else:
+        response.content_type = "text/plain"
+        response.charset = "utf-8"
+    response.content_length = obj["ContentLength"]
+    await response.prepare(request)
+    body = obj["Body"]
+    try:
+        while chunk := await asyncio.to_thread(body.read, STREAM_BYTES):
+            await response.write(chunk)
+    finally:
+        body.close()
+    await response.write_eof()
+    return response
+
+
+async def jobs_json(_request: web.Request) -> web.Response:
+    jobs = await asyncio.to_thread(recent_jobs)
+    return web.json_response([job.model_dump(mode="json") for job in jobs])
+
+
+async def ping(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def make_app(traces_url: str, port: int) -> web.Application:
+    allowed_hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # A page elsewhere must not read the dashboard through a name it controls
+        # (DNS rebinding): only requests addressed to this machine are answered.
+        if request.host not in allowed_hosts:
+            raise web.HTTPMisdirectedRequest(text=f"Host {request.host!r} is not served here")
+        response = await handler(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app = web.Application(middlewares=[guard])
+    app[TRACES] = traces_url.rstrip("/")
+
+    async def http_session(app: web.Application) -> Any:
+        app[HTTP] = aiohttp.ClientSession()
+        yield
+        await app[HTTP].close()
+
+    app.cleanup_ctx.append(http_session)
+    app.router.add_get("/", jobs_page)
+    app.router.add_get("/fragments/jobs", jobs_fragment)
+    app.router.add_get("/jobs/{job_id}", job_page)
+    app.router.add_get("/fragments/jobs/{job_id}", job_fragment)
+    app.router.add_get("/jobs/{job_id}/objects/{which:input|output|errors}", job_object)
+    app.router.add_get("/api/jobs", jobs_json)
+    app.router.add_get("/ping", ping)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--traces", required=True, help="the trace receiver's base URL")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def serve() -> None:
+        runner = web.AppRunner(make_app(args.traces, args.port), access_log=None)
+        await runner.setup()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await web.TCPSite(runner, "127.0.0.1", args.port).start()
+            log.info("job dashboard on http://127.0.0.1:%d/", args.port)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The local stack's trace collector: an OTLP/HTTP receiver with a small read API.
+
+Every process of the local stack exports its spans here
+(``OTEL_EXPORTER_OTLP_ENDPOINT``), as they would go to X-Ray on AWS. Spans are
+kept in memory for the dashboard and tests, newest traces kept first when the
+cap is reached, and appended to a JSON Lines file for anyone to read.
+
+    POST /v1/traces                 OTLP/HTTP, protobuf (optionally gzip)
+    GET  /v1/spans?trace_id=ID      a trace's spans, as JSON (ID: 32 hex or X-Ray's 1-…-…)
+    GET  /v1/spans?job_id=JOB       the spans of every trace that names the job
+    GET  /ping
+
+    python -m infra.local.otlp_receiver --port 4318 --store spans.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import logging
+import re
+import signal
+from collections import OrderedDict
+from pathlib import Path
+from typing import IO, Any
+
+from aiohttp import web
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+log = logging.getLogger("byom.local.otlp")
+
+PROTOBUF = "application/x-protobuf"
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+MAX_SPANS = 200_000  # in memory; the oldest traces go first past this
+JOB_ID = "byom.job_id"
+_HEX_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_XRAY_TRACE_ID = re.compile(r"^1-([0-9a-f]{8})-([0-9a-f]{24})$")
+
+KINDS = {value: name.removeprefix("SPAN_KIND_").lower() for name, value in Span.SpanKind.items()}
+STATUSES = {
+    value: name.removeprefix("STATUS_CODE_").lower() for name, value in Status.StatusCode.items()
+}
+
+
+def normalise_trace_id(text: str) -> str | None:
+    """32 lowercase hex digits from either form of a trace id; None when it is neither."""
+    text = text.strip().lower()
+    if _HEX_TRACE_ID.match(text):
+        return text
+    if match := _XRAY_TRACE_ID.match(text):
+        return match.group(1) + match.group(2)
+    return None
+
+
+def _value(value: AnyValue) -> Any:
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return [_value(item) for item in value.array_value.values]
+    if which == "kvlist_value":
+        return {item.key: _value(item.value) for item in value.kvlist_value.values}
+    if which == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, which) if which else None
+
+
+def decode(body: bytes) -> list[dict[str, Any]]:
+    """The spans of one export request, flattened to plain JSON values."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    spans: list[dict[str, Any]] = []
+    for resource_spans in request.resource_spans:
+        resource = {kv.key: _value(kv.value) for kv in resource_spans.resource.attributes}
+        service = str(resource.get("service.name", "unknown"))
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    {
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex() or None,
+                        "name": span.name,
+                        "kind": KINDS.get(span.kind, "unspecified"),
+                        "service": service,
+                        "start_ns": span.start_time_unix_nano,
+                        "end_ns": span.end_time_unix_nano,
+                        "attributes": {kv.key: _value(kv.value) for kv in span.attributes},
+                        "status": STATUSES.get(span.status.code, "unset"),
+                        "status_message": span.status.message or None,
+                        "events": [
+                            {
+                                "name": event.name,
+                                "time_ns": event.time_unix_nano,
+                                "attributes": {kv.key: _value(kv.value) for kv in event.attributes},
+                            }
+                            for event in span.events
+                        ],
+                    }
+                )
+    return spans
+
+
+class SpanStore:
+    """Spans grouped by trace, in arrival order, with an index of the jobs they name."""
+
+    def __init__(self, path: Path | None, max_spans: int = MAX_SPANS) -> None:
+        self.traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self.jobs: dict[str, set[str]] = {}
+        self.count = 0
+        self.max_spans = max_spans
+        self._file: IO[str] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+
+    def add(self, spans: list[dict[str, Any]]) -> None:
+        for span in spans:
+            trace_spans = self.traces.setdefault(span["trace_id"], [])
+            trace_spans.append(span)
+            job_id = span["attributes"].get(JOB_ID)
+            if isinstance(job_id, str):
+                self.jobs.setdefault(job_id, set()).add(span["trace_id"])
+        self.count += len(spans)
+        if self._file is not None and spans:
+            # One write per request, so a reader never sees half of a line's batch.
+            self._file.write("".join(json.dumps(span) + "\n" for span in spans))
+            self._file.flush()
+        while self.count > self.max_spans and len(self.traces) > 1:
+            _, dropped = self.traces.popitem(last=False)
+            self.count -= len(dropped)
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        return sorted(self.traces.get(trace_id, []), key=lambda span: span["start_ns"])
+
+    def of_job(self, job_id: str) -> list[dict[str, Any]]:
+        trace_ids = sorted(self.jobs.get(job_id, set()) & self.traces.keys())
+        return sorted(
+            (span for trace_id in trace_ids for span in self.traces[trace_id]),
+            key=lambda span: span["start_ns"],
+        )
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+STORE = web.AppKey("store", SpanStore)
+
+
+async def receive(request: web.Request) -> web.Response:
+    media_type = request.content_type
+    if media_type != PROTOBUF:
+        return web.json_response(
+            {"error": f"Content-Type {media_type!r}: this receiver takes {PROTOBUF} only"},
+            status=415,
+        )
+    body = await request.read()
+    try:
+        if request.headers.get("Content-Encoding", "").lower() == "gzip":
+            body = gzip.decompress(body)
+        spans = decode(body)
+    except (OSError, EOFError, DecodeError) as exc:
+        return web.json_response({"error": f"not an OTLP trace export: {exc}"}, status=400)
+    request.app[STORE].add(spans)
+    return web.Response(
+        body=ExportTraceServiceResponse().SerializeToString(), content_type=PROTOBUF
+    )
+
+
+async def read_spans(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    if "trace_id" in request.query:
+        trace_id = normalise_trace_id(request.query["trace_id"])
+        if trace_id is None:
+            return web.json_response(
+                {"error": "trace_id: 32 hex digits or X-Ray's 1-<8 hex>-<24 hex>"}, status=400
+            )
+        return web.json_response({"trace_id": trace_id, "spans": store.trace(trace_id)})
+    if "job_id" in request.query:
+        return web.json_response({"spans": store.of_job(request.query["job_id"])})
+    return web.json_response({"error": "give trace_id or job_id"}, status=400)
+
+
+async def ping(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def make_app(store: SpanStore) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app[STORE] = store
+    app.router.add_post("/v1/traces", receive)
+    app.router.add_get("/v1/spans", read_spans)
+    app.router.add_get("/ping", ping)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--store", type=Path, help="also append every span to this JSON Lines file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def serve() -> None:
+        store = SpanStore(args.store)
+        runner = web.AppRunner(make_app(store), access_log=None)
+        await runner.setup()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await web.TCPSite(runner, args.host, args.port).start()
+            log.info("OTLP/HTTP traces on http://%s:%d/v1/traces", args.host, args.port)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+            store.close()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
