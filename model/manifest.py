@@ -18,9 +18,15 @@ At the package root, beside the artifact files::
     max_rows = 10000              # rows per request; more are refused with 413
     max_bytes = 2097152           # request bytes a caller should send, at most 6 MiB
 
+    [processing]                  # defaults for jobs on this model (README: Real files)
+    input_filter = "$[1:-1]"      # as the upload metadata byom-input-filter ...
+    join_source = "Input"         # ... byom-join-source, byom-output-filter, byom-accept,
+    output_filter = "$[0,-1]"     # byom-metadata, byom-output-key
+
 Keys: `version` (1), `flavor`, and the tables `input` (`columns`, `feature_count`,
-`drop`), `output` (`columns`, `threshold`, `classes`) and `batch` (`max_rows`,
-`max_bytes`). Anything else is refused, naming the key and what is allowed: a
+`drop`), `output` (`columns`, `threshold`, `classes`), `batch` (`max_rows`,
+`max_bytes`) and `processing` (`input_filter`, `output_filter`, `join_source`,
+`accept`, `metadata`, `output_key`). Anything else is refused, naming the key and what is allowed: a
 misspelt key must not be silently ignored. With `drop`, a request row has every
 column of `input.columns` and the model sees the others; `feature_count`, when
 given with `columns`, must be the number the model takes.
@@ -40,6 +46,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model.flavors.base import BadRequest, Model, ModelLoadError, check_rows
+from shared.processing import CONTENT_TYPES, ProcessingDefaults
+from shared.selectors import SelectorError, parse_selector
 
 MANIFEST_FILE = "byom.toml"
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -129,12 +137,28 @@ class BatchLimits(_Table):
     max_bytes: int | None = Field(default=None, ge=1024, le=MAX_PAYLOAD)
 
 
+class Processing(ProcessingDefaults):
+    @model_validator(mode="after")
+    def _readable(self) -> Processing:
+        for key in ("input_filter", "output_filter"):
+            text = getattr(self, key)
+            if text is not None:
+                try:
+                    parse_selector(text)
+                except SelectorError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
+        if self.accept is not None and self.accept.strip().lower() not in CONTENT_TYPES:
+            raise ValueError(f"accept: {self.accept!r}; use one of {', '.join(CONTENT_TYPES)}")
+        return self
+
+
 class Manifest(_Table):
     version: Literal[1] = 1
     flavor: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     input: InputSchema = Field(default_factory=InputSchema)
     output: OutputSchema = Field(default_factory=OutputSchema)
     batch: BatchLimits = Field(default_factory=BatchLimits)
+    processing: Processing = Field(default_factory=Processing)
 
 
 def read_manifest(model_dir: Path) -> Manifest | None:
