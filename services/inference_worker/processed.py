@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 NPY = "application/x-npy"
+_PARQUET_TAIL = 64 * 1024
 
 
 async def _read_parquet(s3: S3Client, plan: ChunkPlan, chunk: Chunk, uri: str) -> Records:
@@ -54,10 +55,12 @@ async def _read_parquet(s3: S3Client, plan: ChunkPlan, chunk: Chunk, uri: str) -
     assert processing is not None and processing.parquet is not None
     layout = processing.parquet
     span = layout.spans[chunk.index]
-    body, footer = await asyncio.gather(
-        _get(s3, plan, chunk.start, chunk.end), _get(s3, plan, layout.footer_start, plan.size)
+    # pyarrow opens a file by reading its last 64 KiB, footer or not: fetch that much.
+    tail_start = max(0, min(layout.footer_start, plan.size - _PARQUET_TAIL))
+    body, tail = await asyncio.gather(
+        _get(s3, plan, chunk.start, chunk.end), _get(s3, plan, tail_start, plan.size)
     )
-    source = SparseFile(plan.size, {0: MAGIC, chunk.start: body, layout.footer_start: footer})
+    source = SparseFile(plan.size, {0: MAGIC, chunk.start: body, tail_start: tail})
     return await asyncio.to_thread(
         read_parquet_records, source, processing, first=span.first, count=span.count, uri=uri
     )

@@ -157,6 +157,31 @@ def _table_of(lines: pa.Array, processing: Processing) -> pa.Table | None:
     return _csv_table(data, processing.width)
 
 
+def _text_of(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _python_table(lines: pa.Array, processing: Processing) -> pa.Table:
+    """Records read one by one with ``json`` (error path only), every value as text."""
+    records = [json.loads(line) for line in lines.to_pylist()]
+    if processing.records == "objects":
+        names = list(dict.fromkeys([*processing.input_names(), *(k for r in records for k in r)]))
+        return pa.table(
+            {
+                name: pa.array([_text_of(r.get(name)) for r in records], pa.string())
+                for name in names
+            }
+        )
+    return pa.table(
+        {
+            f"c{i}": pa.array([_text_of(r[i]) for r in records], pa.string())
+            for i in range(processing.width)
+        }
+    )
+
+
 def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """One column as text (numbers as their shortest decimal; missing: empty)."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -200,6 +225,10 @@ def read_line_records(
         candidates = np.setdiff1d(np.arange(rows), np.fromiter(rejected, dtype=np.int64))
         subset = lines.take(pa.array(candidates))
         table = _table_of(subset, processing) if len(candidates) else None
+        if table is None and len(candidates) and processing.records != "rows":
+            # JSON values of mixed types (a string where others have numbers): the
+            # records are read one by one, their values as text for the grammar.
+            table = _python_table(subset, processing)
         if table is None and len(candidates):
             for index in candidates:  # a quoting problem only the whole chunk showed
                 rejected[int(index)] = InputError(
@@ -276,7 +305,15 @@ class SparseFile(io.RawIOBase):
     a chunk's row groups); pyarrow reads through it as through any file."""
 
     def __init__(self, size: int, ranges: dict[int, bytes]) -> None:
-        self._size, self._ranges, self._pos = size, sorted(ranges.items()), 0
+        self._size, self._pos = size, 0
+        # Overlapping or touching ranges are merged, so a read across them is whole.
+        self._ranges: list[tuple[int, bytes]] = []
+        for start, data in sorted(ranges.items()):
+            if self._ranges and start <= self._ranges[-1][0] + len(self._ranges[-1][1]):
+                first, held = self._ranges[-1]
+                self._ranges[-1] = (first, held + data[first + len(held) - start :])
+            else:
+                self._ranges.append((start, data))
 
     def readable(self) -> bool:
         return True
@@ -295,9 +332,11 @@ class SparseFile(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         end = self._size if size < 0 else min(self._size, self._pos + size)
         for start, data in self._ranges:
-            if start <= self._pos and end <= start + len(data):
+            if start <= self._pos < start + len(data):
+                # pyarrow reads ahead in blocks: a read past the fetched range is
+                # answered short, with what is there.
                 piece = data[self._pos - start : end - start]
-                self._pos = end
+                self._pos += len(piece)
                 return piece
         raise OSError(f"bytes {self._pos}-{end} were not fetched")
 
