@@ -352,7 +352,9 @@ def plan_job(
             raise InputError(uri, "inflates to an empty file")
         read = ObjectReader(upload.bucket, key, etag)
         head = read(0, min(size, _HEAD_BYTES))
-    request = request or processing_plan.requested(uri, upload.key, "", {}, card)
+    request = request or processing_plan.requested(
+        uri, upload.key, upload.content_type, upload.metadata, card
+    )
     if request.content is Format.PARQUET:
         parquet, ranges = processing_plan.parquet_processing(
             request, card, read, size,

@@ -117,7 +117,8 @@ def requested(
     values = {**defaults, **given}
 
     def where(name: str) -> str:
-        return f"metadata {name}" if name in given else f"the model card's processing.{name[5:]}"
+        field = name.removeprefix("byom-").replace("-", "_")
+        return f"metadata {name}" if name in given else f"the model card's processing.{field}"
 
     content = detect_content(key, content_type, values, uri)
     accept = content if ACCEPT not in values else _format_of(values[ACCEPT], where(ACCEPT), uri)
