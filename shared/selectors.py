@@ -101,14 +101,14 @@ def parse_selector(text: str) -> Selector:
     if dotted:
         return Selector(source, (Name(dotted.group(1)),))
     if not (source.startswith("$[") and source.endswith("]")):
-        raise SelectorError(f"{text!r} is not a selector; use {ALLOWED}")
+        raise SelectorError(f"not a selector; use {ALLOWED}")
     body = source[2:-1]
     items: list[Item] = []
     for position, piece in enumerate(_split_items(body), start=1):
         match = _ITEM.fullmatch(piece)
         if match is None or not piece.strip():
             raise SelectorError(
-                f"{text!r}: item {position} ({piece.strip()!r}) is not an index, a slice "
+                f"item {position} ({piece.strip()!r}) is not an index, a slice "
                 f"or a quoted name; use {ALLOWED}"
             )
         index, start, stop, single, double = match.groups()

@@ -38,7 +38,7 @@ from shared.processing import (
     RowGroupSpan,
 )
 from shared.rows import split_cells
-from shared.selectors import ALLOWED, Selector, SelectorError, parse_selector
+from shared.selectors import Selector, SelectorError, parse_selector
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def requested(
         try:
             filters[name] = parse_selector(text) if text is not None else None
         except SelectorError as exc:
-            raise InputError(uri, f"{where(name)}={text!r}: {exc}; allowed: {ALLOWED}") from None
+            raise InputError(uri, f"{where(name)}={text!r}: {exc}") from None
     join_text = values.get(JOIN_SOURCE, "None").strip()
     if join_text.lower() not in ("input", "none"):
         raise InputError(uri, f"{where(JOIN_SOURCE)}={join_text!r}: use 'Input' or 'None'")

@@ -182,6 +182,6 @@ def test_real_files(stack, frame, expected):
     assert all(d["status"] == "FAILED" and d["output_uri"] is None for d in failed.values())
     assert "no column 'V7', a feature the model takes" in failed["input/missing.csv"]["error"]
     error = failed["input/bad-filter.csv"]["error"]
-    assert "metadata byom-input-filter='$[1:x]'" in error and "allowed:" in error
+    assert "metadata byom-input-filter='$[1:x]': item 1 ('1:x') is not an index" in error
     assert "bad.jsonl, line 3" in failed["input/bad.jsonl"]["error"]
     assert "key 'V2': 'abc' is not a number" in failed["input/bad.jsonl"]["error"]

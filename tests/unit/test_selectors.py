@@ -39,13 +39,13 @@ def test_names_pick_columns_by_header() -> None:
 @pytest.mark.parametrize(
     ("text", "why"),
     [
-        ("1:", "is not a selector"),
+        ("1:", "not a selector"),
         ("$[1:x]", "item 1 ('1:x') is not an index"),
         ("$[]", "item 1"),
         ("$[1,,2]", "item 2"),
         ("$[1.5]", "is not an index"),
         ("$[1:2:3]", "is not an index"),
-        ("[1]", "is not a selector"),
+        ("[1]", "not a selector; use"),
     ],
 )
 def test_bad_selectors_say_why(text: str, why: str) -> None:
