@@ -19,10 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from services.inference_worker.records import Records, _concatenated
 from shared.errors import ByomError
-from shared.processing import JSON_INPUT_KEY, Format, Processing
+from shared.processing import JSON_INPUT_KEY, Format, Processing, prediction_column_names
 from shared.schemas import ChunkPlan
 from shared.selectors import SelectorError, parse_selector
 
@@ -186,6 +187,57 @@ def jsonl_records(
     else:
         line = pc.binary_join_element_wise("{", *parts, "}", "")
     return _scatter(line, records)
+
+
+def _typed_predictions(processing: Processing, predictions: list[pa.Array]) -> list[pa.Array]:
+    """Prediction columns as numbers (text only for class names, which are text)."""
+    names = prediction_column_names(processing.prediction_names, len(predictions))
+    return [
+        column
+        if processing.classes is not None and name == "label"
+        else pc.cast(column, pa.float64())
+        for name, column in zip(names, predictions, strict=True)
+    ]
+
+
+def parquet_records(
+    processing: Processing, records: Records, predictions: list[pa.Array], extra: list[pa.Array]
+) -> bytes:
+    """One Parquet file of the chunk's records (a rejected one is a row of nulls).
+
+    Written without page indexes or bloom filters, so that the status service
+    can move its row groups into the job's one output file as they are.
+    """
+    if not predictions:  # no good record: empty columns, typed as in the other parts
+        predictions = [pa.array([], pa.string()) for _ in processing.prediction_names]
+    names = processing.output_names(len(predictions))
+    added = [*_typed_predictions(processing, predictions), *extra]
+    if processing.threshold is not None and processing.classes is None and extra:
+        added[len(predictions)] = pc.cast(added[len(predictions)], pa.int64())
+    inputs = records.typed if records.typed is not None else records.columns
+    joined = [*(inputs if processing.join else []), *added]
+    if processing.output_filter is not None:
+        try:
+            chosen = parse_selector(processing.output_filter).resolve(len(names), names)
+        except SelectorError as exc:
+            raise ByomError(f"byom-output-filter={processing.output_filter!r}: {exc}") from exc
+        joined = [joined[i] for i in chosen]
+        names = [names[i] for i in chosen]
+    table = pa.Table.from_arrays(joined, names=names)
+    if len(records.good) != records.rows:
+        index = np.zeros(records.rows, dtype=np.int64)
+        index[records.good] = np.arange(len(records.good))
+        missing = np.ones(records.rows, dtype=bool)
+        missing[records.good] = False
+        table = table.take(pa.array(index, mask=missing)) if len(table) else _nulls(table, records)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, write_page_index=False, write_statistics=True)
+    return buffer.getvalue()
+
+
+def _nulls(table: pa.Table, records: Records) -> pa.Table:
+    return pa.table({n: pa.nulls(records.rows, c.type) for n, c in zip(
+        table.column_names, table.columns, strict=True)})  # fmt: skip
 
 
 def header_line(names: list[str]) -> bytes:

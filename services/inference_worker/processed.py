@@ -116,6 +116,8 @@ def format_output(
     extra = joined.extra_columns(processing, plan, predictions, rows, scored_at)
     if processing.accept is Format.JSONL:
         return joined.jsonl_records(processing, records, predictions, extra)
+    if processing.accept is Format.PARQUET:
+        return joined.parquet_records(processing, records, predictions, extra)
     body, names = joined.csv_records(processing, records, predictions, extra)
     if processing.header and chunk.index == 0:
         if not predictions:  # every row of the first chunk was rejected

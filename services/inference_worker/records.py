@@ -41,6 +41,7 @@ class Records:
     columns: list[pa.Array]  # every input column, as text, for the good records
     lines: pa.Array | None = None  # the good records' lines as uploaded (CSV, JSON Lines)
     rejected: dict[int, InputError] = field(default_factory=dict)  # position -> problem
+    typed: list[pa.Array] | None = None  # Parquet input: the good rows' columns, typed
 
 
 def text_lines(data: bytes) -> pa.Array:
@@ -237,8 +238,9 @@ def read_line_records(
             candidates = candidates[:0]
     if table is None:
         empty = np.empty((0, len(processing.features)), dtype=np.float32)
+        columns = [pa.array([], pa.string()) for _ in processing.input_names()]
         return Records(
-            rows, empty, candidates, [], subset.slice(0, 0), dict(sorted(rejected.items()))
+            rows, empty, candidates, columns, subset.slice(0, 0), dict(sorted(rejected.items()))
         )
     if processing.records == "objects":
         assert processing.feature_names is not None
@@ -379,11 +381,12 @@ def read_parquet_records(
         )
     good = np.flatnonzero(~bad)
     take = pa.array(good)
-    columns = [_as_text(table.column(i)).take(take) for i in range(table.num_columns)]
+    typed = [table.column(i).combine_chunks().take(take) for i in range(table.num_columns)]
     return Records(
         rows=rows,
         values=values[good].astype(np.float32),
         good=good,
-        columns=columns,
+        columns=[_as_text(column) for column in typed],
         rejected=rejected,
+        typed=typed,
     )

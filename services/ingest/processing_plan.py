@@ -122,14 +122,6 @@ def requested(
 
     content = detect_content(key, content_type, values, uri)
     accept = content if ACCEPT not in values else _format_of(values[ACCEPT], where(ACCEPT), uri)
-    if content is Format.PARQUET and ACCEPT not in values:
-        accept = Format.CSV  # Parquet output is not written yet; see the README
-    if accept is Format.PARQUET:
-        raise InputError(
-            uri,
-            f"{where(ACCEPT)}={values[ACCEPT]!r}: Parquet output is not supported yet; use "
-            "text/csv or application/jsonlines",
-        )
     filters: dict[str, Selector | None] = {}
     for name in (INPUT_FILTER, OUTPUT_FILTER):
         text = values.get(name)

@@ -64,7 +64,10 @@ def assemble_group(job: JobItem, group: int) -> None:
 
     Repeatable (the same members give the same bytes) and only an optimisation:
     the final assembly uses a group object only when its size is the members' sum.
+    Parquet parts are never joined so (their row groups are moved at the end).
     """
+    if _output_format(job.output_key) is Format.PARQUET:
+        return
     body = b"".join(
         _read(naming.chunk_output_key(job.job_id, index), job.bucket)
         for index in group_members(job, group)
@@ -94,6 +97,10 @@ def assemble(job: JobItem) -> int:
     """
     s3 = aws.s3()
     outputs = list_chunk_outputs(job)
+    if _output_format(job.output_key) is Format.PARQUET:
+        from services.status.assemble_parquet import assemble_parquet
+
+        return assemble_parquet(job, [(chunk.key, chunk.size) for chunk in outputs])
     groups = _group_sizes(job)
     group_size = get_settings().output_group_chunks
     content_type = MEDIA_TYPE.get(_output_format(job.output_key), "text/csv")

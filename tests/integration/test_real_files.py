@@ -109,8 +109,14 @@ def test_real_files(stack, frame, expected):
         "input/rows.jsonl": (jsonl_of(frame), {**chosen, "byom-join-source": "Input"}),
         "input/rows.parquet": (
             parquet_of(frame),
-            {**chosen, "byom-join-source": "Input", "byom-output-filter": "$['id',-1]"},
+            {
+                **chosen,
+                "byom-join-source": "Input",
+                "byom-output-filter": "$['id',-1]",
+                "byom-accept": "text/csv",
+            },
         ),
+        "input/joined-rows.parquet": (parquet_of(frame), {**chosen, "byom-join-source": "Input"}),
         "input/shuffled.csv": (
             csv_of(shuffled),
             {
@@ -168,6 +174,17 @@ def test_real_files(stack, frame, expected):
     assert list(table.columns) == ["id", "probability"]
     assert list(table["id"]) == list(frame["id"])
     np.testing.assert_allclose(table["probability"], expected, rtol=0, atol=1e-6)
+
+    # Parquet in, Parquet out: one file of the chunks' row groups, input types kept.
+    detail = done("input/joined-rows.parquet")
+    assert int(detail["chunks"]) > 1 and detail["output_uri"].endswith(".parquet")
+    scored = pq.ParquetFile(io.BytesIO(output_of(stack, detail)))
+    assert scored.metadata.num_row_groups == int(detail["chunks"])  # a row group per chunk
+    table = scored.read()
+    assert table.column_names == ["id", *FEATURES, LABEL, "probability"]
+    assert table.schema.field("V1").type == pa.float64()
+    assert table.column("id").to_pylist() == list(frame["id"])
+    np.testing.assert_allclose(table.column("probability"), expected, rtol=0, atol=1e-6)
 
     # A header in another order is read by name; a label and the job id are added.
     detail = done("input/shuffled.csv")

@@ -57,7 +57,6 @@ def test_no_settings_is_todays_plain_job() -> None:
         ({"byom-threshold": "1.5"}, "metadata byom-threshold='1.5': use a number from 0 to 1"),
         ({"byom-threshold": "model"}, "the model's manifest has no output.threshold"),
         ({"byom-output-key": 'a"b'}, "metadata byom-output-key="),
-        ({"byom-accept": "application/x-parquet"}, "Parquet output is not supported yet"),
     ],
 )
 def test_a_bad_setting_names_itself_and_what_is_allowed(
@@ -75,12 +74,16 @@ def test_settings_that_cannot_go_together() -> None:
 def test_formats_from_the_extension_content_type_or_setting() -> None:
     assert ask({}, "input/a.jsonl").content is Format.JSONL
     assert ask({}, "input/a.parquet").content is Format.PARQUET
-    assert ask({}, "input/a.parquet").accept is Format.CSV  # no Parquet output yet
+    assert ask({}, "input/a.parquet").accept is Format.PARQUET  # the output follows the input
+    to_csv = ask({"byom-accept": "text/csv"}, "input/a.parquet")
+    assert output_name_key("input/a.parquet", to_csv) == "input/a.csv"
     assert requested(URI, "input/a", "application/jsonlines", {}, None).content is Format.JSONL
     assert ask({"byom-content-type": "application/jsonlines"}).content is Format.JSONL
     to_jsonl = ask({}, "input/a.jsonl")
     assert output_name_key("input/a.jsonl", to_jsonl) == "input/a.jsonl"
-    assert output_name_key("input/a.parquet", ask({}, "input/a.parquet")) == "input/a.csv"
+    assert output_name_key("input/a.parquet", ask({}, "input/a.parquet")) == "input/a.parquet"
+    to_parquet = ask({"byom-accept": "application/x-parquet"})
+    assert output_name_key("input/f.csv", to_parquet) == "input/f.parquet"
 
 
 def test_the_upload_wins_over_the_cards_defaults() -> None:

@@ -16,6 +16,7 @@ from services.inference_worker.records import (
     read_line_records,
     read_parquet_records,
 )
+from shared.csvchunks import ReadRange
 from shared.processing import Format, Processing
 from shared.schemas import Chunk, ChunkPlan
 
@@ -141,3 +142,44 @@ def test_parquet_rows_are_read_from_fetched_ranges_and_bad_ones_named_by_row_gro
         f"{URI}: row group 1, row 7: column 'x' is inf, not a finite float32",
         f"{URI}: row group 2, row 5: column 'y' is null",
     ]
+
+
+def reader(data: bytes) -> ReadRange:
+    return lambda start, end: data[start:end]
+
+
+def test_parquet_parts_become_one_file_without_pyarrow() -> None:
+    from shared.parquet_concat import joined_footer, read_part_footer
+    from shared.parquet_footer import MAGIC
+    from shared.thrift_compact import encode
+
+    processing = Processing(
+        content=Format.CSV, accept=Format.PARQUET, width=2, names=("id", "x"),
+        features=(1,), join=True, metadata=("job_id",),
+    )  # fmt: skip
+    plan = plan_for(processing)
+    parts = []
+    for chunk, data, answer in [
+        (0, b"a,1\nb,zz\nc,3\n", b"0.5\n0.25\n"),
+        (1, b"d,x\n", b""),  # every record rejected: a part of nulls, the same schema
+        (2, b"e,5\n", b"0.125\n"),
+    ]:
+        records = read_line_records(data, processing, uri=URI)
+        parts.append(
+            format_output(
+                processing, plan, Chunk(index=chunk, start=0, end=1), records, answer, NOW
+            )
+        )
+    start, footer = read_part_footer(reader(parts[0]), len(parts[0]))
+    assert encode(footer) == parts[0][start:-8]  # read and written back losslessly
+    output, placed = bytearray(MAGIC), []
+    for part in parts:
+        start, footer = read_part_footer(reader(part), len(part))
+        placed.append((footer, len(output)))
+        output += part[4:start]
+    output += joined_footer(placed)
+    table = pq.read_table(io.BytesIO(bytes(output)))
+    assert table.column_names == ["id", "x", "prediction", "byom_job_id"]
+    assert table.column("id").to_pylist() == ["a", None, "c", None, "e"]
+    assert table.column("prediction").to_pylist() == [0.5, None, 0.25, None, 0.125]
+    assert table.column("byom_job_id").to_pylist() == ["job-1", None, "job-1", None, "job-1"]
