@@ -116,6 +116,8 @@ class Processing(_Frozen):
     names: tuple[str, ...] | None = None  # the header, the first object's keys, Parquet columns
     features: tuple[int, ...] = Field(min_length=1)  # positions sent to the model, in order
     feature_names: tuple[str, ...] | None = None  # objects are selected by key
+    # Per key of feature_names: an array value ($.features) gives this many features.
+    feature_widths: tuple[int, ...] | None = None
     join: bool = False
     output_filter: str | None = None  # a selector on the joined record, resolved per chunk
     json_key: str = DEFAULT_JSON_KEY

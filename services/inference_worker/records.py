@@ -245,12 +245,31 @@ def read_line_records(
     if processing.records == "objects":
         assert processing.feature_names is not None
         present = set(table.column_names)
-        features = [
-            _as_text(table.column(name))
-            if name in present
-            else pa.array([""] * table.num_rows, pa.string())
-            for name in processing.feature_names
-        ]
+        features, labels = [], []
+        misfits: dict[int, str] = {}  # rows whose array under a key has another length
+        widths = processing.feature_widths or (1,) * len(processing.feature_names)
+        for name, width in zip(processing.feature_names, widths, strict=True):
+            column = table.column(name).combine_chunks() if name in present else None
+            if column is not None and pa.types.is_list(column.type):
+                # An array of features under one key ($.features): one column each.
+                # An array of another length counts as missing values (a bad row).
+                lengths = pc.list_value_length(column)
+                fits = pc.fill_null(pc.equal(lengths, width), False)
+                for row in np.flatnonzero(~fits.to_numpy(zero_copy_only=False)):
+                    found = lengths[int(row)].as_py()
+                    held = "no array" if found is None else f"{found} values"
+                    misfits.setdefault(int(row), f"key {name!r} holds {held}; expected {width}")
+                blank = pa.scalar([None] * width, column.type)
+                column = pc.if_else(fits, column, blank)
+                for i in range(width):
+                    features.append(_as_text(pc.list_element(column, i)))
+                    labels.append(f"{name}[{i}]")
+            elif column is None:
+                features.append(pa.array([""] * table.num_rows, pa.string()))
+                labels.append(name)
+            else:
+                features.append(_as_text(column))
+                labels.append(name)
         # A CSV output of objects has a column per key of the first record.
         columns = [
             _as_text(table.column(name))
@@ -258,17 +277,19 @@ def read_line_records(
             else pa.array([""] * table.num_rows, pa.string())
             for name in processing.input_names()
         ]
-        labels = list(processing.feature_names)
     else:
         columns = [_as_text(table.column(i)) for i in range(table.num_columns)]
         features = [columns[i] for i in processing.features]
         labels = None
+        misfits = {}
     values, bad = _features(features, uri)
     for position, problem in bad.items():
         where = int(candidates[position])
         column = problem.column
         reason = problem.reason
-        if labels is not None and column is not None:
+        if position in misfits:
+            reason = misfits[position]
+        elif labels is not None and column is not None:
             if reason.startswith("empty cell"):
                 reason = f"key {labels[column - 1]!r} is missing or null; a number is required"
             else:

@@ -213,6 +213,8 @@ class FirstRecord:
     records: Literal["rows", "objects", "arrays"]
     width: int
     names: tuple[str, ...] | None
+    # Objects: how many features each key gives (an array value gives one per element).
+    widths: tuple[int, ...] | None = None
 
 
 def first_record(
@@ -237,7 +239,8 @@ def first_record(
             line=line_number,
         ) from None  # fmt: skip
     if isinstance(record, dict) and record:
-        return FirstRecord("objects", len(record), tuple(str(k) for k in record))
+        widths = tuple(len(v) if isinstance(v, list) and v else 1 for v in record.values())
+        return FirstRecord("objects", len(record), tuple(str(k) for k in record), widths)
     if isinstance(record, list) and record:
         return FirstRecord("arrays", len(record), None)
     raise InputError(
@@ -275,7 +278,10 @@ def processing(
         features = tuple(names.index(name) for name in card_names)
     else:
         features = tuple(range(record.width))
-    if len(features) != model_columns:
+    taken = len(features)
+    if record.widths is not None:
+        taken = sum(record.widths[i] for i in features)
+    if taken != model_columns:
         chosen = (
             f"metadata {INPUT_FILTER}={request.input_filter.text!r} selects"
             if request.input_filter is not None
@@ -283,7 +289,7 @@ def processing(
         )
         raise InputError(
             uri,
-            f"{chosen} {len(features)} columns; the model takes {model_columns}. "
+            f"{chosen} {taken} columns; the model takes {model_columns}. "
             f"Choose its features with {INPUT_FILTER}",
         )
     prediction_names = card.output_columns if card is not None else ("prediction",)
@@ -298,6 +304,9 @@ def processing(
             tuple(names[i] for i in features)
             if names is not None and record.records == "objects"
             else None
+        ),
+        feature_widths=(
+            tuple(record.widths[i] for i in features) if record.widths is not None else None
         ),
         join=request.join,
         output_filter=request.output_filter.text if request.output_filter else None,

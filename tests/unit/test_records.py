@@ -183,3 +183,20 @@ def test_parquet_parts_become_one_file_without_pyarrow() -> None:
     assert table.column("id").to_pylist() == ["a", None, "c", None, "e"]
     assert table.column("prediction").to_pylist() == [0.5, None, 0.25, None, 0.125]
     assert table.column("byom_job_id").to_pylist() == ["job-1", None, "job-1", None, "job-1"]
+
+
+def test_an_array_of_features_under_one_key_as_sagemakers_dollar_features() -> None:
+    from services.ingest.processing_plan import first_record, processing, requested
+
+    request = requested(URI, "input/f.jsonl", "", {"byom-input-filter": "$.features"}, None)
+    first = b'{"id": "a", "features": [1, 2, 3]}'
+    record = first_record(request, None, first, URI, 1)
+    planned = processing(request, None, record, model_columns=3, uri=URI)
+    assert planned.feature_names == ("features",) and planned.feature_widths == (3,)
+    data = first + b'\n{"id": "b", "features": [4, 5]}\n{"id": "c", "features": [7, 8, 9]}\n'
+    records = read_line_records(data, planned, uri=URI)
+    np.testing.assert_array_equal(records.values, [[1, 2, 3], [7, 8, 9]])
+    assert (
+        "line 2, column 1: key 'features' holds 2 values; expected 3"
+        in records.rejected[1].describe()
+    )
