@@ -46,8 +46,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model.flavors.base import BadRequest, Model, ModelLoadError, check_rows
-from shared.processing import CONTENT_TYPES, ProcessingDefaults
-from shared.selectors import SelectorError, parse_selector
 
 MANIFEST_FILE = "byom.toml"
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -137,19 +135,18 @@ class BatchLimits(_Table):
     max_bytes: int | None = Field(default=None, ge=1024, le=MAX_PAYLOAD)
 
 
-class Processing(ProcessingDefaults):
-    @model_validator(mode="after")
-    def _readable(self) -> Processing:
-        for key in ("input_filter", "output_filter"):
-            text = getattr(self, key)
-            if text is not None:
-                try:
-                    parse_selector(text)
-                except SelectorError as exc:
-                    raise ValueError(f"{key}: {exc}") from None
-        if self.accept is not None and self.accept.strip().lower() not in CONTENT_TYPES:
-            raise ValueError(f"accept: {self.accept!r}; use one of {', '.join(CONTENT_TYPES)}")
-        return self
+class Processing(_Table):
+    """Defaults for jobs on this model, as upload metadata spells them (README: Real
+    files). The same keys as the model card's (``shared.processing.ProcessingDefaults``);
+    the filters' grammar is checked by ``python -m model.publish``, which writes the
+    card: the model server's image carries no ``shared/``."""
+
+    input_filter: str | None = Field(default=None, max_length=4096)
+    output_filter: str | None = Field(default=None, max_length=4096)
+    join_source: Literal["Input", "None"] | None = None
+    accept: str | None = Field(default=None, max_length=64)
+    metadata: list[Literal["job_id", "model_name", "model_version", "scored_at"]] | None = None
+    output_key: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class Manifest(_Table):

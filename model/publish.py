@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 
 from model.flavors import ModelLoadError
-from model.manifest import Manifest, read_manifest
+from model.manifest import MANIFEST_FILE, Manifest, read_manifest
 from model.package import is_archive, load_package, pack, prepare
 from shared import model_registry
 from shared.errors import ByomError
 from shared.model_card import ModelCard
+from shared.processing import CONTENT_TYPES
+from shared.selectors import SelectorError, parse_selector
 from shared.settings import get_settings
 
 
@@ -70,7 +72,23 @@ def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> ModelC
 
 
 def card_of(manifest: Manifest, description: str, feature_count: int | None) -> ModelCard:
-    """The card ingest reads: the manifest resolved against the loaded model."""
+    """The card ingest reads: the manifest resolved against the loaded model.
+
+    Raises `PublishError` for a `[processing]` default ingest would refuse.
+    """
+    processing = manifest.processing
+    for key in ("input_filter", "output_filter"):
+        text = getattr(processing, key)
+        if text is not None:
+            try:
+                parse_selector(text)
+            except SelectorError as exc:
+                raise PublishError(f"{MANIFEST_FILE} processing.{key}={text!r}: {exc}") from None
+    accept = processing.accept
+    if accept is not None and accept.strip().lower() not in CONTENT_TYPES:
+        raise PublishError(
+            f"{MANIFEST_FILE} processing.accept={accept!r}: use one of {', '.join(CONTENT_TYPES)}"
+        )
     columns = manifest.input.columns
     return ModelCard(
         description=description[:2048],

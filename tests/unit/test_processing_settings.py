@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model.manifest import ManifestError, parse_manifest
-from model.publish import card_of
+from model.manifest import ManifestError, Processing, parse_manifest
+from model.publish import PublishError, card_of
 from services.inference_worker.scoring import npy_requests, request_limits
 from services.ingest.processing_plan import (
     FirstRecord,
@@ -145,14 +145,18 @@ def test_the_manifests_processing_table_is_checked_and_goes_on_the_card() -> Non
         "byom-join-source": "Input",
     }
     assert ModelCard.model_validate_json(card.model_dump_json()) == card
+    with pytest.raises(ManifestError) as error:
+        parse_manifest({"processing": {"join": "Input"}}, Path("byom.toml"))
+    assert "processing.join: unknown key" in str(error.value)
     for bad, why in [
-        ({"input_filter": "$[x]"}, "processing.input_filter"),
-        ({"accept": "text/xml"}, "processing.accept"),
-        ({"join": "Input"}, "processing.join: unknown key"),
+        ({"input_filter": "$[x]"}, "byom.toml processing.input_filter='$[x]': item 1"),
+        ({"accept": "text/xml"}, "byom.toml processing.accept='text/xml': use one of"),
     ]:
-        with pytest.raises(ManifestError) as error:
-            parse_manifest({"processing": bad}, Path("byom.toml"))
-        assert why in str(error.value)
+        with pytest.raises(PublishError) as refused:
+            card_of(parse_manifest({"processing": bad}), "xgboost", 3)
+        assert why in str(refused.value)
+    # The manifest's table and the card's defaults have the same keys.
+    assert set(Processing.model_fields) == set(ProcessingDefaults.model_fields)
 
 
 def plan(**limits: int) -> ChunkPlan:
