@@ -70,11 +70,22 @@ class Request:
     threshold: float | None = None
     json_key: str = DEFAULT_JSON_KEY
     asked: bool = False  # any setting was given (by the upload or the card)
+    from_card: frozenset[str] = frozenset()  # settings that are the model card's defaults
+
+    def source(self, setting: str) -> str:
+        return setting_source(setting, self.from_card)
 
     @property
     def plain(self) -> bool:
         """Today's job: a CSV in, one prediction line per row out."""
         return not self.asked and self.content is Format.CSV and self.accept is Format.CSV
+
+
+def setting_source(setting: str, from_card: frozenset[str]) -> str:
+    """How an error names a setting: the upload's metadata or the model card's default."""
+    if setting in from_card:
+        return f"the model card's processing.{setting.removeprefix('byom-').replace('-', '_')}"
+    return f"metadata {setting}"
 
 
 def read_card(uri: str, bucket: str, chosen: model_registry.ModelRef | None) -> ModelCard | None:
@@ -116,9 +127,10 @@ def requested(
     given = {name: metadata[name] for name in SETTINGS if name in metadata}
     values = {**defaults, **given}
 
+    from_card = frozenset(defaults.keys() - given.keys())
+
     def where(name: str) -> str:
-        field = name.removeprefix("byom-").replace("-", "_")
-        return f"metadata {name}" if name in given else f"the model card's processing.{field}"
+        return setting_source(name, from_card)
 
     content = detect_content(key, content_type, values, uri)
     accept = content if ACCEPT not in values else _format_of(values[ACCEPT], where(ACCEPT), uri)
@@ -173,6 +185,7 @@ def requested(
         threshold=threshold,
         json_key=json_key,
         asked=bool(values),
+        from_card=from_card,
     )
 
 
@@ -264,7 +277,7 @@ def processing(
             features = request.input_filter.resolve(record.width, names)
         except SelectorError as exc:
             raise InputError(
-                uri, f"metadata {INPUT_FILTER}={request.input_filter.text!r}: {exc}"
+                uri, f"{request.source(INPUT_FILTER)}={request.input_filter.text!r}: {exc}"
             ) from None
     elif names is not None and card_names is not None:
         missing = [name for name in card_names if name not in names]
@@ -283,7 +296,7 @@ def processing(
         taken = sum(record.widths[i] for i in features)
     if taken != model_columns:
         chosen = (
-            f"metadata {INPUT_FILTER}={request.input_filter.text!r} selects"
+            f"{request.source(INPUT_FILTER)}={request.input_filter.text!r} selects"
             if request.input_filter is not None
             else "the records have"
         )
@@ -324,7 +337,7 @@ def processing(
         except SelectorError as exc:
             raise InputError(
                 uri,
-                f"metadata {OUTPUT_FILTER}={request.output_filter.text!r}: {exc} "
+                f"{request.source(OUTPUT_FILTER)}={request.output_filter.text!r}: {exc} "
                 f"(the joined record: {', '.join(joined)})",
             ) from None
     return result

@@ -98,6 +98,9 @@ def test_real_files(stack, frame, expected):
     shuffled_features = list(np.random.default_rng(5).permutation(FEATURES))
     shuffled = frame.loc[:, ["id", *shuffled_features, LABEL]]
     missing = frame.drop(columns=["V7"])
+    skipped = csv_of(frame.head(20)).split(b"\n")
+    skipped[6] = skipped[6].replace(b",", b",oops,", 1)  # line 7: one cell too many
+    skipped[9] = skipped[9].replace(b",", b",x", 2).replace(b",x", b",", 1)  # line 10, column 3
     bad_jsonl = jsonl_of(frame.head(5)).split(b"\n")
     bad_jsonl[2] = bad_jsonl[2].replace(b'"V2":', b'"V2":"abc","was":', 1)
     chosen = {"byom-model": MODEL}
@@ -126,6 +129,10 @@ def test_real_files(stack, frame, expected):
                 "byom-threshold": "0.5",
                 "byom-metadata": "job_id",
             },
+        ),
+        "input/skip-rows.csv": (
+            b"\n".join(skipped),
+            {**chosen, "byom-join-source": "Input", "byom-on-bad-rows": "skip"},
         ),
         "input/missing.csv": (csv_of(missing), chosen),
         "input/bad-filter.csv": (csv_of(frame), {**chosen, "byom-input-filter": "$[1:x]"}),
@@ -193,6 +200,23 @@ def test_real_files(stack, frame, expected):
     np.testing.assert_allclose(table["probability"], expected, rtol=0, atol=1e-6)
     assert list(table["predicted_label"]) == [int(p >= 0.5) for p in table["probability"]]
     assert set(table["byom_job_id"]) == {detail["job_id"]}
+
+    # Skipped rows keep their place as empty lines and are listed with line and column.
+    detail = done("input/skip-rows.csv")
+    assert int(detail["bad_rows"]) == 2
+    lines = output_of(stack, detail).decode().split("\n")
+    assert len(lines) == 20 + 2 and lines[-1] == ""  # the header, 20 rows, a final newline
+    assert lines[6] == lines[9] == ""
+    assert lines[7] == skipped[7].decode() + "," + lines[7].rsplit(",", 1)[1]
+    report = (
+        stack.client("s3")
+        .get_object(Bucket=bucket, Key=detail["errors_uri"].removeprefix(f"s3://{bucket}/"))["Body"]
+        .read()
+        .decode()
+    )
+    header, first, second = report.splitlines()
+    assert (header, first) == ("line,column,reason", '7,33,"expected 32 columns, found 33"')
+    assert second.startswith("10,3,'x") and second.endswith("' is not a number")
 
     failed = {key: details[f"s3://{bucket}/{key}"] for key in uploads if "rows" not in key}
     failed.pop("input/shuffled.csv")

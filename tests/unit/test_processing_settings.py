@@ -256,3 +256,10 @@ def test_parquet_row_groups_become_chunks_from_the_footer_alone() -> None:
     with pytest.raises(InputError) as error:
         plan_of(data, "input/f.parquet", {"byom-input-filter": "$[0:3]"}, [])
     assert "column 'id' is a feature but holds BYTE_ARRAY" in str(error.value)
+
+
+def test_an_error_in_a_cards_default_names_the_card() -> None:
+    card = ModelCard(processing=ProcessingDefaults(input_filter="$[1:]"))
+    with pytest.raises(InputError) as error:
+        processing(ask({}, card=card), card, FirstRecord("rows", 5, None), model_columns=3, uri=URI)
+    assert "the model card's processing.input_filter='$[1:]' selects 4 columns" in str(error.value)
