@@ -226,3 +226,24 @@ def test_real_files(stack, frame, expected):
     assert "metadata byom-input-filter='$[1:x]': item 1 ('1:x') is not an index" in error
     assert "bad.jsonl, line 3" in failed["input/bad.jsonl"]["error"]
     assert "key 'V2': 'abc' is not a number" in failed["input/bad.jsonl"]["error"]
+
+
+def test_a_package_published_before_cards_has_none(stack):
+    """Ingest falls back to the package's feature-count metadata when there is no card."""
+    from shared import model_registry
+
+    s3, bucket = stack.client("s3"), stack.config.bucket
+    s3.put_object(
+        Bucket=bucket,
+        Key="models/older/1/model.tar.gz",
+        Body=b"not read here",
+        Metadata={model_registry.FEATURE_COUNT_METADATA: "30"},
+    )
+    older = model_registry.ModelRef("older", "1")
+    assert model_registry.card(s3, bucket, "models/", older) is None
+    assert model_registry.feature_count(s3, bucket, "models/", older) == 30
+    card = model_registry.card(s3, bucket, "models/", model_registry.ModelRef(MODEL, "1"))
+    assert card is not None and card.feature_names == FEATURES and card.max_rows == 50
+    s3.put_object(Bucket=bucket, Key="models/older/1/card.json", Body=b'{"version": 2}')
+    with pytest.raises(ValueError, match="not a valid model card"):
+        model_registry.card(s3, bucket, "models/", older)
