@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.inference_worker.processed import format_output
 from services.inference_worker.records import (
@@ -200,3 +202,41 @@ def test_an_array_of_features_under_one_key_as_sagemakers_dollar_features() -> N
         "line 2, column 1: key 'features' holds 2 values; expected 3"
         in records.rejected[1].describe()
     )
+
+
+def test_csv_rows_without_a_join_become_json_lines_records() -> None:
+    processing = CSV.model_copy(
+        update={"accept": Format.JSONL, "join": False, "header": False, "metadata": ("job_id",)}
+    )
+    records = read_line_records(b"x1,1,2,3,0\nx2,4,5,6,1\n", processing, uri=URI)
+    chunk = plan_for(processing).chunks[0]
+    output = format_output(processing, plan_for(processing), chunk, records, b"0.25\n1e-05\n", NOW)
+    assert [json.loads(line) for line in output.splitlines()] == [
+        {"SageMakerOutput": 0.25, "byom_job_id": "job-1"},
+        {"SageMakerOutput": 1e-05, "byom_job_id": "job-1"},
+    ]
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+
+
+@given(
+    st.lists(st.lists(finite, min_size=4, max_size=4), min_size=1, max_size=20),
+    st.lists(st.integers(1, 4), min_size=1, max_size=6),
+)
+def test_selected_columns_are_the_rows_own_numbers(
+    rows: list[list[float]], picks: list[int]
+) -> None:
+    """Whatever the selection (in any order, repeats too), the model gets exactly
+    those cells of each row, as float32; the id column is never among them here."""
+    data = b"".join(
+        b"id-%d,%s\n" % (i, ",".join(repr(v) for v in row).encode()) for i, row in enumerate(rows)
+    )
+    positions = tuple(picks)
+    processing = Processing(
+        content=Format.CSV, accept=Format.CSV, width=5, features=positions, join=True
+    )
+    records = read_line_records(data, processing, uri=URI)
+    assert not records.rejected and records.rows == len(rows)
+    table = np.array([[0.0, *row] for row in rows], dtype=np.float32)
+    np.testing.assert_array_equal(records.values, table[:, list(positions)])
