@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from services.inference_worker.records import Records, _concatenated
+from services.inference_worker.records import Records, concatenated
 from shared.errors import ByomError
 from shared.processing import JSON_INPUT_KEY, Format, Processing, prediction_column_names
 from shared.schemas import ChunkPlan
@@ -126,7 +126,7 @@ def _scatter(lines: pa.Array, records: Records) -> bytes:
         pa.scalar(b"", pa.large_binary()),
         pa.scalar(b"\n", pa.large_binary()),
     )
-    return _concatenated(ended)
+    return concatenated(ended)
 
 
 def csv_records(

@@ -29,7 +29,7 @@ from services.inference_worker.records import (
 )
 from services.inference_worker.scoring import (
     ChunkResult,
-    _get,
+    get_range,
     line_number_at,
     npy_requests,
     predict,
@@ -58,7 +58,7 @@ async def _read_parquet(s3: S3Client, plan: ChunkPlan, chunk: Chunk, uri: str) -
     # pyarrow opens a file by reading its last 64 KiB, footer or not: fetch that much.
     tail_start = max(0, min(layout.footer_start, plan.size - _PARQUET_TAIL))
     body, tail = await asyncio.gather(
-        _get(s3, plan, chunk.start, chunk.end), _get(s3, plan, tail_start, plan.size)
+        get_range(s3, plan, chunk.start, chunk.end), get_range(s3, plan, tail_start, plan.size)
     )
     source = SparseFile(plan.size, {0: MAGIC, chunk.start: body, tail_start: tail})
     return await asyncio.to_thread(

@@ -127,10 +127,10 @@ def _joined_lines(lines: pa.Array) -> bytes:
         return b""
     binary = lines.cast(pa.binary())
     ended = pc.binary_join_element_wise(binary, pa.scalar(b"", pa.binary()), b"\n")
-    return _concatenated(ended)
+    return concatenated(ended)
 
 
-def _concatenated(array: pa.Array) -> bytes:
+def concatenated(array: pa.Array) -> bytes:
     """The values of a binary/string array back to back, without a Python object each."""
     array = array.cast(pa.large_binary())
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[

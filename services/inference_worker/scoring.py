@@ -48,7 +48,7 @@ class ChunkResult:
     bad_rows: int = 0
 
 
-async def _get(s3: S3Client, plan: ChunkPlan, start: int, end: int) -> bytes:
+async def get_range(s3: S3Client, plan: ChunkPlan, start: int, end: int) -> bytes:
     response = await s3.get_object(
         Bucket=plan.bucket,
         Key=plan.key,
@@ -64,7 +64,7 @@ async def read_lines(
 ) -> tuple[int, bytes]:
     """The lines the chunk owns, and the offset of the first: usually one GET."""
     begin = read_start(chunk.start, plan.data_start)
-    buffer = await _get(s3, plan, begin, min(plan.size, chunk.end + _TAIL))
+    buffer = await get_range(s3, plan, begin, min(plan.size, chunk.end + _TAIL))
     while (span := owned_lines(
         buffer, begin, chunk.start, chunk.end, data_start=plan.data_start, size=plan.size
     )) is None:  # fmt: skip
@@ -79,7 +79,7 @@ async def read_lines(
                 line=await line_number_at(s3, plan, start),
             )
         more_from = begin + len(buffer)
-        buffer += await _get(s3, plan, more_from, min(plan.size, more_from + 4 * _TAIL))
+        buffer += await get_range(s3, plan, more_from, min(plan.size, more_from + 4 * _TAIL))
     first, last = span
     return first, buffer[first - begin : last - begin]
 
