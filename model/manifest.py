@@ -18,9 +18,15 @@ At the package root, beside the artifact files::
     max_rows = 10000              # rows per request; more are refused with 413
     max_bytes = 2097152           # request bytes a caller should send, at most 6 MiB
 
+    [processing]                  # defaults for jobs on this model (README: Real files)
+    input_filter = "$[1:-1]"      # as the upload metadata byom-input-filter ...
+    join_source = "Input"         # ... byom-join-source, byom-output-filter, byom-accept,
+    output_filter = "$[0,-1]"     # byom-metadata, byom-output-key
+
 Keys: `version` (1), `flavor`, and the tables `input` (`columns`, `feature_count`,
-`drop`), `output` (`columns`, `threshold`, `classes`) and `batch` (`max_rows`,
-`max_bytes`). Anything else is refused, naming the key and what is allowed: a
+`drop`), `output` (`columns`, `threshold`, `classes`), `batch` (`max_rows`,
+`max_bytes`) and `processing` (`input_filter`, `output_filter`, `join_source`,
+`accept`, `metadata`, `output_key`). Anything else is refused, naming the key and what is allowed: a
 misspelt key must not be silently ignored. With `drop`, a request row has every
 column of `input.columns` and the model sees the others; `feature_count`, when
 given with `columns`, must be the number the model takes.
@@ -129,12 +135,27 @@ class BatchLimits(_Table):
     max_bytes: int | None = Field(default=None, ge=1024, le=MAX_PAYLOAD)
 
 
+class Processing(_Table):
+    """Defaults for jobs on this model, as upload metadata spells them (README: Real
+    files). The same keys as the model card's (``shared.processing.ProcessingDefaults``);
+    the filters' grammar is checked by ``python -m model.publish``, which writes the
+    card: the model server's image carries no ``shared/``."""
+
+    input_filter: str | None = Field(default=None, max_length=4096)
+    output_filter: str | None = Field(default=None, max_length=4096)
+    join_source: Literal["Input", "None"] | None = None
+    accept: str | None = Field(default=None, max_length=64)
+    metadata: list[Literal["job_id", "model_name", "model_version", "scored_at"]] | None = None
+    output_key: str | None = Field(default=None, min_length=1, max_length=128)
+
+
 class Manifest(_Table):
     version: Literal[1] = 1
     flavor: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     input: InputSchema = Field(default_factory=InputSchema)
     output: OutputSchema = Field(default_factory=OutputSchema)
     batch: BatchLimits = Field(default_factory=BatchLimits)
+    processing: Processing = Field(default_factory=Processing)
 
 
 def read_manifest(model_dir: Path) -> Manifest | None:

@@ -7,7 +7,10 @@ The archive that will be uploaded is checked and loaded exactly as the model
 server loads it (`model/package.py`) and scores one sample row (zeros, the
 model's feature count); only then is it uploaded to
 `s3://B/<prefix><NAME>/<V>/model.tar.gz`, in one PUT or multipart upload,
-which S3 makes visible only when complete. A refused package is never
+which S3 makes visible only when complete. Its model card (`card.json`
+beside it: the manifest's columns, outputs, batch limits and processing
+defaults, `shared/model_card.py`) is written first, so a visible package
+always has its card. A refused package is never
 uploaded. Versions are immutable: publishing one that exists is refused, since
 endpoints keep loaded models by name.
 
@@ -26,9 +29,13 @@ from typing import Any
 import numpy as np
 
 from model.flavors import ModelLoadError
+from model.manifest import MANIFEST_FILE, Manifest, read_manifest
 from model.package import is_archive, load_package, pack, prepare
 from shared import model_registry
 from shared.errors import ByomError
+from shared.model_card import ModelCard
+from shared.processing import CONTENT_TYPES
+from shared.selectors import SelectorError, parse_selector
 from shared.settings import get_settings
 
 
@@ -36,14 +43,16 @@ class PublishError(ByomError):
     """The package or the registry refused the publication; the message says why."""
 
 
-def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> tuple[str, int | None]:
-    """Load `archive` as the server would and score one row of zeros; its
-    description and the row width it takes (None when the model does not say).
+def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> ModelCard:
+    """Load `archive` as the server would and score one row of zeros; its card
+    (the row width is None when the model does not say).
 
     Raises `PublishError` with the package's reason.
     """
     try:
-        model = load_package(prepare(archive, workdir), allow_pickle=allow_pickle)
+        directory = prepare(archive, workdir)
+        manifest = read_manifest(directory) or Manifest()
+        model = load_package(directory, allow_pickle=allow_pickle)
     except ModelLoadError as exc:
         raise PublishError(f"{archive}: {exc}") from exc
     columns = model.feature_count or get_settings().feature_count
@@ -59,7 +68,40 @@ def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> tuple[
             f"{archive}: one sample row of zeros gave {scores.shape} scores {scores.tolist()!r}; "
             "expected one finite score (or one row of them)"
         )
-    return str(model.description), model.feature_count
+    return card_of(manifest, str(model.description), model.feature_count)
+
+
+def card_of(manifest: Manifest, description: str, feature_count: int | None) -> ModelCard:
+    """The card ingest reads: the manifest resolved against the loaded model.
+
+    Raises `PublishError` for a `[processing]` default ingest would refuse.
+    """
+    processing = manifest.processing
+    for key in ("input_filter", "output_filter"):
+        text = getattr(processing, key)
+        if text is not None:
+            try:
+                parse_selector(text)
+            except SelectorError as exc:
+                raise PublishError(f"{MANIFEST_FILE} processing.{key}={text!r}: {exc}") from None
+    accept = processing.accept
+    if accept is not None and accept.strip().lower() not in CONTENT_TYPES:
+        raise PublishError(
+            f"{MANIFEST_FILE} processing.accept={accept!r}: use one of {', '.join(CONTENT_TYPES)}"
+        )
+    columns = manifest.input.columns
+    return ModelCard(
+        description=description[:2048],
+        feature_count=feature_count,
+        feature_names=tuple(columns) if columns is not None else None,
+        drop=tuple(manifest.input.drop),
+        output_columns=tuple(manifest.output.columns),
+        threshold=manifest.output.threshold,
+        classes=tuple(manifest.output.classes) if manifest.output.classes else None,
+        max_rows=manifest.batch.max_rows,
+        max_bytes=manifest.batch.max_bytes,
+        processing=manifest.processing.model_dump(),
+    )
 
 
 def publish(
@@ -101,9 +143,17 @@ def publish(
         else:
             kind = "an uncompressed .tar" if is_archive(path) else "not a directory or .tar.gz"
             raise PublishError(f"{path}: {kind}; publish a package directory or a model.tar.gz")
-        _, columns = check(archive, work / "extracted", allow_pickle=allow_pickle)
+        card = check(archive, work / "extracted", allow_pickle=allow_pickle)
+        columns = card.feature_count
         if version in model_registry.versions(s3, bucket, prefix, name):
             raise PublishError(f"{url} exists; versions are immutable, publish a new version")
+        # The card first: whoever sees the package can read its card.
+        s3.put_object(
+            Bucket=bucket,
+            Key=model_registry.card_key(prefix, name, version),
+            Body=card.model_dump_json().encode(),
+            ContentType="application/json",
+        )
         extra: dict[str, Any] = {"ContentType": "application/gzip"}
         if columns:
             extra["Metadata"] = {model_registry.FEATURE_COUNT_METADATA: str(columns)}

@@ -113,12 +113,19 @@ def count_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
-def split_records(data: bytes, max_bytes: int) -> list[bytes]:
-    """Split whole lines of ``data`` into pieces of at most ``max_bytes`` where possible.
+def split_records(data: bytes, max_bytes: int, max_rows: int | None = None) -> list[bytes]:
+    """Split whole lines of ``data`` into pieces of at most ``max_bytes`` where possible,
+    and of at most ``max_rows`` lines.
 
     A single line longer than ``max_bytes`` becomes a piece of its own; the caller
     caps line length long before that matters.
     """
+    if max_rows is not None:
+        return [
+            piece
+            for block in _split_rows(data, max_rows)
+            for piece in split_records(block, max_bytes)
+        ]
     pieces: list[bytes] = []
     start, size = 0, len(data)
     while start < size:
@@ -134,4 +141,21 @@ def split_records(data: bytes, max_bytes: int) -> list[bytes]:
                 break
         pieces.append(data[start : cut + 1])
         start = cut + 1
+    return pieces
+
+
+def _split_rows(data: bytes, max_rows: int) -> list[bytes]:
+    """Pieces of ``data`` of ``max_rows`` whole lines each (the last one fewer)."""
+    pieces: list[bytes] = []
+    start = 0
+    while start < len(data):
+        end = start
+        for _ in range(max_rows):
+            newline = data.find(b"\n", end)
+            if newline < 0:
+                end = len(data)
+                break
+            end = newline + 1
+        pieces.append(data[start:end])
+        start = end
     return pieces

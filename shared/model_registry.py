@@ -15,6 +15,11 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from shared.model_card import CARD_FILE, MAX_CARD_BYTES, ModelCard
+
 PACKAGE_FILE = "model.tar.gz"
 # S3 metadata publish puts on a package: the row width its model takes, so ingest
 # checks a job's rows against the model it chose, not one global setting.
@@ -89,3 +94,29 @@ def feature_count(s3: Any, bucket: str, prefix: str, ref: ModelRef) -> int | Non
     head = s3.head_object(Bucket=bucket, Key=package_key(prefix, ref.name, ref.version))
     value = head.get("Metadata", {}).get(FEATURE_COUNT_METADATA, "")
     return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def card_key(prefix: str, name: str, version: str) -> str:
+    return f"{prefix}{name}/{version}/{CARD_FILE}"
+
+
+def card(s3: Any, bucket: str, prefix: str, ref: ModelRef) -> ModelCard | None:
+    """The published model's card; None for a package published before cards.
+
+    A card that is not valid raises ``ValueError`` with the reason: publish
+    wrote it, so it is never silently ignored.
+    """
+    assert ref.version is not None
+    key = card_key(prefix, ref.name, ref.version)
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            return None
+        raise
+    if response.get("ContentLength", 0) > MAX_CARD_BYTES:
+        raise ValueError(f"s3://{bucket}/{key}: the card is over {MAX_CARD_BYTES} bytes")
+    try:
+        return ModelCard.model_validate_json(response["Body"].read())
+    except ValidationError as exc:
+        raise ValueError(f"s3://{bucket}/{key}: not a valid model card: {exc}") from None

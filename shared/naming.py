@@ -43,12 +43,15 @@ def safe_name(key: str) -> str:
 
 
 NAME_CLAIM_PREFIX = "name#"  # claim items share the jobs table; job ids are hex
+# An output keeps the extension of its format (a JSON Lines or Parquet output
+# is asked for with byom-accept or follows its input); anything else is CSV.
+_OUTPUT_EXTENSIONS = (".csv", ".jsonl", ".parquet")
 _FRAGMENT = 8  # hex digits of the job id that tell two same-named outputs apart
 
 
 def _report_name(key: str, created_at: datetime) -> str:
     name = safe_name(key).removesuffix(".gz")
-    if not name.lower().endswith(".csv"):
+    if not name.lower().endswith(_OUTPUT_EXTENSIONS):
         name += ".csv"
     return f"{created_at:%Y%m%dT%H%M%SZ}-{name}"
 
@@ -60,7 +63,8 @@ def output_key(key: str, created_at: datetime) -> str:
 
 def tagged(output: str, tag: str) -> str:
     """``output/<ts>-a_b.csv`` with ``tag`` before the extension: ``...-a_b-<tag>.csv``."""
-    return f"{output.removesuffix('.csv')}-{tag}.csv"
+    extension = next(e for e in _OUTPUT_EXTENSIONS if output.lower().endswith(e))
+    return f"{output[: -len(extension)]}-{tag}{output[-len(extension) :]}"
 
 
 def output_key_candidates(key: str, created_at: datetime, job_id: str) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from shared.model_registry import target_model
+from shared.processing import Processing
 
 SCHEMA_VERSION: Literal[1] = 1
 DONE_EVENT_SOURCE = "byom"
@@ -116,6 +117,11 @@ class ChunkPlan(_Message):
     # The registry model the job chose (None: the endpoint's default model).
     model_name: str | None = None
     model_version: str | None = None
+    # Formats, filters and joins, checked by ingest (None: a plain header-less CSV).
+    processing: Processing | None = None
+    # Rows and bytes per request the model takes (its card's batch limits).
+    max_request_rows: int | None = Field(default=None, ge=1)
+    max_request_bytes: int | None = Field(default=None, ge=1)
 
     @property
     def first_line(self) -> int:

@@ -48,7 +48,7 @@ class ChunkResult:
     bad_rows: int = 0
 
 
-async def _get(s3: S3Client, plan: ChunkPlan, start: int, end: int) -> bytes:
+async def get_range(s3: S3Client, plan: ChunkPlan, start: int, end: int) -> bytes:
     response = await s3.get_object(
         Bucket=plan.bucket,
         Key=plan.key,
@@ -64,7 +64,7 @@ async def read_lines(
 ) -> tuple[int, bytes]:
     """The lines the chunk owns, and the offset of the first: usually one GET."""
     begin = read_start(chunk.start, plan.data_start)
-    buffer = await _get(s3, plan, begin, min(plan.size, chunk.end + _TAIL))
+    buffer = await get_range(s3, plan, begin, min(plan.size, chunk.end + _TAIL))
     while (span := owned_lines(
         buffer, begin, chunk.start, chunk.end, data_start=plan.data_start, size=plan.size
     )) is None:  # fmt: skip
@@ -79,7 +79,7 @@ async def read_lines(
                 line=await line_number_at(s3, plan, start),
             )
         more_from = begin + len(buffer)
-        buffer += await _get(s3, plan, more_from, min(plan.size, more_from + 4 * _TAIL))
+        buffer += await get_range(s3, plan, more_from, min(plan.size, more_from + 4 * _TAIL))
     first, last = span
     return first, buffer[first - begin : last - begin]
 
@@ -141,10 +141,15 @@ async def check_chunk(
     return ParsedRows(rows=parsed.rows, values=parsed.values, rejected=rejected)
 
 
-def npy_requests(values: np.ndarray, request_bytes: int) -> list[bytes]:
-    """The rows as ``.npy`` bodies of at most ``request_bytes`` each (at least one row)."""
+def npy_requests(
+    values: np.ndarray, request_bytes: int, max_rows: int | None = None
+) -> list[bytes]:
+    """The rows as ``.npy`` bodies of at most ``request_bytes`` and ``max_rows`` each
+    (at least one row)."""
     row_bytes = max(1, values.shape[1] * values.itemsize)
     per_request = max(1, (request_bytes - 256) // row_bytes)  # 256: room for the npy header
+    if max_rows is not None:
+        per_request = min(per_request, max_rows)
     bodies = []
     for start in range(0, len(values), per_request):
         buffer = io.BytesIO()
@@ -175,6 +180,14 @@ async def predict(endpoint: Endpoint, bodies: list[bytes], content_type: str, ro
     return prediction_lines(answers)
 
 
+def request_limits(plan: ChunkPlan, request_bytes: int) -> tuple[int, int | None]:
+    """Bytes and rows per request: the worker's setting, held to the model's own limits
+    (its manifest's ``batch.max_bytes`` and ``batch.max_rows``, carried by the plan)."""
+    if plan.max_request_bytes is not None:
+        request_bytes = min(request_bytes, plan.max_request_bytes)
+    return request_bytes, plan.max_request_rows
+
+
 async def score_chunk(
     s3: S3Client,
     endpoint: Endpoint,
@@ -187,14 +200,24 @@ async def score_chunk(
     uri: str,
     content_type: str = NPY,
 ) -> ChunkResult:
+    request_bytes, max_rows = request_limits(plan, request_bytes)
+    if plan.processing is not None:
+        # Real files (formats, filters, joins): pyarrow's JSON and Parquet readers
+        # are imported only by the jobs that need them.
+        from services.inference_worker.processed import score_processed
+
+        return await score_processed(
+            s3, endpoint, plan, chunk, request_bytes=request_bytes, max_rows=max_rows,
+            max_line_bytes=max_line_bytes, uri=uri, content_type=content_type,
+        )  # fmt: skip
     first, data = await read_lines(s3, plan, chunk, max_line_bytes=max_line_bytes, uri=uri)
     parsed = await check_chunk(
         s3, plan, first, data, columns=columns, uri=uri, max_line_bytes=max_line_bytes
     )
     if content_type == NPY:
-        bodies = npy_requests(parsed.values, request_bytes)
+        bodies = npy_requests(parsed.values, request_bytes, max_rows)
     else:
-        bodies = split_records(good_lines(data, parsed.rejected), request_bytes)
+        bodies = split_records(good_lines(data, parsed.rejected), request_bytes, max_rows)
     del data  # the text is not needed past here: keep the window small
     rows = len(parsed.values)
     output = await predict(endpoint, bodies, content_type, rows)

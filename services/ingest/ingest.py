@@ -15,12 +15,15 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
+from services.ingest import processing_plan
 from services.ingest.inflate import GZIP_MAGIC, inflate_to
 from shared import aws, logs, metrics, model_registry, naming, queues, tracing
 from shared.csvchunks import BOM, ReadRange, find_line_end, plan_ranges
 from shared.endings import announce
 from shared.errors import InputError
 from shared.jobs import JobStore, job_id_of, new_job
+from shared.model_card import ModelCard
+from shared.processing import Format, Processing
 from shared.rows import check_rows, header_names
 from shared.schemas import (
     BadRows,
@@ -69,6 +72,7 @@ class Upload:
     size: int
     metadata: dict[str, str]
     last_modified: datetime | None = None
+    content_type: str = ""
 
     @property
     def uri(self) -> str:
@@ -102,6 +106,7 @@ def find_upload(event: S3ObjectCreatedEvent) -> Upload | None:
             head["ContentLength"],
             head.get("Metadata", {}),
             head.get("LastModified"),
+            head.get("ContentType", ""),
         )
     if denied is not None:
         raise UploadDenied(f"s3://{bucket}/{obj.key}", denied)
@@ -164,22 +169,37 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
             "input_last_modified": upload.last_modified,
         }
     )
-    job = job.model_copy(
-        update={"output_key": store.claim_output_key(job_id, upload.key, job.created_at)}
-    )
     try:
         chosen = choose_model(upload)
         if chosen is not None:
             job = job.model_copy(
                 update={"model_name": chosen.name, "model_version": chosen.version}
             )
+        card = processing_plan.read_card(upload.uri, upload.bucket, chosen)
+        request = processing_plan.requested(
+            upload.uri, upload.key, upload.content_type, upload.metadata, card
+        )
         policy = row_policy(upload)
-        plan = plan_job(job_id, upload, policy, columns=model_columns(upload, chosen))
+    except InputError as exc:
+        _reject(job, exc, store)
+        return job_id
+    # The output's name carries its format's extension, so it is claimed once known.
+    name_key = processing_plan.output_name_key(upload.key, request)
+    job = job.model_copy(
+        update={"output_key": store.claim_output_key(job_id, name_key, job.created_at)}
+    )
+    try:
+        columns = model_columns(upload, chosen, card)
+        plan = plan_job(job_id, upload, policy, columns=columns, request=request, card=card)
     except InputError as exc:
         _reject(job, exc, store)
         return job_id
     if chosen is not None:
         plan = plan.model_copy(update={"model_name": chosen.name, "model_version": chosen.version})
+    if card is not None:
+        plan = plan.model_copy(
+            update={"max_request_rows": card.max_rows, "max_request_bytes": card.max_bytes}
+        )
 
     plan_key = naming.plan_key(job_id)
     aws.s3().put_object(
@@ -298,11 +318,15 @@ def _registry_model(
     return ref
 
 
-def model_columns(upload: Upload, chosen: model_registry.ModelRef | None) -> int:
+def model_columns(
+    upload: Upload, chosen: model_registry.ModelRef | None, card: ModelCard | None = None
+) -> int:
     """The row width of the model the job chose, as publish recorded it; else the setting."""
     settings = get_settings()
     if chosen is None:
         return settings.feature_count
+    if card is not None and card.feature_count is not None:
+        return card.feature_count
     try:
         recorded = model_registry.feature_count(
             aws.s3(), upload.bucket, settings.models_prefix, chosen
@@ -322,6 +346,8 @@ def plan_job(
     read: ReadRange | None = None,
     *,
     columns: int | None = None,
+    request: processing_plan.Request | None = None,
+    card: ModelCard | None = None,
 ) -> ChunkPlan:
     """Validate the head of the object and plan its chunks; raises ``InputError``.
 
@@ -354,6 +380,19 @@ def plan_job(
             raise InputError(uri, "inflates to an empty file")
         read = ObjectReader(upload.bucket, key, etag)
         head = read(0, min(size, _HEAD_BYTES))
+    request = request or processing_plan.requested(
+        uri, upload.key, upload.content_type, upload.metadata, card
+    )
+    if request.content is Format.PARQUET:
+        parquet, ranges = processing_plan.parquet_processing(
+            request, card, read, size,
+            chunk_bytes=settings.chunk_bytes, model_columns=columns, uri=uri,
+        )  # fmt: skip
+        return ChunkPlan(
+            job_id=job_id, bucket=upload.bucket, key=key, etag=etag, size=size, header=False,
+            columns=columns, policy=policy, processing=parquet,
+            chunks=tuple(Chunk(index=i, start=s, end=e) for i, (s, e) in enumerate(ranges)),
+        )  # fmt: skip
 
     data_start = len(BOM) if head.startswith(BOM) else 0
     first_end = find_line_end(
@@ -362,8 +401,21 @@ def plan_job(
     # A first line longer than the head (a wide header) is read whole.
     wide = first_end > len(head)
     line_one = read(data_start, first_end) if wide else head[data_start:first_end]
-    names = header_names(line_one)
-    if names is not None:
+    names = header_names(line_one) if request.content is not Format.JSONL else None
+    processing: Processing | None = None
+    if processing_plan.needs_processing(request, card, names):
+        if names is not None:
+            data_start = first_end
+        if data_start >= size:
+            raise InputError(uri, "the file has a header but no rows")
+        first = processing_plan.read_line(read, data_start, size, head, settings.max_line_bytes)
+        record = processing_plan.first_record(
+            request, names, first, uri, line_number=2 if names else 1
+        )
+        processing = processing_plan.processing(
+            request, card, record, model_columns=columns, uri=uri
+        )
+    elif names is not None:
         if len(names) != columns:
             raise InputError(
                 uri,
@@ -375,7 +427,7 @@ def plan_job(
     if data_start >= size:
         raise InputError(uri, "the file has a header but no rows")
 
-    if policy.on_bad_rows is BadRows.FAIL:
+    if policy.on_bad_rows is BadRows.FAIL and processing is None:
         # Check the complete lines of the head now, so a file with the wrong shape
         # fails in seconds with a precise position instead of inside a worker.
         head_rows = head[data_start:]
@@ -394,6 +446,7 @@ def plan_job(
         columns=columns,
         policy=policy,
         chunks=tuple(Chunk(index=i, start=s, end=e) for i, (s, e) in enumerate(ranges)),
+        processing=processing,
     )
 
 

@@ -43,7 +43,9 @@ _REQUESTS_IN_FLIGHT = 4  # a small file is a handful of requests
 
 def eligible(plan: ChunkPlan, settings: Settings) -> bool:
     rows_bytes = plan.size - plan.data_start
-    return len(plan.chunks) == 1 and 0 < rows_bytes <= settings.inline_max_bytes
+    # Formats, filters and joins need the workers' pyarrow: not in this bundle.
+    plain = plan.processing is None
+    return plain and len(plan.chunks) == 1 and 0 < rows_bytes <= settings.inline_max_bytes
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,9 @@ def check(data: bytes, plan: ChunkPlan, *, first_line: int, columns: int, uri: s
     return Checked(rows=len(lines), payload=payload, rejected=rejected)
 
 
-def requests_of(payload: bytes, max_bytes: int) -> list[bytes]:
-    """Whole lines, at most ``max_bytes`` a request (a longer line goes alone)."""
-    return split_records(payload, max_bytes)
+def requests_of(payload: bytes, max_bytes: int, max_rows: int | None = None) -> list[bytes]:
+    """Whole lines, at most ``max_bytes`` and ``max_rows`` a request (a longer line alone)."""
+    return split_records(payload, max_bytes, max_rows)
 
 
 @cache
@@ -127,13 +129,21 @@ def _invoke(
 
 
 def predict(
-    payload: bytes, rows: int, settings: Settings, target_model: str | None = None
+    payload: bytes,
+    rows: int,
+    settings: Settings,
+    target_model: str | None = None,
+    plan: ChunkPlan | None = None,
 ) -> bytes:
-    """One prediction line per good row, in order."""
+    """One prediction line per good row, in order, in requests within the model's limits."""
     if not rows:
         return b""
     runtime = _runtime(settings.region, settings.invoke_attempts)
-    pieces = requests_of(payload, settings.request_bytes)
+    max_bytes, max_rows = settings.request_bytes, None
+    if plan is not None:
+        max_bytes = min(max_bytes, plan.max_request_bytes or max_bytes)
+        max_rows = plan.max_request_rows
+    pieces = requests_of(payload, max_bytes, max_rows)
     with ThreadPoolExecutor(max_workers=min(_REQUESTS_IN_FLIGHT, len(pieces))) as pool:
         # Each call runs in a copy of this context, so it joins this trace and
         # reaches this chunk's timer.
@@ -188,7 +198,7 @@ def _score(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone:
     columns = plan.columns or settings.feature_count
     checked = check(data, plan, first_line=first_line, columns=columns, uri=uri)
     output = predict(
-        checked.payload, checked.rows - len(checked.rejected), settings, plan.target_model
+        checked.payload, checked.rows - len(checked.rejected), settings, plan.target_model, plan
     )
     if checked.rejected:
         output = chunk_output.with_blanks(output, checked.rows, checked.rejected)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from shared import aws, naming
 from shared.errors import ByomError
 from shared.multipart import MIN_PART, MultipartWriter
+from shared.processing import EXTENSIONS, MEDIA_TYPE, Format
 from shared.schemas import JobItem
 from shared.settings import get_settings
 
@@ -63,7 +64,10 @@ def assemble_group(job: JobItem, group: int) -> None:
 
     Repeatable (the same members give the same bytes) and only an optimisation:
     the final assembly uses a group object only when its size is the members' sum.
+    Parquet parts are never joined so (their row groups are moved at the end).
     """
+    if _output_format(job.output_key) is Format.PARQUET:
+        return
     body = b"".join(
         _read(naming.chunk_output_key(job.job_id, index), job.bucket)
         for index in group_members(job, group)
@@ -93,9 +97,14 @@ def assemble(job: JobItem) -> int:
     """
     s3 = aws.s3()
     outputs = list_chunk_outputs(job)
+    if _output_format(job.output_key) is Format.PARQUET:
+        from services.status.assemble_parquet import assemble_parquet
+
+        return assemble_parquet(job, [(chunk.key, chunk.size) for chunk in outputs])
     groups = _group_sizes(job)
     group_size = get_settings().output_group_chunks
-    with MultipartWriter(s3, job.bucket, job.output_key, content_type="text/csv") as output:
+    content_type = MEDIA_TYPE.get(_output_format(job.output_key), "text/csv")
+    with MultipartWriter(s3, job.bucket, job.output_key, content_type=content_type) as output:
         for group, first in enumerate(range(0, len(outputs), group_size)):
             members = outputs[first : first + group_size]
             joined = naming.group_output_key(job.job_id, group)
@@ -111,6 +120,11 @@ def assemble(job: JobItem) -> int:
         "output assembled", extra={"job_id": job.job_id, "key": job.output_key, "bytes": total}
     )
     return total
+
+
+def _output_format(key: str) -> Format:
+    """The output's format, as its claimed name's extension says (CSV unless asked)."""
+    return next((f for e, f in EXTENSIONS.items() if key.lower().endswith(e)), Format.CSV)
 
 
 ERRORS_HEADER = b"line,column,reason\n"

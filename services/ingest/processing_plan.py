@@ -1,0 +1,421 @@
+"""Ingest's half of real files: read and check the processing settings, once.
+
+An upload's S3 metadata (``byom-input-filter``, ``byom-join-source``,
+``byom-output-filter``, ``byom-accept``, ``byom-content-type``,
+``byom-metadata``, ``byom-threshold``, ``byom-output-key``) wins over the
+chosen model's card defaults (its manifest's ``[processing]`` table). Every
+value is checked here; a bad one fails the job at once with the setting's name
+and what is allowed. The file's names (CSV header, first JSON record, Parquet
+schema) resolve the filters into positions, which go into the plan
+(``shared.processing.Processing``), so workers never read metadata again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal
+
+from botocore.exceptions import ClientError
+
+from shared import aws, model_registry
+from shared.csvchunks import ReadRange
+from shared.errors import InputError
+from shared.model_card import ModelCard
+from shared.parquet_footer import NUMERIC_TYPES, TYPE_NAMES, FooterError, read_footer
+from shared.processing import (
+    CONTENT_TYPES,
+    DEFAULT_JSON_KEY,
+    EXTENSIONS,
+    METADATA_COLUMNS,
+    OUTPUT_EXTENSION,
+    Format,
+    ParquetLayout,
+    Processing,
+    RowGroupSpan,
+)
+from shared.rows import split_cells
+from shared.selectors import Selector, SelectorError, parse_selector
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+INPUT_FILTER = "byom-input-filter"
+OUTPUT_FILTER = "byom-output-filter"
+JOIN_SOURCE = "byom-join-source"
+ACCEPT = "byom-accept"
+CONTENT_TYPE = "byom-content-type"
+METADATA = "byom-metadata"
+THRESHOLD = "byom-threshold"
+OUTPUT_KEY = "byom-output-key"
+SETTINGS = (
+    INPUT_FILTER, OUTPUT_FILTER, JOIN_SOURCE, ACCEPT, CONTENT_TYPE, METADATA, THRESHOLD, OUTPUT_KEY,
+)  # fmt: skip
+PARQUET_MAGIC = b"PAR1"
+
+
+@dataclass(frozen=True)
+class Request:
+    """The settings a job asked for, checked, before the file is looked at."""
+
+    content: Format
+    accept: Format
+    input_filter: Selector | None = None
+    output_filter: Selector | None = None
+    join: bool = False
+    metadata: tuple[str, ...] = ()
+    threshold: float | None = None
+    json_key: str = DEFAULT_JSON_KEY
+    asked: bool = False  # any setting was given (by the upload or the card)
+    from_card: frozenset[str] = frozenset()  # settings that are the model card's defaults
+
+    def source(self, setting: str) -> str:
+        return setting_source(setting, self.from_card)
+
+    @property
+    def plain(self) -> bool:
+        """Today's job: a CSV in, one prediction line per row out."""
+        return not self.asked and self.content is Format.CSV and self.accept is Format.CSV
+
+
+def setting_source(setting: str, from_card: frozenset[str]) -> str:
+    """How an error names a setting: the upload's metadata or the model card's default."""
+    if setting in from_card:
+        return f"the model card's processing.{setting.removeprefix('byom-').replace('-', '_')}"
+    return f"metadata {setting}"
+
+
+def read_card(uri: str, bucket: str, chosen: model_registry.ModelRef | None) -> ModelCard | None:
+    """The chosen model's card; None for the default model or a package without one."""
+    if chosen is None:
+        return None
+    try:
+        return model_registry.card(aws.s3(), bucket, get_settings().models_prefix, chosen)
+    except ClientError as exc:
+        log.warning("cannot read the model card", extra={"error": str(exc)})
+        return None
+    except ValueError as exc:
+        raise InputError(uri, f"model {chosen.name}:{chosen.version}: {exc}") from None
+
+
+def _format_of(value: str, setting: str, uri: str) -> Format:
+    kind = value.strip().lower().partition(";")[0].strip()
+    if kind not in CONTENT_TYPES:
+        raise InputError(uri, f"{setting}={value!r}: use one of {', '.join(CONTENT_TYPES)}")
+    return CONTENT_TYPES[kind]
+
+
+def detect_content(key: str, content_type: str, metadata: dict[str, str], uri: str) -> Format:
+    """The upload's format: byom-content-type, else its extension, else its Content-Type."""
+    if CONTENT_TYPE in metadata:
+        return _format_of(metadata[CONTENT_TYPE], f"metadata {CONTENT_TYPE}", uri)
+    suffix = PurePosixPath(key.lower().removesuffix(".gz")).suffix
+    if suffix in EXTENSIONS:
+        return EXTENSIONS[suffix]
+    kind = content_type.strip().lower().partition(";")[0].strip()
+    return CONTENT_TYPES.get(kind, Format.CSV)
+
+
+def requested(
+    uri: str, key: str, content_type: str, metadata: dict[str, str], card: ModelCard | None
+) -> Request:
+    """Every processing setting, checked; ``InputError`` names the first bad one."""
+    defaults = card.processing.as_metadata() if card is not None else {}
+    given = {name: metadata[name] for name in SETTINGS if name in metadata}
+    values = {**defaults, **given}
+
+    from_card = frozenset(defaults.keys() - given.keys())
+
+    def where(name: str) -> str:
+        return setting_source(name, from_card)
+
+    content = detect_content(key, content_type, values, uri)
+    accept = content if ACCEPT not in values else _format_of(values[ACCEPT], where(ACCEPT), uri)
+    filters: dict[str, Selector | None] = {}
+    for name in (INPUT_FILTER, OUTPUT_FILTER):
+        text = values.get(name)
+        try:
+            filters[name] = parse_selector(text) if text is not None else None
+        except SelectorError as exc:
+            raise InputError(uri, f"{where(name)}={text!r}: {exc}") from None
+    join_text = values.get(JOIN_SOURCE, "None").strip()
+    if join_text.lower() not in ("input", "none"):
+        raise InputError(uri, f"{where(JOIN_SOURCE)}={join_text!r}: use 'Input' or 'None'")
+    chosen_metadata: list[str] = []
+    for part in filter(None, (p.strip() for p in values.get(METADATA, "").split(","))):
+        if part not in METADATA_COLUMNS:
+            raise InputError(
+                uri, f"{where(METADATA)}: {part!r}; use any of {', '.join(METADATA_COLUMNS)}"
+            )
+        chosen_metadata.append(part)
+    join = join_text.lower() == "input"
+    if accept is Format.JSONL and filters[OUTPUT_FILTER] is not None:
+        raise InputError(
+            uri,
+            f"{where(OUTPUT_FILTER)}: output filters apply to CSV output; JSON Lines output "
+            f"keeps whole records (drop {OUTPUT_FILTER}, or ask for {ACCEPT}=text/csv)",
+        )
+    if accept is Format.JSONL and content is not Format.JSONL and join:
+        raise InputError(
+            uri,
+            f"{where(JOIN_SOURCE)}=Input with a {content.value} upload and JSON Lines output: "
+            f"joins keep the input's format; use {ACCEPT}=text/csv",
+        )
+    threshold = _threshold(values.get(THRESHOLD), where(THRESHOLD), card, uri)
+    json_key = values.get(OUTPUT_KEY, DEFAULT_JSON_KEY).strip()
+    if (
+        not json_key
+        or len(json_key) > 128
+        or any(c in json_key for c in '"\\')
+        or any(not c.isprintable() for c in json_key)
+    ):
+        raise InputError(
+            uri, f"{where(OUTPUT_KEY)}={json_key!r}: use 1-128 printable characters, no quotes"
+        )
+    return Request(
+        content=content,
+        accept=accept,
+        input_filter=filters[INPUT_FILTER],
+        output_filter=filters[OUTPUT_FILTER],
+        join=join,
+        metadata=tuple(chosen_metadata),
+        threshold=threshold,
+        json_key=json_key,
+        asked=bool(values),
+        from_card=from_card,
+    )
+
+
+def _threshold(text: str | None, where: str, card: ModelCard | None, uri: str) -> float | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "model":
+        if card is None or card.threshold is None:
+            raise InputError(
+                uri, f"{where}='model': the model's manifest has no output.threshold; give a number"
+            )
+        return card.threshold
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise InputError(uri, f"{where}={text!r}: use a number from 0 to 1, or 'model'")
+    return value
+
+
+def output_name_key(key: str, request: Request) -> str:
+    """The key the output's name is made from: the input's, with the output's extension."""
+    if request.accept is Format.CSV and request.content is Format.CSV:
+        return key
+    path = PurePosixPath(key.removesuffix(".gz"))
+    return (
+        str(path.with_suffix(OUTPUT_EXTENSION[request.accept]))
+        if path.suffix
+        else (key + OUTPUT_EXTENSION[request.accept])
+    )
+
+
+@dataclass(frozen=True)
+class FirstRecord:
+    """What the file's start says about its records."""
+
+    records: Literal["rows", "objects", "arrays"]
+    width: int
+    names: tuple[str, ...] | None
+    # Objects: how many features each key gives (an array value gives one per element).
+    widths: tuple[int, ...] | None = None
+
+
+def first_record(
+    request: Request, header: list[str] | None, line: bytes, uri: str, line_number: int
+) -> FirstRecord:
+    """The shape of the file's records from its header (CSV) or first record."""
+    if request.content is Format.CSV:
+        if header is not None:
+            return FirstRecord("rows", len(header), tuple(header))
+        try:
+            cells = split_cells(line.decode("utf-8").removesuffix("\n").removesuffix("\r"))
+        except UnicodeDecodeError:
+            raise InputError(uri, "is not UTF-8 text", line=line_number) from None
+        if isinstance(cells, str):
+            raise InputError(uri, cells, line=line_number)
+        return FirstRecord("rows", len(cells), None)
+    try:
+        record = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(
+            uri, f"is not a JSON record: {exc}; JSON Lines holds one object or array a line",
+            line=line_number,
+        ) from None  # fmt: skip
+    if isinstance(record, dict) and record:
+        widths = tuple(len(v) if isinstance(v, list) and v else 1 for v in record.values())
+        return FirstRecord("objects", len(record), tuple(str(k) for k in record), widths)
+    if isinstance(record, list) and record:
+        return FirstRecord("arrays", len(record), None)
+    raise InputError(
+        uri, "JSON Lines records must be non-empty objects or arrays", line=line_number
+    )
+
+
+def processing(
+    request: Request,
+    card: ModelCard | None,
+    record: FirstRecord,
+    *,
+    model_columns: int,
+    uri: str,
+) -> Processing:
+    """The plan's processing: the filters resolved against the file's own names."""
+    names = record.names
+    card_names = card.feature_names if card is not None else None
+    if request.input_filter is not None:
+        try:
+            features = request.input_filter.resolve(record.width, names)
+        except SelectorError as exc:
+            raise InputError(
+                uri, f"{request.source(INPUT_FILTER)}={request.input_filter.text!r}: {exc}"
+            ) from None
+    elif names is not None and card_names is not None:
+        missing = [name for name in card_names if name not in names]
+        if missing:
+            raise InputError(
+                uri,
+                f"the file has no column {missing[0]!r}, a feature the model takes "
+                f"(it takes {', '.join(card_names)}); the file has {', '.join(names)}",
+                line=1 if request.content is Format.CSV else None,
+            )
+        features = tuple(names.index(name) for name in card_names)
+    else:
+        features = tuple(range(record.width))
+    taken = len(features)
+    if record.widths is not None:
+        taken = sum(record.widths[i] for i in features)
+    if taken != model_columns:
+        chosen = (
+            f"{request.source(INPUT_FILTER)}={request.input_filter.text!r} selects"
+            if request.input_filter is not None
+            else "the records have"
+        )
+        raise InputError(
+            uri,
+            f"{chosen} {taken} columns; the model takes {model_columns}. "
+            f"Choose its features with {INPUT_FILTER}",
+        )
+    prediction_names = card.output_columns if card is not None else ("prediction",)
+    result = Processing(
+        content=request.content,
+        accept=request.accept,
+        records=record.records,
+        width=record.width,
+        names=names,
+        features=features,
+        feature_names=(
+            tuple(names[i] for i in features)
+            if names is not None and record.records == "objects"
+            else None
+        ),
+        feature_widths=(
+            tuple(record.widths[i] for i in features) if record.widths is not None else None
+        ),
+        join=request.join,
+        output_filter=request.output_filter.text if request.output_filter else None,
+        json_key=request.json_key,
+        metadata=request.metadata,
+        threshold=request.threshold,
+        classes=card.classes if card is not None and card.classes else None,
+        prediction_names=prediction_names,
+        header=names is not None and request.accept is Format.CSV,
+    )
+    if request.output_filter is not None:
+        joined = result.output_names(len(prediction_names))
+        try:
+            request.output_filter.resolve(len(joined), joined)
+        except SelectorError as exc:
+            raise InputError(
+                uri,
+                f"{request.source(OUTPUT_FILTER)}={request.output_filter.text!r}: {exc} "
+                f"(the joined record: {', '.join(joined)})",
+            ) from None
+    return result
+
+
+def needs_processing(request: Request, card: ModelCard | None, header: list[str] | None) -> bool:
+    """Whether the job goes beyond today's plain path: any setting, another format,
+    or a header that differs from the model's feature names."""
+    if not request.plain:
+        return True
+    card_names = card.feature_names if card is not None else None
+    return header is not None and card_names is not None and tuple(header) != card_names
+
+
+def is_parquet(head: bytes) -> bool:
+    return head.startswith(PARQUET_MAGIC)
+
+
+def read_line(read: ReadRange, start: int, size: int, head: bytes, max_bytes: int) -> bytes:
+    """The line starting at ``start`` (without its end), from the head when it is there."""
+    end = head.find(b"\n", start)
+    if end >= 0:
+        return head[start:end]
+    if len(head) >= size:
+        return head[start:]
+    data = read(start, min(size, start + max_bytes + 1))
+    cut = data.find(b"\n")
+    return data if cut < 0 else data[:cut]
+
+
+def parquet_processing(
+    request: Request,
+    card: ModelCard | None,
+    read: ReadRange,
+    size: int,
+    *,
+    chunk_bytes: int,
+    model_columns: int,
+    uri: str,
+) -> tuple[Processing, list[tuple[int, int]]]:
+    """Processing and chunk byte ranges of a Parquet upload: row groups as chunks.
+
+    Consecutive row groups go into one chunk until it holds ``chunk_bytes``; a
+    chunk's range spans its row groups' column chunks, which the worker reads
+    with one ranged GET beside the footer.
+    """
+    try:
+        footer = read_footer(read, size)
+    except FooterError as exc:
+        raise InputError(uri, f"is not a Parquet file byom can read: {exc}") from None
+    if footer.nested:
+        raise InputError(uri, "has nested columns (structs, lists or maps); byom reads flat tables")
+    if not footer.row_groups or footer.rows == 0:
+        raise InputError(uri, "the Parquet file has no rows")
+    record = FirstRecord("rows", len(footer.columns), footer.columns)
+    result = processing(request, card, record, model_columns=model_columns, uri=uri)
+    for position in result.features:
+        if footer.types[position] not in NUMERIC_TYPES:
+            kind = TYPE_NAMES.get(footer.types[position], str(footer.types[position]))
+            raise InputError(
+                uri,
+                f"column {footer.columns[position]!r} is a feature but holds {kind}, not numbers; "
+                f"choose the features with {INPUT_FILTER}",
+            )
+    spans: list[RowGroupSpan] = []
+    ranges: list[tuple[int, int]] = []
+    first = first_row = 0
+    while first < len(footer.row_groups):
+        last = first
+        while (
+            last + 1 < len(footer.row_groups)
+            and footer.row_groups[last + 1].end - footer.row_groups[first].start <= chunk_bytes
+        ):
+            last += 1
+        members = footer.row_groups[first : last + 1]
+        rows = sum(group.rows for group in members)
+        spans.append(RowGroupSpan(first=first, count=len(members), first_row=first_row, rows=rows))
+        ranges.append((members[0].start, members[-1].end))
+        first, first_row = last + 1, first_row + rows
+    layout = ParquetLayout(footer_start=footer.start, spans=tuple(spans))
+    return result.model_copy(update={"parquet": layout}), ranges
