@@ -18,6 +18,8 @@ At the package root, beside the artifact files::
     max_rows = 10000              # rows per request; more are refused with 413
     max_bytes = 2097152           # request bytes a caller should send, at most 6 MiB
 
+    [image]                       # a vision model (detector, classifier): model/image_spec.py
+
 Keys: `version` (1), `flavor`, and the tables `input` (`columns`, `feature_count`,
 `drop`), `output` (`columns`, `threshold`, `classes`) and `batch` (`max_rows`,
 `max_bytes`). Anything else is refused, naming the key and what is allowed: a
@@ -34,12 +36,13 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model.flavors.base import BadRequest, Model, ModelLoadError, check_rows
+from model.image_spec import ImageSpec
 
 MANIFEST_FILE = "byom.toml"
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -135,6 +138,7 @@ class Manifest(_Table):
     input: InputSchema = Field(default_factory=InputSchema)
     output: OutputSchema = Field(default_factory=OutputSchema)
     batch: BatchLimits = Field(default_factory=BatchLimits)
+    image: ImageSpec | None = None  # a vision model: model/image_spec.py
 
 
 def read_manifest(model_dir: Path) -> Manifest | None:
@@ -173,8 +177,10 @@ def _problem(error: Any) -> str:
         owner: type[BaseModel] = Manifest
         for part in loc[:-1]:
             annotation = owner.model_fields[part].annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                owner = annotation
+            # An optional table (`ImageSpec | None`) names its class among its args.
+            for candidate in (annotation, *get_args(annotation)):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    owner = candidate
         allowed = ", ".join(owner.model_fields)
         return f"{'.'.join(loc)}: unknown key; allowed here: {allowed}"
     key = ".".join(loc)

@@ -15,8 +15,9 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
+from services.ingest.images import plan_media
 from services.ingest.inflate import GZIP_MAGIC, inflate_to
-from shared import aws, model_registry, naming, queues
+from shared import aws, media, model_registry, naming, queues
 from shared.csvchunks import BOM, ReadRange, find_line_end, plan_ranges
 from shared.endings import announce
 from shared.errors import InputError
@@ -171,7 +172,10 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
                 update={"model_name": chosen.name, "model_version": chosen.version}
             )
         policy = row_policy(upload)
-        plan = plan_job(job_id, upload, policy, columns=model_columns(upload, chosen))
+        if media.kind_of(upload.key) is not None:  # images or video (services/ingest/images.py)
+            plan = plan_media(job_id, upload, policy)
+        else:
+            plan = plan_job(job_id, upload, policy, columns=model_columns(upload, chosen))
     except InputError as exc:
         _reject(job, exc, store)
         return job_id

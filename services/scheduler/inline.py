@@ -40,6 +40,8 @@ _REQUESTS_IN_FLIGHT = 4  # a small file is a handful of requests
 
 
 def eligible(plan: ChunkPlan, settings: Settings) -> bool:
+    if plan.media is not None:  # images and video are decoded by the workers only
+        return False
     rows_bytes = plan.size - plan.data_start
     return len(plan.chunks) == 1 and 0 < rows_bytes <= settings.inline_max_bytes
 
