@@ -35,7 +35,7 @@ def frames(
         raise InputError(uri, f"cannot be opened as a video: {exc}", line=line) from None
     with container:
         if not container.streams.video:
-            raise InputError(uri, "the file has no video stream", line=line)
+            raise InputError(uri, "the video has no frames (it has no video stream)", line=line)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if stream.width * stream.height > max_pixels:
