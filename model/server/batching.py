@@ -28,7 +28,7 @@ RUNNERS = 2
 class _Request:
     run: Callable[[np.ndarray], list[Any]]
     images: np.ndarray
-    answer: asyncio.Future[list[Any]]
+    answer: asyncio.Future[tuple[list[Any], int]]
 
 
 @dataclass
@@ -40,11 +40,14 @@ class Batcher:
     _queue: asyncio.Queue[_Request] = field(default_factory=asyncio.Queue)
     _runners: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def submit(self, run: Callable[[np.ndarray], list[Any]], images: np.ndarray) -> list[Any]:
-        """`run(images)`, batched with other callers' images; one result per image."""
+    async def submit(
+        self, run: Callable[[np.ndarray], list[Any]], images: np.ndarray
+    ) -> tuple[list[Any], int]:
+        """`run(images)`, batched with other callers' images: one result per image, and
+        the number of images in the model call they were part of."""
         if not self._runners:
             self._runners = [asyncio.create_task(self._serve()) for _ in range(RUNNERS)]
-        answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[tuple[list[Any], int]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Request(run, images, answer))
         return await answer
 
@@ -87,7 +90,7 @@ class Batcher:
         for request in batch:
             end = start + len(request.images)
             if not request.answer.done():  # a caller that went away needs nothing
-                request.answer.set_result(results[start:end])
+                request.answer.set_result((results[start:end], len(images)))
             start = end
 
     def close(self) -> None:

@@ -62,5 +62,5 @@ async def invoke(
         raise BadRequest(f"the body is not a .npy array: {exc}") from exc
     pixels = model.check_pixels(pixels)
     batcher = batchers.of(model, model.spec.batch_size)
-    results = await batcher.submit(model.run, pixels)
-    return json.dumps({"predictions": results}).encode(), JSON
+    results, batched = await batcher.submit(model.run, pixels)
+    return json.dumps({"predictions": results, "batch_images": batched}).encode(), JSON
