@@ -127,3 +127,31 @@ def test_media_uploads_are_recognised_and_answer_json_lines():
     assert naming.errors_key("output/x-cats.jsonl") == "errors/x-cats.csv"
     assert media.drawn_prefix("output/x-cats.jsonl") == "output/x-cats/"
     assert media.drawn_name(3, "images/a b.png", "jpg") == "000003-a_b.png.jpg"
+
+
+def test_lambda_handlers_never_import_pillow_or_pyav():
+    """Ingest plans image jobs by keys and sizes: decoding stays in the workers' image."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; import services.ingest.handler, services.scheduler.handler, "
+        "services.status.handler; print(sorted({'PIL', 'av', 'numpy'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_endpoint_instance_type_allows_gpu_instances():
+    import re
+
+    from tests.unit.test_template import load_template
+
+    parameter = load_template()["Parameters"]["EndpointInstanceType"]
+    pattern = re.compile(parameter["AllowedPattern"])
+    for allowed in ("ml.m5.large", "ml.g5.xlarge", "ml.g5.12xlarge", "ml.t2.medium"):
+        assert pattern.fullmatch(allowed), allowed
+    for refused in ("g5.xlarge", "ml.g5", "ml.g5.xlarge; rm"):
+        assert not pattern.fullmatch(refused), refused
