@@ -185,7 +185,8 @@ def test_video_is_split_detected_and_reported_per_frame(stack, aws, session, tmp
     path = tmp_path / "clip.mp4"
     xs = moving_square(path, frames=20, fps=10)
     key = "input/clip.mp4"
-    s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), Metadata={"byom-frame-rate": "5"})
+    asked = {"byom-frame-rate": "5", "byom-draw": "jpeg"}
+    s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), Metadata=asked)
     uri = f"s3://{bucket}/{key}"
     detail = finish(stack, aws, {uri})[uri]
     assert detail["status"] == "SUCCEEDED", detail
@@ -204,6 +205,14 @@ def test_video_is_split_detected_and_reported_per_frame(stack, aws, session, tmp
         x = xs[record["frame"]]
         np.testing.assert_allclose(found["box"], [x, 20, x + 16, 36], atol=2.5)
         assert found["label"] == "red"
+    # The annotated video: the sampled frames with their boxes drawn.
+    (annotated,) = {record["annotated"] for record in records}
+    assert annotated.startswith(detail["output_uri"].removesuffix(".jsonl") + "/")
+    drawn = tmp_path / "annotated.mp4"
+    body = s3.get_object(Bucket=bucket, Key=annotated.removeprefix(f"s3://{bucket}/"))["Body"]
+    drawn.write_bytes(body.read())
+    with av.open(str(drawn)) as container:
+        assert len(list(container.decode(video=0))) == len(records)
 
 
 def test_bad_images_are_skipped_or_fail_by_policy_and_named(stack, aws, tmp_path):
