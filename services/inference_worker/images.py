@@ -94,14 +94,16 @@ class MediaChunk:
         self.manifest = media.kind_of(plan.key) == "manifest"
         self.rejected: dict[int, InputError] = {}
         self.spec: pixels.VisionSpec | None = None
+        self.describing = asyncio.Lock()
 
     def where(self, item: MediaItem) -> tuple[str, int | None]:
         """How errors name an item: its own URI, and its manifest line."""
         return f"s3://{self.plan.bucket}/{item.key}", item.line if self.manifest else None
 
     async def model_spec(self) -> pixels.VisionSpec:
-        if self.spec is None:
-            self.spec = await describe(self.endpoint)
+        async with self.describing:  # one request, however many images wait for it
+            if self.spec is None:
+                self.spec = await describe(self.endpoint)
         return self.spec
 
     async def run(self) -> ChunkResult:
@@ -109,21 +111,23 @@ class MediaChunk:
         records: list[list[dict[str, Any]]] = [[] for _ in items]
         images = [(n, i, item) for n, (i, item) in enumerate(items) if item.kind == "image"]
         slots = asyncio.Semaphore(_GETS_IN_FLIGHT)
-
-        async def load(index: int, item: MediaItem) -> Image.Image | None:
-            async with slots:
-                return await self.read_image(index, item)
-
-        loaded = await asyncio.gather(*(load(i, item) for _, i, item in images))
         batch = _Batch()
-        for (slot, index, item), image in zip(images, loaded, strict=True):
-            if image is None:
-                records[slot] = [self.error_record(index, item)]
-                continue
-            spec = await self.model_spec()
+
+        async def load(slot: int, index: int, item: MediaItem) -> None:
+            """Read, decode and resize one image; only its small resized copy stays
+            (and the original, when it is to be drawn)."""
+            async with slots:
+                image = await self.read_image(index, item)
+                if image is None:
+                    records[slot] = [self.error_record(index, item)]
+                    return
+                spec = await self.model_spec()
+                prepared = await asyncio.to_thread(pixels.prepare, image, spec)
             record = {"key": item.key, "width": image.width, "height": image.height}
             records[slot] = [record]
-            await asyncio.to_thread(self.add, batch, spec, image, record, index, item, None)
+            self.add(batch, prepared, image, record, index, item, None)
+
+        await asyncio.gather(*(load(slot, i, item) for slot, i, item in images))
         await self.score(batch)
         for slot, (index, item) in enumerate(items):
             if item.kind == "video":
@@ -179,15 +183,15 @@ class MediaChunk:
     def add(
         self,
         batch: _Batch,
-        spec: pixels.VisionSpec,
+        prepared: pixels.Prepared,
         image: Image.Image,
         record: dict[str, Any],
         index: int,
         item: MediaItem,
         frame: int | None,
     ) -> None:
-        """Resize one image into the batch; its record is filled in when scored."""
-        batch.prepared.append(pixels.prepare(image, spec))
+        """One resized image into the batch; its record is filled in when scored."""
+        batch.prepared.append(prepared)
         batch.records.append(record)
         drawing = self.media.draw != "none"
         suffix = "png" if self.media.draw == "png" else "jpg"
@@ -293,7 +297,8 @@ class MediaChunk:
                 record = {"key": item.key, "frame": frame.index, "time": frame.time}
                 record |= {"width": frame.image.width, "height": frame.image.height}
                 taken.append(record)
-                self.add(batch, spec, frame.image, record, index, item, frame.index)
+                prepared = pixels.prepare(frame.image, spec)
+                self.add(batch, prepared, frame.image, record, index, item, frame.index)
                 if len(taken) >= _FRAMES_PER_ROUND:
                     break
             return taken
