@@ -7,6 +7,7 @@ by keys and sizes; decoding happens in the workers.
   `input/` is a job of its own.
 - A manifest, `input/<name>.manifest.jsonl` or `.manifest.csv`, lists the images
   (and videos) of one job, in order (services/ingest/images.py).
+- A zip archive, `input/<name>.zip`: its images and videos, in archive order.
 
 The output is `output/<UTC ts>-<name>.jsonl`, one record per image or frame; drawn
 images go under `output/<UTC ts>-<name>/`, beside it, and only once the job has
@@ -23,9 +24,10 @@ from shared.settings import get_settings
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 MANIFEST_SUFFIXES = (".manifest.jsonl", ".manifest.csv")
+ARCHIVE_SUFFIXES = (".zip",)
 OUTPUT_SUFFIX = ".jsonl"
 
-Kind = Literal["image", "video", "manifest"]
+Kind = Literal["image", "video", "manifest", "archive"]
 
 
 def kind_of(key: str) -> Kind | None:
@@ -33,6 +35,8 @@ def kind_of(key: str) -> Kind | None:
     lowered = key.lower()
     if lowered.endswith(MANIFEST_SUFFIXES):
         return "manifest"
+    if lowered.endswith(ARCHIVE_SUFFIXES):
+        return "archive"
     if lowered.endswith(IMAGE_SUFFIXES):
         return "image"
     if lowered.endswith(VIDEO_SUFFIXES):
@@ -43,7 +47,7 @@ def kind_of(key: str) -> Kind | None:
 def output_name(name: str) -> str | None:
     """The output name for a flattened media upload name, None if it is not media."""
     lowered = name.lower()
-    for suffix in (*MANIFEST_SUFFIXES, *IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
+    for suffix in (*MANIFEST_SUFFIXES, *ARCHIVE_SUFFIXES, *IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
         if lowered.endswith(suffix):
             return name[: -len(suffix)] + OUTPUT_SUFFIX
     return None

@@ -106,6 +106,7 @@ class MediaItem(_Message):
     size: int = Field(ge=0)
     etag: str | None = None  # None: not found (the skip policy keeps its place)
     line: int = Field(ge=1)  # where the upload names it (the manifest's line; 1 otherwise)
+    member: str | None = None  # a file inside the zip archive ``key`` (``size``: inflated)
 
 
 class MediaPlan(_Message):

@@ -73,10 +73,10 @@ class VisionModel:
     def description(self) -> str:
         spec = self.spec
         providers = ", ".join(self.session.get_providers())
+        nms = f"NMS in the {spec.nms}, " if spec.task == "detection" else ""
         return (
             f"onnx {spec.task} model {self.artifact} ({spec.height}x{spec.width} {spec.layout}, "
-            f"{len(spec.labels)} labels, NMS in the {spec.nms}, batch {spec.batch_size}, "
-            f"{providers})"
+            f"{len(spec.labels)} labels, {nms}batch {spec.batch_size}, {providers})"
         )
 
     def describe(self) -> dict[str, Any]:

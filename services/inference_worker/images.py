@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from services.inference_worker import pixels, video
+from services.inference_worker.archive import Archive
 from services.inference_worker.endpoint import Endpoint
 from services.inference_worker.scoring import ChunkResult
 from shared import aws, chunk_output, media, naming
@@ -95,10 +96,34 @@ class MediaChunk:
         self.rejected: dict[int, InputError] = {}
         self.spec: pixels.VisionSpec | None = None
         self.describing = asyncio.Lock()
+        self.opening = asyncio.Lock()
+        self._archive: Archive | None = None
+        # A zip job's plan names the archive itself: its key, ETag and size.
+        self.plan_archive_size = plan.size if media.kind_of(plan.key) == "archive" else 0
 
     def where(self, item: MediaItem) -> tuple[str, int | None]:
-        """How errors name an item: its own URI, and its manifest line."""
-        return f"s3://{self.plan.bucket}/{item.key}", item.line if self.manifest else None
+        """How errors name an item: its own URI (and archive member), and its line in the
+        manifest (or its place in the archive)."""
+        uri = f"s3://{self.plan.bucket}/{item.key}"
+        if item.member is not None:
+            return f"{uri} (member {item.member!r})", item.line
+        return uri, item.line if self.manifest else None
+
+    @staticmethod
+    def identity(item: MediaItem) -> dict[str, Any]:
+        """The record's first fields: which image it is about."""
+        if item.member is None:
+            return {"key": item.key}
+        return {"key": item.key, "member": item.member}
+
+    async def archive(self, item: MediaItem) -> Archive:
+        async with self.opening:
+            if self._archive is None:
+                assert item.etag is not None
+                self._archive = await asyncio.to_thread(
+                    Archive, self.plan.bucket, item.key, item.etag, self.plan_archive_size
+                )
+        return self._archive
 
     async def model_spec(self) -> pixels.VisionSpec:
         async with self.describing:  # one request, however many images wait for it
@@ -123,7 +148,7 @@ class MediaChunk:
                     return
                 spec = await self.model_spec()
                 prepared = await asyncio.to_thread(pixels.prepare, image, spec)
-            record = {"key": item.key, "width": image.width, "height": image.height}
+            record = self.identity(item) | {"width": image.width, "height": image.height}
             records[slot] = [record]
             self.add(batch, prepared, image, record, index, item, None)
 
@@ -132,6 +157,8 @@ class MediaChunk:
         for slot, (index, item) in enumerate(items):
             if item.kind == "video":
                 records[slot] = await self.video_records(index, item)
+        if self._archive is not None:
+            self._archive.close()
         lines = [json.dumps(r, separators=(",", ":")) + "\n" for rs in records for r in rs]
         return await self.store("".join(lines).encode(), len(lines))
 
@@ -148,7 +175,7 @@ class MediaChunk:
             )
 
     def error_record(self, index: int, item: MediaItem) -> dict[str, Any]:
-        return {"key": item.key, "error": self.rejected[index].reason}
+        return self.identity(item) | {"error": self.rejected[index].reason}
 
     async def read_image(self, index: int, item: MediaItem) -> Image.Image | None:
         uri, line = self.where(item)
@@ -171,6 +198,10 @@ class MediaChunk:
                 "limit (BYOM_MAX_IMAGE_BYTES)",
                 line=line,
             )
+        if item.member is not None:
+            archive = await self.archive(item)
+            limit = self.settings.max_image_bytes
+            return await asyncio.to_thread(archive.read, item.member, uri, line, limit)
         try:
             response = await self.s3.get_object(
                 Bucket=self.plan.bucket, Key=item.key, IfMatch=aws.if_match(item.etag)
@@ -196,7 +227,8 @@ class MediaChunk:
         drawing = self.media.draw != "none"
         suffix = "png" if self.media.draw == "png" else "jpg"
         single = drawing and frame is None  # a video's frames go into one drawn video
-        batch.names.append(media.drawn_name(index, item.key, suffix) if single else None)
+        name = media.drawn_name(index, item.member or item.key, suffix) if single else None
+        batch.names.append(name)
         batch.originals.append(image if drawing else None)
 
     async def score(self, batch: _Batch) -> None:
@@ -273,6 +305,10 @@ class MediaChunk:
     async def download(self, item: MediaItem, uri: str, line: int | None, path: Path) -> None:
         if item.etag is None:
             raise InputError(uri, "does not exist (or cannot be read)", line=line)
+        if item.member is not None:
+            archive = await self.archive(item)
+            await asyncio.to_thread(archive.extract, item.member, uri, line, path)
+            return
         response = await self.s3.get_object(
             Bucket=self.plan.bucket, Key=item.key, IfMatch=aws.if_match(item.etag)
         )
@@ -289,12 +325,14 @@ class MediaChunk:
             max_pixels=self.settings.max_image_pixels, line=line,
         )  # fmt: skip
         records: list[dict[str, Any]] = []
-        annotated: list[Image.Image] = []
+        drawn_path = path.with_suffix(".annotated.mp4")
+        drawing = self.media.draw != "none"
+        annotated = video.AnnotatedVideo(drawn_path, self.media.frame_rate)
 
         def next_round(batch: _Batch) -> list[dict[str, Any]]:
             taken: list[dict[str, Any]] = []
             for frame in sampled:
-                record = {"key": item.key, "frame": frame.index, "time": frame.time}
+                record = self.identity(item) | {"frame": frame.index, "time": frame.time}
                 record |= {"width": frame.image.width, "height": frame.image.height}
                 taken.append(record)
                 prepared = pixels.prepare(frame.image, spec)
@@ -303,27 +341,33 @@ class MediaChunk:
                     break
             return taken
 
-        while True:
-            batch = _Batch()
-            taken = await asyncio.to_thread(next_round, batch)
-            if not taken:
-                break
-            originals = list(batch.originals)
-            await self.score(batch)
-            records.extend(taken)
+        def draw_round(originals: list[Image.Image | None], taken: list[dict[str, Any]]) -> None:
             for image, record in zip(originals, taken, strict=True):
                 if image is not None:
-                    annotated.append(pixels.draw(image, record.get("detections", [])))
-        if annotated:
-            name = media.drawn_name(index, item.key, "mp4")
-            out = path.with_suffix(".annotated.mp4")
-            await asyncio.to_thread(video.write_annotated, out, annotated, self.media.frame_rate)
-            await self.s3.put_object(
-                Bucket=self.plan.bucket,
-                Key=media.staged_drawn_prefix(self.plan.job_id) + name,
-                Body=out.read_bytes(),
-                ContentType="video/mp4",
-            )
+                    annotated.add(pixels.draw(image, record.get("detections", [])))
+
+        try:
+            while True:
+                batch = _Batch()
+                taken = await asyncio.to_thread(next_round, batch)
+                if not taken:
+                    break
+                originals = list(batch.originals)
+                await self.score(batch)
+                records.extend(taken)
+                if drawing:
+                    await asyncio.to_thread(draw_round, originals, taken)
+        finally:
+            await asyncio.to_thread(annotated.close)
+        if annotated.frames:
+            name = media.drawn_name(index, item.member or item.key, "mp4")
+            with drawn_path.open("rb") as body:
+                await self.s3.put_object(
+                    Bucket=self.plan.bucket,
+                    Key=media.staged_drawn_prefix(self.plan.job_id) + name,
+                    Body=body,
+                    ContentType="video/mp4",
+                )
             for record in records:
                 record["annotated"] = self.drawn_uri + name
         return records
@@ -331,10 +375,15 @@ class MediaChunk:
     async def store(self, output: bytes, records: int) -> ChunkResult:
         plan, chunk = self.plan, self.chunk
         if self.rejected:
+            # The report's reason names the image itself; its line is the manifest's.
+            named = {
+                index: InputError(error.uri, f"{error.uri}: {error.reason}", line=error.line)
+                for index, error in self.rejected.items()
+            }
             await self.s3.put_object(
                 Bucket=plan.bucket,
                 Key=naming.chunk_errors_key(plan.job_id, chunk.index),
-                Body=errors_csv(self.rejected),
+                Body=errors_csv(named),
                 ContentType="text/csv",
             )
         key = naming.chunk_output_key(plan.job_id, chunk.index)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -71,19 +72,35 @@ def frames(
             raise InputError(uri, "the video has no frames", line=line)
 
 
-def write_annotated(path: Path, images: list[Image.Image], rate: float) -> None:
-    """The drawn frames as an MPEG-4 video at the sampling rate."""
-    import av
+class AnnotatedVideo:
+    """Drawn frames encoded as they come (MPEG-4 at the sampling rate): a long video
+    needs the memory of one frame, not of all of them."""
 
-    with av.open(str(path), "w", format="mp4") as out:
-        stream = out.add_stream("mpeg4", rate=max(1, round(rate or 25)))
-        stream.width = images[0].width - images[0].width % 2
-        stream.height = images[0].height - images[0].height % 2
-        stream.pix_fmt = "yuv420p"
-        for image in images:
-            cropped = image.crop((0, 0, stream.width, stream.height))
-            frame = av.VideoFrame.from_image(cropped)  # type: ignore[no-untyped-call]
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    def __init__(self, path: Path, rate: float) -> None:
+        self.path, self.rate = path, rate
+        self.frames = 0
+        self._out: Any = None
+        self._stream: Any = None
+
+    def add(self, image: Image.Image) -> None:
+        import av
+
+        if self._out is None:
+            self._out = av.open(str(self.path), "w", format="mp4")
+            self._stream = self._out.add_stream("mpeg4", rate=max(1, round(self.rate or 25)))
+            self._stream.width = image.width - image.width % 2  # yuv420p: even sizes
+            self._stream.height = image.height - image.height % 2
+            self._stream.pix_fmt = "yuv420p"
+        cropped = image.crop((0, 0, self._stream.width, self._stream.height))
+        frame = av.VideoFrame.from_image(cropped)  # type: ignore[no-untyped-call]
+        for packet in self._stream.encode(frame):
+            self._out.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._out is None:
+            return
+        for packet in self._stream.encode():
+            self._out.mux(packet)
+        self._out.close()
+        self._out = None

@@ -10,7 +10,9 @@ is made from keys and sizes. An upload is
   "s3://bucket/images/"}`` for every image and video under that prefix, in key
   order (as SageMaker's ``S3Prefix``);
 - a manifest ``input/<name>.manifest.csv``: one key or ``s3://`` URI a line (a
-  first line ``key`` or ``source-ref`` is a header).
+  first line ``key`` or ``source-ref`` is a header);
+- a zip archive ``input/<name>.zip``: its images and videos in archive order (other
+  files are passed over), found from its central directory by ranged reads.
 
 Items live in the job's own bucket, outside byom's own prefixes. Chunks hold up
 to ``BYOM_IMAGE_CHUNK_COUNT`` images and ``BYOM_IMAGE_CHUNK_BYTES``; a video is a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from shared import aws, media
 from shared.errors import InputError
+from shared.s3_file import open_object
 from shared.schemas import BadRows, Chunk, ChunkPlan, MediaItem, MediaPlan, RowPolicy
 from shared.settings import get_settings
 
@@ -57,6 +61,8 @@ def plan_media(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
     assert kind is not None
     if kind == "manifest":
         items = _manifest_items(upload, policy)
+    elif kind == "archive":
+        items = archive_items(upload)
     else:
         items = [MediaItem(key=upload.key, kind=kind, size=upload.size, etag=upload.etag, line=1)]
     if policy.on_bad_rows is BadRows.FAIL:
@@ -72,7 +78,7 @@ def plan_media(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
         bucket=upload.bucket,
         key=upload.key,
         etag=upload.etag,
-        size=sum(item.size for item in items),  # the array is sized by these bytes
+        size=upload.size,  # the upload's own (a zip's members are read by ranges of it)
         header=False,
         policy=policy,
         chunks=media_chunks(items, settings.image_chunk_count, settings.image_chunk_bytes),
@@ -164,6 +170,51 @@ def _manifest_items(upload: Upload, policy: RowPolicy) -> list[MediaItem]:
             )
     if not items:
         raise InputError(upload.uri, "the manifest's prefixes hold no images or videos")
+    return items
+
+
+def archive_items(upload: Upload) -> list[MediaItem]:
+    """The images and videos of a zip archive, from its central directory only."""
+    settings = get_settings()
+    try:
+        with zipfile.ZipFile(
+            open_object(upload.bucket, upload.key, upload.etag, upload.size)
+        ) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InputError(upload.uri, f"not a zip archive: {exc}") from None
+    items = []
+    for number, info in enumerate(members, start=1):
+        kind = media.kind_of(info.filename)
+        if info.is_dir() or kind not in ("image", "video"):
+            continue
+        if info.flag_bits & 0x1:
+            raise InputError(upload.uri, f"member {info.filename!r} is encrypted", line=number)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise InputError(
+                upload.uri,
+                f"member {info.filename!r}: compression method {info.compress_type}; "
+                "use stored or deflated",
+                line=number,
+            )
+        items.append(
+            MediaItem(
+                key=upload.key,
+                member=info.filename,
+                kind=kind,
+                size=info.file_size,
+                etag=upload.etag,
+                line=number,
+            )
+        )
+        if len(items) > settings.max_manifest_items:
+            raise InputError(
+                upload.uri,
+                f"more than {settings.max_manifest_items} images (BYOM_MAX_MANIFEST_ITEMS)",
+            )
+    if not items:
+        allowed = ", ".join(media.IMAGE_SUFFIXES + media.VIDEO_SUFFIXES)
+        raise InputError(upload.uri, f"the archive holds no images or videos ({allowed})")
     return items
 
 

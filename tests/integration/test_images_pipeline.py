@@ -264,6 +264,7 @@ def test_bad_images_are_skipped_or_fail_by_policy_and_named(stack, aws, tmp_path
     report = s3.get_object(Bucket=bucket, Key=report_key)["Body"].read().decode().splitlines()
     assert report[0] == "line,column,reason"
     assert [line.split(",", 1)[0] for line in report[1:]] == ["3", "4", "5"]  # manifest lines
+    assert f"s3://{bucket}/images/bad/huge.png: the image is 2000x2000 pixels" in report[2]
 
     failures = {
         "broken.jpg": f"s3://{bucket}/input/broken.jpg: cannot be decoded as an image",
@@ -279,3 +280,42 @@ def test_bad_images_are_skipped_or_fail_by_policy_and_named(stack, aws, tmp_path
         assert detail["output_uri"] is None
     outputs = keys_under(s3, bucket, "output/")
     assert not [key for key in outputs if "broken" in key or "empty" in key or "strict" in key]
+
+
+def test_zip_archive_of_images_is_read_by_ranges(stack, aws, session):
+    import zipfile
+
+    s3, bucket = aws["s3"], stack.config.bucket
+    images = {
+        "photos/one.png": picture(64, 64, (30, 30, 60, 60), "blue"),
+        "photos/two.png": picture(90, 60, (10, 10, 50, 40), "green"),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("photos/one.png", png(images["photos/one.png"]), zipfile.ZIP_STORED)
+        archive.writestr("README.txt", "not an image: passed over")
+        archive.writestr("photos/broken.jpg", b"not a jpeg", zipfile.ZIP_DEFLATED)
+        archive.writestr("photos/two.png", png(images["photos/two.png"]), zipfile.ZIP_DEFLATED)
+    key = "input/photos.zip"
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=buffer.getvalue(), Metadata={"byom-on-bad-rows": "skip"}
+    )
+    uri = f"s3://{bucket}/{key}"
+    detail = finish(stack, aws, {uri})[uri]
+    assert detail["status"] == "SUCCEEDED", detail
+    assert detail["rows"] == 3 and detail["bad_rows"] == 1
+    records = read_jsonl(s3, bucket, detail["output_uri"])
+    assert [(r["key"], r["member"]) for r in records] == [
+        (key, "photos/one.png"), (key, "photos/broken.jpg"), (key, "photos/two.png"),
+    ]  # fmt: skip
+    assert "cannot be decoded as an image" in records[1]["error"]
+    for record in (records[0], records[2]):
+        image = images[record["member"]]
+        (found,) = record["detections"]
+        expected_box, _ = model_box(session, image)
+        np.testing.assert_allclose(found["box"], expected_box, atol=1e-4)
+        np.testing.assert_allclose(found["box"], _drawn_box(image), atol=2.5)
+    report_key = detail["errors_uri"].removeprefix(f"s3://{bucket}/")
+    report = s3.get_object(Bucket=bucket, Key=report_key)["Body"].read().decode()
+    # Its place in the archive (README.txt is the second member) and its name.
+    assert report.splitlines()[1].startswith(f"3,,{uri} (member 'photos/broken.jpg'): cannot")
