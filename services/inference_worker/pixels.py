@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from shared.errors import InputError
 
@@ -75,7 +75,9 @@ def decode(data: bytes, uri: str, *, max_pixels: int, line: int | None = None) -
                     line=line,
                 )
             image.load()
-            return image.convert("RGB")
+            # Boxes are given on the image as it is shown: a phone photo's EXIF
+            # orientation is applied first (width and height follow it).
+            return ImageOps.exif_transpose(image).convert("RGB")
     except InputError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:

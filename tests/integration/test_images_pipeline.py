@@ -319,3 +319,23 @@ def test_zip_archive_of_images_is_read_by_ranges(stack, aws, session):
     report = s3.get_object(Bucket=bucket, Key=report_key)["Body"].read().decode()
     # Its place in the archive (README.txt is the second member) and its name.
     assert report.splitlines()[1].startswith(f"3,,{uri} (member 'photos/broken.jpg'): cannot")
+
+
+def test_manifest_prefix_lists_the_images_under_it_in_key_order(stack, aws):
+    s3, bucket = aws["s3"], stack.config.bucket
+    colours = {"images/prefixed/2.png": "green", "images/prefixed/1.png": "red"}
+    for key, colour in colours.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=png(picture(64, 64, (5, 5, 25, 25), colour)))
+    s3.put_object(Bucket=bucket, Key="images/prefixed/notes.txt", Body=b"not an image")
+    lines = [{"prefix": f"s3://{bucket}/images/prefixed/"}, "images/prefixed/2.png"]
+    key = "input/prefixed.manifest.jsonl"
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    uri = f"s3://{bucket}/{key}"
+    detail = finish(stack, aws, {uri})[uri]
+    assert detail["status"] == "SUCCEEDED", detail
+    records = read_jsonl(s3, bucket, detail["output_uri"])
+    keys = ["images/prefixed/1.png", "images/prefixed/2.png", "images/prefixed/2.png"]
+    assert [record["key"] for record in records] == keys
+    assert [record["detections"][0]["label"] for record in records] == ["red", "green", "green"]
+    assert "annotated" not in records[0]  # nothing drawn unless asked

@@ -155,3 +155,19 @@ def test_endpoint_instance_type_allows_gpu_instances():
         assert pattern.fullmatch(allowed), allowed
     for refused in ("g5.xlarge", "ml.g5", "ml.g5.xlarge; rm"):
         assert not pattern.fullmatch(refused), refused
+
+
+def test_exif_orientation_is_applied_before_detection():
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (40, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: shown 20 wide and 40 tall
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    decoded = pixels.decode(buffer.getvalue(), "s3://b/k.jpg", max_pixels=10_000)
+    assert decoded.size == (20, 40)
+    with pytest.raises(Exception, match=r"s3://b/k.jpg: the image is 40x20 pixels, over the 100-"):
+        pixels.decode(buffer.getvalue(), "s3://b/k.jpg", max_pixels=100)
