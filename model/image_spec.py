@@ -18,7 +18,9 @@
                                     # pixels), scores (n, k), labels (n, k: class indices),
                                     # named by boxes_output, scores_output, labels_output;
                                     # or "yolo": one (n, k, 5 + classes) head of cx cy w h,
-                                    # objectness and class scores
+                                    # objectness and class scores (YOLOv5); or "yolov8":
+                                    # one (n, 4 + classes, k) head without objectness
+                                    # (YOLOv8 and later, as Ultralytics exports them)
     nms = "server"                  # the model already did it: "model"
     iou_threshold = 0.45
     max_detections = 100
@@ -56,7 +58,7 @@ class ImageSpec(BaseModel):
     ] = (1.0, 1.0, 1.0)
     labels: list[LabelName] = Field(min_length=1, max_length=100_000)
     score_threshold: float = Field(default=0.25, ge=0.0, le=1.0)
-    output: Literal["boxes_scores_labels", "yolo"] = "boxes_scores_labels"
+    output: Literal["boxes_scores_labels", "yolo", "yolov8"] = "boxes_scores_labels"
     # The detector's output tensors by name (a YOLO head, or a classifier: its first output).
     boxes_output: TensorName = "boxes"
     scores_output: TensorName = "scores"
@@ -71,7 +73,7 @@ class ImageSpec(BaseModel):
     def _consistent(self) -> ImageSpec:
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels: names appear more than once")
-        if self.task == "classification" and self.output == "yolo":
+        if self.task == "classification" and self.output != "boxes_scores_labels":
             raise ValueError("output: 'yolo' is a detector head; a classifier has one output")
         return self
 

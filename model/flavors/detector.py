@@ -136,6 +136,8 @@ class VisionModel:
             return [top_classes(row, spec) for row in _per_image(outputs[0], images, 2)]
         if spec.output == "yolo":
             boxes, scores, labels = decode_yolo(_per_image(outputs[0], images, 3))
+        elif spec.output == "yolov8":
+            boxes, scores, labels = decode_yolov8(_per_image(outputs[0], images, 3))
         else:
             boxes = _per_image(outputs[0], images, 3).astype(np.float32)
             scores = _per_image(outputs[1], images, 2).astype(np.float32)
@@ -163,6 +165,19 @@ def decode_yolo(head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     class_scores = head[..., 5:]
     labels = np.argmax(class_scores, axis=-1)
     scores = head[..., 4] * np.take_along_axis(class_scores, labels[..., None], axis=-1)[..., 0]
+    return boxes.astype(np.float32), scores.astype(np.float32), labels.astype(np.int64)
+
+
+def decode_yolov8(head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A YOLOv8-style head `(n, 4 + classes, k)`: cx cy w h, then class scores, per box."""
+    if head.shape[1] < 5:
+        raise ValueError(f"a YOLOv8 head has 4 + classes rows per image; got {head.shape[1]}")
+    boxes_first = head.transpose(0, 2, 1)  # (n, k, 4 + classes)
+    centre, extent = boxes_first[..., 0:2], boxes_first[..., 2:4]
+    boxes = np.concatenate([centre - extent / 2, centre + extent / 2], axis=-1)
+    class_scores = boxes_first[..., 4:]
+    labels = np.argmax(class_scores, axis=-1)
+    scores = np.take_along_axis(class_scores, labels[..., None], axis=-1)[..., 0]
     return boxes.astype(np.float32), scores.astype(np.float32), labels.astype(np.int64)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.flavors.detector import decode_yolo, detections, nms, top_classes
+from model.flavors.detector import decode_yolo, decode_yolov8, detections, nms, top_classes
 from model.image_spec import ImageSpec
 from model.manifest import ManifestError, parse_manifest
 from services.inference_worker import pixels
@@ -171,3 +171,12 @@ def test_exif_orientation_is_applied_before_detection():
     assert decoded.size == (20, 40)
     with pytest.raises(Exception, match=r"s3://b/k.jpg: the image is 40x20 pixels, over the 100-"):
         pixels.decode(buffer.getvalue(), "s3://b/k.jpg", max_pixels=100)
+
+
+def test_yolov8_head_has_boxes_in_columns_and_no_objectness():
+    # (1 image, 4 + 2 classes, 2 boxes): box 0 at (20, 20) 10x10 of class 1, box 1 of class 0
+    head = np.array([[[20, 5], [20, 5], [10, 2], [10, 2], [0.1, 0.7], [0.6, 0.2]]], np.float32)
+    boxes, scores, labels = decode_yolov8(head)
+    np.testing.assert_allclose(boxes[0], [[15, 15, 25, 25], [4, 4, 6, 6]])
+    np.testing.assert_allclose(scores[0], [0.6, 0.7])
+    assert labels[0].tolist() == [1, 0]
