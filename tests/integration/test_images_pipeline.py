@@ -339,3 +339,25 @@ def test_manifest_prefix_lists_the_images_under_it_in_key_order(stack, aws):
     assert [record["key"] for record in records] == keys
     assert [record["detections"][0]["label"] for record in records] == ["red", "green", "green"]
     assert "annotated" not in records[0]  # nothing drawn unless asked
+
+
+def test_a_published_detector_is_chosen_by_the_upload(stack, aws, tmp_path):
+    from model.publish import publish
+
+    s3, bucket = aws["s3"], stack.config.bucket
+    french = detector_manifest(SIZE).replace('"red", "green", "blue"', '"rouge", "vert", "bleu"')
+    package = write_package(tmp_path / "couleurs", bright_box_detector(SIZE), french)
+    publish(package, "couleurs", "1", bucket=bucket, s3=s3)
+    s3.put_object(
+        Bucket=bucket, Key="images/chosen/x.png", Body=png(picture(64, 64, (9, 9, 29, 29), "green"))
+    )
+    key = "input/chosen.manifest.csv"
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=b"images/chosen/x.png\n", Metadata={"byom-model": "couleurs"}
+    )
+    uri = f"s3://{bucket}/{key}"
+    detail = finish(stack, aws, {uri})[uri]
+    assert detail["status"] == "SUCCEEDED", detail
+    assert (detail["model_name"], detail["model_version"]) == ("couleurs", "1")
+    (record,) = read_jsonl(s3, bucket, detail["output_uri"])
+    assert [found["label"] for found in record["detections"]] == ["vert"]
