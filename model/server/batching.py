@@ -2,11 +2,12 @@
 
 Each worker sends a few images per request, many requests at once; run one by
 one they would leave a GPU mostly idle between small batches. Requests wait in
-one asyncio queue per model; a runner takes the first, gathers whatever else
-arrives within `max_wait` seconds up to `max_images`, runs the model once on the
-lot (in the prediction pool, off the event loop) and hands each caller its own
-slice of the results. Two runners per model keep the next batch gathering while
-one runs, so the device does not wait for the host.
+one asyncio queue per model; when a model call may start, the gatherer takes the
+first, adds whatever else arrives within `max_wait` seconds up to `max_images`,
+runs the model once on the lot (in the prediction pool, off the event loop) and
+hands each caller its own slice of the results. Two calls may run at once, so
+the next batch is ready when the device finishes one; while both run, requests
+queue up and the next batch comes out fuller.
 """
 
 from __future__ import annotations
@@ -38,23 +39,30 @@ class Batcher:
     max_wait: float
     batches: int = 0  # model calls made, for logs and tests
     _queue: asyncio.Queue[_Request] = field(default_factory=asyncio.Queue)
-    _runners: list[asyncio.Task[None]] = field(default_factory=list)
+    _gatherer: asyncio.Task[None] | None = None
+    _running: set[asyncio.Task[None]] = field(default_factory=set)  # model calls in flight
 
     async def submit(
         self, run: Callable[[np.ndarray], list[Any]], images: np.ndarray
     ) -> tuple[list[Any], int]:
         """`run(images)`, batched with other callers' images: one result per image, and
         the number of images in the model call they were part of."""
-        if not self._runners:
-            self._runners = [asyncio.create_task(self._serve()) for _ in range(RUNNERS)]
+        if self._gatherer is None:
+            self._gatherer = asyncio.create_task(self._serve())
         answer: asyncio.Future[tuple[list[Any], int]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Request(run, images, answer))
         return await answer
 
     async def _serve(self) -> None:
+        """Gather a batch whenever a model call may start: while both are busy,
+        requests wait in the queue and the next batch comes out fuller."""
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(RUNNERS)
+        held: _Request | None = None  # the request that would have overflowed the last batch
         while True:
-            batch = [await self._queue.get()]
+            await slots.acquire()
+            batch = [held if held is not None else await self._queue.get()]
+            held = None
             count = len(batch[0].images)
             deadline = loop.time() + self.max_wait
             while count < self.max_images:
@@ -69,12 +77,14 @@ class Batcher:
                     except TimeoutError:
                         break
                 if count + len(waiting.images) > self.max_images:
-                    # It would overflow this batch: it leads the next one instead.
-                    self._queue.put_nowait(waiting)
+                    held = waiting  # it leads the next batch
                     break
                 batch.append(waiting)
                 count += len(waiting.images)
-            await self._run(loop, batch)
+            task = asyncio.create_task(self._run(loop, batch))
+            task.add_done_callback(lambda _: slots.release())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
         images = batch[0].images if len(batch) == 1 else np.concatenate([r.images for r in batch])
@@ -94,8 +104,8 @@ class Batcher:
             start = end
 
     def close(self) -> None:
-        for runner in self._runners:
-            runner.cancel()
+        if self._gatherer is not None:
+            self._gatherer.cancel()
 
 
 class Batchers:

@@ -180,3 +180,36 @@ def test_yolov8_head_has_boxes_in_columns_and_no_objectness():
     np.testing.assert_allclose(boxes[0], [[15, 15, 25, 25], [4, 4, 6, 6]])
     np.testing.assert_allclose(scores[0], [0.6, 0.7])
     assert labels[0].tolist() == [1, 0]
+
+
+def test_batcher_shares_model_calls_and_hands_each_caller_its_own_results():
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from model.server.batching import Batcher
+
+    calls: list[int] = []
+
+    def run(images: np.ndarray) -> list[int]:
+        calls.append(len(images))
+        return [int(value) * 10 for value in images[:, 0]]
+
+    def broken(images: np.ndarray) -> list[int]:
+        raise RuntimeError("the device is gone")
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher(pool, max_images=4, max_wait=0.05)
+            answers = await asyncio.gather(
+                *(batcher.submit(run, np.array([[i]])) for i in range(10))
+            )
+            assert [results for results, _ in answers] == [[i * 10] for i in range(10)]
+            assert sorted(calls) == [2, 4, 4] and batcher.batches == 3
+            assert {shared for _, shared in answers} == {2, 4}
+            # A failed model call fails every request that shared it, and only those.
+            with pytest.raises(RuntimeError, match="the device is gone"):
+                await batcher.submit(broken, np.array([[1]]))
+            assert (await batcher.submit(run, np.array([[7], [8]])))[0] == [70, 80]
+            batcher.close()
+
+    asyncio.run(scenario())
