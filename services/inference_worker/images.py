@@ -49,6 +49,7 @@ JSON = "application/json"
 DESCRIBE = "application/vnd.byom.describe+json"
 _FRAMES_PER_ROUND = 64  # video frames decoded, then scored, at a time
 _GETS_IN_FLIGHT = 8
+_IMAGES_PER_ROUND = 16
 
 
 async def describe(endpoint: Endpoint) -> pixels.VisionSpec:
@@ -136,9 +137,9 @@ class MediaChunk:
         records: list[list[dict[str, Any]]] = [[] for _ in items]
         images = [(n, i, item) for n, (i, item) in enumerate(items) if item.kind == "image"]
         slots = asyncio.Semaphore(_GETS_IN_FLIGHT)
-        batch = _Batch()
+        rounds_in_flight = asyncio.Semaphore(2)  # one decoded while the other is scored
 
-        async def load(slot: int, index: int, item: MediaItem) -> None:
+        async def load(batch: _Batch, slot: int, index: int, item: MediaItem) -> None:
             """Read, decode and resize one image; only its small resized copy stays
             (and the original, when it is to be drawn)."""
             async with slots:
@@ -152,8 +153,16 @@ class MediaChunk:
             records[slot] = [record]
             self.add(batch, prepared, image, record, index, item, None)
 
-        await asyncio.gather(*(load(slot, i, item) for slot, i, item in images))
-        await self.score(batch)
+        async def round_of(some: list[tuple[int, int, MediaItem]]) -> None:
+            """A round of images read, scored and drawn: memory holds two rounds'
+            originals at most, however large the chunk."""
+            async with rounds_in_flight:
+                batch = _Batch()
+                await asyncio.gather(*(load(batch, slot, i, item) for slot, i, item in some))
+                await self.score(batch)
+
+        each = _IMAGES_PER_ROUND
+        await asyncio.gather(*(round_of(images[i : i + each]) for i in range(0, len(images), each)))
         for slot, (index, item) in enumerate(items):
             if item.kind == "video":
                 records[slot] = await self.video_records(index, item)
