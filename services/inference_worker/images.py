@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from botocore.exceptions import ClientError
 
 from services.inference_worker import pixels, video
 from services.inference_worker.archive import Archive
@@ -211,14 +212,25 @@ class MediaChunk:
             archive = await self.archive(item)
             limit = self.settings.max_image_bytes
             return await asyncio.to_thread(archive.read, item.member, uri, line, limit)
-        try:
-            response = await self.s3.get_object(
-                Bucket=self.plan.bucket, Key=item.key, IfMatch=aws.if_match(item.etag)
-            )
-        except self.s3.exceptions.NoSuchKey:
-            raise InputError(uri, "does not exist any more", line=line) from None
+        response = await self.get(item, uri, line)
         data: bytes = await response["Body"].read()
         return data
+
+    async def get(self, item: MediaItem, uri: str, line: int | None) -> Any:
+        """The item's GET, pinned to the version ingest planned with."""
+        try:
+            return await self.s3.get_object(
+                Bucket=self.plan.bucket, Key=item.key, IfMatch=aws.if_match(item.etag or "")
+            )
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                raise InputError(uri, "does not exist any more", line=line) from None
+            if status == 412:
+                raise InputError(
+                    uri, "was replaced after the job started; upload the job again", line=line
+                ) from None
+            raise
 
     def add(
         self,
@@ -318,9 +330,7 @@ class MediaChunk:
             archive = await self.archive(item)
             await asyncio.to_thread(archive.extract, item.member, uri, line, path)
             return
-        response = await self.s3.get_object(
-            Bucket=self.plan.bucket, Key=item.key, IfMatch=aws.if_match(item.etag)
-        )
+        response = await self.get(item, uri, line)
         with path.open("wb") as out:
             async for block in response["Body"].iter_chunks(1024 * 1024):
                 out.write(block)
