@@ -24,7 +24,7 @@ from shared.settings import get_settings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
-MANIFEST_SUFFIXES = (".manifest.jsonl", ".manifest.csv")
+MANIFEST_SUFFIXES = (".manifest.jsonl", ".manifest.json", ".manifest.csv")
 ARCHIVE_SUFFIXES = (".zip",)
 OUTPUT_SUFFIX = ".jsonl"
 _COPIES_IN_FLIGHT = 32

@@ -11,6 +11,8 @@ is made from keys and sizes. An upload is
   order (as SageMaker's ``S3Prefix``);
 - a manifest ``input/<name>.manifest.csv``: one key or ``s3://`` URI a line (a
   first line ``key`` or ``source-ref`` is a header);
+- a manifest ``input/<name>.manifest.json`` in SageMaker's ``ManifestFile`` format:
+  ``[{"prefix": "s3://bucket/images/"}, "a.jpg", "b/c.jpg"]``;
 - a zip archive ``input/<name>.zip``: its images and videos in archive order (other
   files are passed over), found from its central directory by ranged reads.
 
@@ -138,8 +140,13 @@ def _manifest_items(upload: Upload, policy: RowPolicy) -> list[MediaItem]:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(upload.uri, "the manifest is not UTF-8 text") from exc
-    jsonl = upload.key.lower().endswith(".jsonl")
-    refs = _jsonl_refs(upload, text) if jsonl else _csv_refs(upload, text)
+    lowered = upload.key.lower()
+    if lowered.endswith(".jsonl"):
+        refs = _jsonl_refs(upload, text)
+    elif lowered.endswith(".json"):
+        refs = _sagemaker_refs(upload, text)
+    else:
+        refs = _csv_refs(upload, text)
     if not refs:
         raise InputError(upload.uri, "the manifest lists no images; one key a line")
     items: list[MediaItem] = []
@@ -242,6 +249,34 @@ def _jsonl_refs(upload: Upload, text: str) -> list[_Ref]:
                 '{"prefix": "s3://bucket/prefix/"}',
                 line=number,
             )
+    return refs
+
+
+def _sagemaker_refs(upload: Upload, text: str) -> list[_Ref]:
+    """SageMaker's ManifestFile: `[{"prefix": "s3://bucket/p/"}, "a.jpg", "b/c.jpg"]`,
+    keys relative to the prefix; an entry's "line" is its place in the list."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            upload.uri, f"not JSON: {exc.msg}", line=exc.lineno, column=exc.colno
+        ) from None
+    if (
+        not isinstance(document, list)
+        or not document
+        or not isinstance(document[0], dict)
+        or not isinstance(document[0].get("prefix"), str)
+    ):
+        raise InputError(
+            upload.uri,
+            'expected SageMaker\'s manifest: [{"prefix": "s3://bucket/prefix/"}, "key", ...]',
+        )
+    prefix = document[0]["prefix"]
+    refs = []
+    for number, entry in enumerate(document[1:], start=2):
+        if not isinstance(entry, str):
+            raise InputError(upload.uri, f"entry {number} is not a key relative to the prefix")
+        refs.append(_ref(upload, prefix + entry, number))
     return refs
 
 

@@ -331,14 +331,21 @@ def test_manifest_prefix_lists_the_images_under_it_in_key_order(stack, aws):
     key = "input/prefixed.manifest.jsonl"
     body = "\n".join(json.dumps(line) for line in lines).encode()
     s3.put_object(Bucket=bucket, Key=key, Body=body)
-    uri = f"s3://{bucket}/{key}"
-    detail = finish(stack, aws, {uri})[uri]
+    # SageMaker's own ManifestFile: a prefix, then keys relative to it.
+    sagemaker = [{"prefix": f"s3://{bucket}/images/prefixed/"}, "2.png", "1.png"]
+    s3.put_object(Bucket=bucket, Key="input/sm.manifest.json", Body=json.dumps(sagemaker).encode())
+    uri, sm_uri = f"s3://{bucket}/{key}", f"s3://{bucket}/input/sm.manifest.json"
+    details = finish(stack, aws, {uri, sm_uri})
+    detail = details[uri]
     assert detail["status"] == "SUCCEEDED", detail
     records = read_jsonl(s3, bucket, detail["output_uri"])
     keys = ["images/prefixed/1.png", "images/prefixed/2.png", "images/prefixed/2.png"]
     assert [record["key"] for record in records] == keys
     assert [record["detections"][0]["label"] for record in records] == ["red", "green", "green"]
     assert "annotated" not in records[0]  # nothing drawn unless asked
+    assert details[sm_uri]["output_uri"].endswith("-sm.jsonl")
+    records = read_jsonl(s3, bucket, details[sm_uri]["output_uri"])
+    assert [record["key"] for record in records] == [keys[1], keys[0]]
 
 
 def test_a_published_detector_is_chosen_by_the_upload(stack, aws, tmp_path):
