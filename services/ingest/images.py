@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 DRAW_METADATA = "byom-draw"
 FRAME_RATE_METADATA = "byom-frame-rate"
-_HEADS_IN_FLIGHT = 16
+_HEADS_IN_FLIGHT = 32  # the S3 client's connection pool (shared/aws.py)
 
 
 @dataclass(frozen=True)
@@ -320,7 +320,7 @@ def _ref(upload: Upload, text: str, line: int, *, prefix: bool = False) -> _Ref:
 
 
 def _head_all(bucket: str, keys: list[str]) -> dict[str, tuple[int, str] | None]:
-    """Size and ETag of each key (None: not there), a few HEADs in flight."""
+    """Size and ETag of each key (None: not there), 32 HEADs in flight."""
     s3 = aws.s3()
 
     def head(key: str) -> tuple[int, str] | None:
