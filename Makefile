@@ -10,6 +10,7 @@ SAMPLE_MODEL := $(MODEL_DIR)/xgboost-model.json
 MODEL :=
 
 .PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean bench browser
+.PHONY: bench-images
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -54,6 +55,11 @@ browser:
 # byom against its peers (see bench/); never part of make test. BENCH_RAY=1 installs Ray.
 bench: venv model
 	$(PY) -m bench
+
+# Images per second through the pipeline against the bare model, on the GPU when
+# onnxruntime has CUDA (else it says why it skipped); never part of make test.
+bench-images: venv
+	$(PY) -m bench.images $(ARGS)
 
 deploy: venv $(if $(MODEL),,model)
 	infra/deploy.sh $(if $(MODEL),--model $(MODEL)) $(ARGS)

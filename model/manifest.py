@@ -22,6 +22,7 @@ At the package root, beside the artifact files::
     input_filter = "$[1:-1]"      # as the upload metadata byom-input-filter ...
     join_source = "Input"         # ... byom-join-source, byom-output-filter, byom-accept,
     output_filter = "$[0,-1]"     # byom-metadata, byom-output-key
+    [image]                       # a vision model (detector, classifier): model/image_spec.py
 
 Keys: `version` (1), `flavor`, and the tables `input` (`columns`, `feature_count`,
 `drop`), `output` (`columns`, `threshold`, `classes`), `batch` (`max_rows`,
@@ -40,12 +41,13 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model.flavors.base import BadRequest, Model, ModelLoadError, check_rows
+from model.image_spec import ImageSpec
 
 MANIFEST_FILE = "byom.toml"
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -156,6 +158,7 @@ class Manifest(_Table):
     output: OutputSchema = Field(default_factory=OutputSchema)
     batch: BatchLimits = Field(default_factory=BatchLimits)
     processing: Processing = Field(default_factory=Processing)
+    image: ImageSpec | None = None  # a vision model: model/image_spec.py
 
 
 def read_manifest(model_dir: Path) -> Manifest | None:
@@ -194,8 +197,10 @@ def _problem(error: Any) -> str:
         owner: type[BaseModel] = Manifest
         for part in loc[:-1]:
             annotation = owner.model_fields[part].annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                owner = annotation
+            # An optional table (`ImageSpec | None`) names its class among its args.
+            for candidate in (annotation, *get_args(annotation)):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    owner = candidate
         allowed = ", ".join(owner.model_fields)
         return f"{'.'.join(loc)}: unknown key; allowed here: {allowed}"
     key = ".".join(loc)

@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from model.flavors import FLAVORS, Model, ModelLoadError, load_model
+from model.flavors.detector import vision_model
 from model.flavors.pickled import PickleFlavor
 from model.inference_script import load_script
 from model.manifest import MANIFEST_FILE, ManifestModel, read_manifest
@@ -221,6 +222,8 @@ def load_package(
         model = load_model(model_dir, allow_pickle=allow_pickle, threads=threads)
     else:
         model = _load_flavor(model_dir, manifest.flavor, allow_pickle=allow_pickle, threads=threads)
+    if manifest.image is not None:  # pixels in, detections or classes out
+        return vision_model(model, manifest.image, model_dir / MANIFEST_FILE)
     return ManifestModel(model, manifest, model_dir / MANIFEST_FILE)
 
 

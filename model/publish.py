@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from model.flavors import ModelLoadError
+from model.flavors.detector import VisionModel
 from model.manifest import MANIFEST_FILE, Manifest, read_manifest
 from model.package import is_archive, load_package, pack, prepare
 from shared import model_registry
@@ -55,6 +56,14 @@ def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> ModelC
         model = load_package(directory, allow_pickle=allow_pickle)
     except ModelLoadError as exc:
         raise PublishError(f"{archive}: {exc}") from exc
+    if isinstance(model, VisionModel):
+        try:  # one black image, the model's own input size
+            model.run(np.zeros((1, model.spec.height, model.spec.width, 3), dtype=np.uint8))
+        except Exception as exc:
+            raise PublishError(
+                f"{archive}: one black sample image failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return card_of(manifest, str(model.description), None)
     columns = model.feature_count or get_settings().feature_count
     try:
         scores = np.asarray(model.predict(np.zeros((1, columns), dtype=np.float32)))

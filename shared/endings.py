@@ -16,7 +16,7 @@ import logging
 
 from botocore.exceptions import ClientError
 
-from shared import aws, metrics, naming
+from shared import aws, media, metrics, naming
 from shared.events import publish_done
 from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
@@ -100,6 +100,7 @@ def remove_output(job: JobItem, store: JobStore) -> None:
     """
     if store.owns_output(job.job_id, job.output_key):
         aws.s3().delete_object(Bucket=job.bucket, Key=job.output_key)
+        media.remove_drawn(job.bucket, job.output_key)  # an image job's drawn images
 
 
 def remove_chunk_staging(job: JobItem, chunk_index: int) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import re
 from datetime import datetime
 
+from shared.media import output_name as media_output_name
 from shared.settings import get_settings
 
 # Letters and digits of any script are kept (S3 keys are UTF-8); everything that
@@ -51,7 +52,10 @@ _FRAGMENT = 8  # hex digits of the job id that tell two same-named outputs apart
 
 def _report_name(key: str, created_at: datetime) -> str:
     name = safe_name(key).removesuffix(".gz")
-    if not name.lower().endswith(_OUTPUT_EXTENSIONS):
+    media = media_output_name(name)  # images and video answer JSON Lines (shared/media.py)
+    if media is not None:
+        name = media
+    elif not name.lower().endswith(_OUTPUT_EXTENSIONS):
         name += ".csv"
     return f"{created_at:%Y%m%dT%H%M%SZ}-{name}"
 
@@ -90,7 +94,10 @@ def errors_key(output: str) -> str:
     so two jobs whose outputs differ cannot share an errors report either.
     """
     settings = get_settings()
-    return settings.errors_prefix + output.removeprefix(settings.output_prefix)
+    name = output.removeprefix(settings.output_prefix)
+    if name.endswith(".jsonl"):  # a media job's report is CSV too: line,column,reason
+        name = name.removesuffix(".jsonl") + ".csv"
+    return settings.errors_prefix + name
 
 
 def staging_prefix(job_id: str) -> str:

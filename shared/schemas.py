@@ -99,6 +99,25 @@ class Chunk(_Message):
     end: int = Field(gt=0)  # byte offset one past its last byte
 
 
+class MediaItem(_Message):
+    """One image or video of a media job, as ingest found it (key, size, ETag)."""
+
+    key: str = Field(min_length=1, max_length=1024)
+    kind: Literal["image", "video"]
+    size: int = Field(ge=0)
+    etag: str | None = None  # None: not found (the skip policy keeps its place)
+    line: int = Field(ge=1)  # where the upload names it (the manifest's line; 1 otherwise)
+    member: str | None = None  # a file inside the zip archive ``key`` (``size``: inflated)
+
+
+class MediaPlan(_Message):
+    """An image or video job: chunk ``[start, end)`` is items ``start..end-1``."""
+
+    items: tuple[MediaItem, ...] = Field(min_length=1)
+    draw: Literal["none", "jpeg", "png"] = "none"  # drawn images with their boxes
+    frame_rate: float = Field(default=1.0, ge=0)  # video frames per second; 0: every frame
+
+
 class ChunkPlan(_Message):
     """Written once by ingest to staging; workers read it to find their byte ranges."""
 
@@ -122,6 +141,7 @@ class ChunkPlan(_Message):
     # Rows and bytes per request the model takes (its card's batch limits).
     max_request_rows: int | None = Field(default=None, ge=1)
     max_request_bytes: int | None = Field(default=None, ge=1)
+    media: MediaPlan | None = None  # images or video instead of CSV rows (shared/media.py)
 
     @property
     def first_line(self) -> int:

@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     # Compressed uploads (.gz) are inflated into staging first; these stop bombs.
     max_compression_ratio: int = Field(default=100, ge=1)
 
+    # Image and video jobs (shared/media.py): a chunk is at most this many images and
+    # bytes; larger images are refused before they are decoded (decompression bombs).
+    image_chunk_count: int = Field(default=64, ge=1)
+    image_chunk_bytes: int = Field(default=32 * MIB, ge=1)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_image_bytes: int = Field(default=64 * MIB, ge=1)
+    max_manifest_items: int = Field(default=100_000, ge=1)
+    image_draw: Literal["none", "jpeg", "png"] = "none"  # per upload: metadata byom-draw
+    video_frame_rate: float = Field(default=1.0, ge=0)  # per upload: byom-frame-rate
+    max_video_frames: int = Field(default=100_000, ge=1)
+
     # Array sizing: at most this many children; each takes chunks round-robin.
     max_array_children: int = Field(default=50, ge=1, le=10_000)
     worker_attempts: int = Field(default=3, ge=1, le=10)

@@ -51,9 +51,11 @@ import pyarrow.csv as pacsv
 from aiohttp import web
 
 from model.flavors import BadRequest, Model, ModelLoadError
+from model.flavors.detector import VisionModel
 from model.inference_script import RequestHandler
 from model.package import PackageLimits, load_package
-from model.server import tracing
+from model.server import tracing, vision
+from model.server.batching import Batchers
 from model.server.multi_model import ModelCache, TargetMissing, TargetUnloadable
 from model.server.settings import ServerSettings, cpu_count
 
@@ -113,6 +115,7 @@ class State:
     fault_status: int | None = None
     fault_count: int = 0
     models: ModelCache | None = None  # target models (multi_model.py), when hosted
+    batchers: Batchers | None = None  # image requests batched across calls (batching.py)
 
     def take_fault(self) -> int | None:
         if self.fault_status is None or self.fault_count <= 0:
@@ -325,15 +328,17 @@ async def _invoke(request: web.Request, chosen: Model | None = None) -> web.Resp
     else:
         model = state.model
     loop = asyncio.get_running_loop()
+    content_type = _media_type(request.headers.get("Content-Type", ""))
     try:
-        payload, answer = await loop.run_in_executor(
-            state.executor,
-            score,
-            model,
-            body,
-            _media_type(request.headers.get("Content-Type", "")),
-            request.headers.get("Accept"),
-        )
+        if isinstance(model, VisionModel):  # pixels in: batched across calls (vision.py)
+            assert state.batchers is not None
+            payload, answer = await vision.invoke(
+                state.batchers, model, body, content_type, request.headers.get("Accept")
+            )
+        else:
+            payload, answer = await loop.run_in_executor(
+                state.executor, score, model, body, content_type, request.headers.get("Accept")
+            )
     except BadRequest as exc:
         raise Problem(exc.status, str(exc)) from exc
     except Problem:
@@ -501,6 +506,7 @@ def build_app(settings: ServerSettings) -> web.Application:
         fault_count=settings.fault_count,
         models=_model_cache(settings, threads_per_call),
     )
+    state.batchers = Batchers(state.executor, settings.image_batch_wait_ms / 1000)
     app = web.Application(
         client_max_size=CLIENT_MAX_SIZE, middlewares=tracing.middlewares(settings)
     )

@@ -59,6 +59,11 @@ class ServerSettings(BaseSettings):
     threads: int = Field(
         default_factory=cpu_count, ge=1, validation_alias="BYOM_MODEL_SERVER_THREADS"
     )
+    # Image requests arriving within this many milliseconds of each other share
+    # one model call, up to the package's [image] batch_size (model/server/batching.py).
+    image_batch_wait_ms: float = Field(
+        default=2.0, ge=0, le=1000, validation_alias="BYOM_IMAGE_BATCH_WAIT_MS"
+    )
     # Fault injection for tests of callers' retry logic: the first `fault_count`
     # invocations answer `fault_status` instead of predicting.
     fault_status: int | None = Field(

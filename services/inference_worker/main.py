@@ -21,6 +21,7 @@ from typing import Literal
 from aiobotocore.config import AioConfig
 
 from services.inference_worker.endpoint import Endpoint
+from services.inference_worker.images import score_media_chunk
 from services.inference_worker.scoring import ChunkResult, finished_earlier, score_chunk
 from shared import aws, chunk_timer, logs, tracing
 from shared.errors import ByomError, InputError, ModelError
@@ -77,6 +78,7 @@ async def run(child: BatchChild, settings: Settings) -> int:
         endpoint.target_model = plan.target_model
         mine = plan.chunks[child.aws_batch_job_array_index :: child.byom_array_size]
         uri = f"s3://{job.bucket}/{job.input_key}"  # errors name the upload, not staging
+        output_key = job.output_key
 
         async def report(
             chunk: Chunk, result: ChunkResult | None, failure: ChunkFailure | None
@@ -136,6 +138,11 @@ async def run(child: BatchChild, settings: Settings) -> int:
                     return
                 try:
                     earlier = await finished_earlier(s3, plan, chunk) if reuse else None
+                    if plan.media is not None and earlier is None:  # images or video
+                        earlier = await score_media_chunk(
+                            s3, endpoint, plan, chunk, uri=uri, output_key=output_key,
+                            settings=settings,
+                        )  # fmt: skip
                     result = earlier or await score_chunk(
                         s3,
                         endpoint,

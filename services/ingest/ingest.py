@@ -16,8 +16,9 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from services.ingest import processing_plan
+from services.ingest.images import plan_media
 from services.ingest.inflate import GZIP_MAGIC, inflate_to
-from shared import aws, logs, metrics, model_registry, naming, queues, tracing
+from shared import aws, logs, media, metrics, model_registry, naming, queues, tracing
 from shared.csvchunks import BOM, ReadRange, find_line_end, plan_ranges
 from shared.endings import announce
 from shared.errors import InputError
@@ -176,21 +177,31 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
                 update={"model_name": chosen.name, "model_version": chosen.version}
             )
         card = processing_plan.read_card(upload.uri, upload.bucket, chosen)
-        request = processing_plan.requested(
-            upload.uri, upload.key, upload.content_type, upload.metadata, card
+        # Formats, filters and joins are for records; images and video have their own plan.
+        request = (
+            None
+            if media.kind_of(upload.key) is not None
+            else processing_plan.requested(
+                upload.uri, upload.key, upload.content_type, upload.metadata, card
+            )
         )
         policy = row_policy(upload)
     except InputError as exc:
         _reject(job, exc, store)
         return job_id
     # The output's name carries its format's extension, so it is claimed once known.
-    name_key = processing_plan.output_name_key(upload.key, request)
+    name_key = (
+        upload.key if request is None else processing_plan.output_name_key(upload.key, request)
+    )
     job = job.model_copy(
         update={"output_key": store.claim_output_key(job_id, name_key, job.created_at)}
     )
     try:
-        columns = model_columns(upload, chosen, card)
-        plan = plan_job(job_id, upload, policy, columns=columns, request=request, card=card)
+        if request is None:  # images or video (services/ingest/images.py)
+            plan = plan_media(job_id, upload, policy)
+        else:
+            columns = model_columns(upload, chosen, card)
+            plan = plan_job(job_id, upload, policy, columns=columns, request=request, card=card)
     except InputError as exc:
         _reject(job, exc, store)
         return job_id

@@ -42,6 +42,8 @@ _REQUESTS_IN_FLIGHT = 4  # a small file is a handful of requests
 
 
 def eligible(plan: ChunkPlan, settings: Settings) -> bool:
+    if plan.media is not None:  # images and video are decoded by the workers only
+        return False
     rows_bytes = plan.size - plan.data_start
     # Formats, filters and joins need the workers' pyarrow: not in this bundle.
     plain = plan.processing is None

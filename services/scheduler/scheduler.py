@@ -67,9 +67,14 @@ def submit_array(
     job: JobItem, request: ScheduleRequest, plan: ChunkPlan, settings: Settings, batch: BatchClient
 ) -> str:
     """SubmitJob for the job's array, named after the job; returns the Batch job id."""
+    # Decoding images costs far more per byte than parsing rows: an image or video
+    # job gets a child per chunk (within the capacity), a CSV job one per bytes_per_child.
+    data_bytes = plan.size - plan.data_start
+    if plan.media is not None:
+        data_bytes = len(plan.chunks) * settings.bytes_per_child
     sizing = size_array(
         len(plan.chunks),
-        data_bytes=plan.size - plan.data_start,
+        data_bytes=data_bytes,
         bytes_per_child=settings.bytes_per_child,
         capacity=capacity(settings),
     )
