@@ -14,6 +14,7 @@ import io
 from collections.abc import Collection, Mapping
 
 from shared.errors import InputError
+from shared.processing import prediction_column_names
 
 ROWS_METADATA = "byom-rows"
 BAD_ROWS_METADATA = "byom-bad-rows"
@@ -47,6 +48,14 @@ def with_blanks(predictions: bytes, rows: int, rejected: Collection[int]) -> byt
     """Put an empty line where each rejected row was, so output lines match input lines."""
     scored = iter(lines_of(predictions))
     return b"".join(b"\n" if i in rejected else next(scored) + b"\n" for i in range(rows))
+
+
+def header_line(names: tuple[str, ...], predictions: bytes) -> bytes:
+    """The output's first line for an upload with a header: the prediction columns'
+    names, as many as the first scored line has cells."""
+    first = next((line for line in lines_of(predictions) if line), None)
+    count = first.count(b",") + 1 if first is not None else len(names)
+    return (",".join(prediction_column_names(names, count)) + "\n").encode()
 
 
 def errors_csv(rejected: Mapping[int, InputError]) -> bytes:

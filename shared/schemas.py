@@ -138,6 +138,10 @@ class ChunkPlan(_Message):
     model_version: str | None = None
     # Formats, filters and joins, checked by ingest (None: a plain header-less CSV).
     processing: Processing | None = None
+    # A plain CSV upload with a header: its output starts with a header too, the
+    # prediction columns' names (numbered from the one name when the model answers
+    # more columns), so output line n is input line n.
+    output_header: tuple[str, ...] | None = None
     # Rows and bytes per request the model takes (its card's batch limits).
     max_request_rows: int | None = Field(default=None, ge=1)
     max_request_bytes: int | None = Field(default=None, ge=1)

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from services.inference_worker.endpoint import Endpoint
 from services.inference_worker.parse import ParsedRows, parse_rows, shift_lines
 from shared import aws, chunk_output, naming
-from shared.chunk_output import errors_csv, prediction_lines, with_blanks
+from shared.chunk_output import errors_csv, header_line, prediction_lines, with_blanks
 from shared.csvchunks import count_lines, owned_lines, read_start, split_records
 from shared.errors import ByomError, InputError
 from shared.rows import split_lines
@@ -229,6 +229,8 @@ async def score_chunk(
             Body=errors_csv(parsed.rejected),
             ContentType="text/csv",
         )
+    if plan.output_header is not None and chunk.index == 0:
+        output = header_line(plan.output_header, output) + output
     key = naming.chunk_output_key(plan.job_id, chunk.index)
     bad_rows = len(parsed.rejected)
     await s3.put_object(

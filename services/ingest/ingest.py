@@ -446,6 +446,10 @@ def plan_job(
             head_rows = head_rows[: head_rows.rfind(b"\n") + 1]
         check_rows(head_rows, first_line=2 if names else 1, columns=columns, uri=uri)
     ranges = plan_ranges(data_start, size, settings.chunk_bytes)
+    # A header carried to the output; the processing path builds its own.
+    output_header = None
+    if names is not None and processing is None:
+        output_header = processing_plan.prediction_names(card)
     return ChunkPlan(
         job_id=job_id,
         bucket=upload.bucket,
@@ -458,6 +462,7 @@ def plan_job(
         policy=policy,
         chunks=tuple(Chunk(index=i, start=s, end=e) for i, (s, e) in enumerate(ranges)),
         processing=processing,
+        output_header=output_header,
     )
 
 

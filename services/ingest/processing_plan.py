@@ -305,7 +305,6 @@ def processing(
             f"{chosen} {taken} columns; the model takes {model_columns}. "
             f"Choose its features with {INPUT_FILTER}",
         )
-    prediction_names = card.output_columns if card is not None else ("prediction",)
     result = Processing(
         content=request.content,
         accept=request.accept,
@@ -327,11 +326,11 @@ def processing(
         metadata=request.metadata,
         threshold=request.threshold,
         classes=card.classes if card is not None and card.classes else None,
-        prediction_names=prediction_names,
+        prediction_names=prediction_names(card),
         header=names is not None and request.accept is Format.CSV,
     )
     if request.output_filter is not None:
-        joined = result.output_names(len(prediction_names))
+        joined = result.output_names(len(result.prediction_names))
         try:
             request.output_filter.resolve(len(joined), joined)
         except SelectorError as exc:
@@ -341,6 +340,11 @@ def processing(
                 f"(the joined record: {', '.join(joined)})",
             ) from None
     return result
+
+
+def prediction_names(card: ModelCard | None) -> tuple[str, ...]:
+    """The prediction columns' names: the model card's, else one generic name."""
+    return card.output_columns if card is not None else ("prediction",)
 
 
 def needs_processing(request: Request, card: ModelCard | None, header: list[str] | None) -> bool:

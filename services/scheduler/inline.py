@@ -210,6 +210,8 @@ def _score(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone:
             Body=chunk_output.errors_csv(checked.rejected),
             ContentType=CSV,
         )
+    if plan.output_header is not None:
+        output = chunk_output.header_line(plan.output_header, output) + output
     key = naming.chunk_output_key(plan.job_id, 0)
     s3.put_object(
         Bucket=plan.bucket,

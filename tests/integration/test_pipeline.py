@@ -152,18 +152,29 @@ def test_invalid_files_fail_with_position_and_good_file_succeeds(stack, done_que
 
 
 def test_header_row_is_detected(stack, done_queue, clients, model_dir):
+    """A header is skipped for scoring and carried to the output, on the inline path
+    (a small file) and through Batch (only the first of several chunks carries it)."""
     s3, bucket = clients["s3"], stack.config.bucket
-    frame = generate(50, seed=5)
-    buffer = io.StringIO()
-    write_feature_csv(frame, buffer, header=True)
-    data = buffer.getvalue().replace("\n", "\r\n").encode()
-    s3.put_object(Bucket=bucket, Key="input/with header.csv", Body=data)
-    uri = f"s3://{bucket}/input/with header.csv"
-    detail = collect_done_events(clients["sqs"], done_queue, {uri}, timeout=120)[uri]
-    assert detail["status"] == "SUCCEEDED", detail
-    assert detail["rows"] == 50
-    body = s3.get_object(Bucket=bucket, Key=detail["output_uri"].split("/", 3)[3])["Body"].read()
-    predictions = np.array(body.split(), dtype=np.float64)
-    np.testing.assert_allclose(
-        predictions, expected_predictions(model_dir, data, header=True), atol=1e-6
-    )
+    uploads = {}
+    for name, rows in (("with header.csv", 50), ("big with header.csv", 40_000)):
+        buffer = io.StringIO()
+        write_feature_csv(generate(rows, seed=5), buffer, header=True)
+        data = buffer.getvalue().replace("\n", "\r\n").encode()
+        s3.put_object(Bucket=bucket, Key=f"input/{name}", Body=data)
+        uploads[f"s3://{bucket}/input/{name}"] = (rows, data)
+    assert len(uploads[f"s3://{bucket}/input/big with header.csv"][1]) > 2 * 4 * MIB
+    details = collect_done_events(clients["sqs"], done_queue, set(uploads), timeout=180)
+    for uri, (rows, data) in uploads.items():
+        detail = details[uri]
+        assert detail["status"] == "SUCCEEDED", detail
+        assert detail["rows"] == rows
+        key = detail["output_uri"].split("/", 3)[3]
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        # The header is carried: output line n is input line n.
+        header, *lines = body.split(b"\n")[:-1]
+        assert header == b"prediction"
+        assert len(lines) == rows
+        predictions = np.array(lines, dtype=np.float64)
+        np.testing.assert_allclose(
+            predictions, expected_predictions(model_dir, data, header=True), atol=1e-6
+        )

@@ -104,3 +104,11 @@ def test_failures_of_terminated_duplicates_are_ignored(
     monkeypatch.setattr(batch_events, "fail", lambda job_id, error, store, **_: ended.append(error))
     batch_events.handle_batch_event(batch_failure("j1", failed, reason), FakeStore(recorded))
     assert bool(ended) is ends_job
+
+
+def test_the_output_header_names_as_many_columns_as_the_model_answers():
+    assert chunk_output.header_line(("prediction",), b"0.1\n0.2\n") == b"prediction\n"
+    assert chunk_output.header_line(("p",), b"\n0.1,0.7,0.2\n") == b"p_0,p_1,p_2\n"
+    assert chunk_output.header_line(("legit", "fraud"), b"0.9,0.1\n") == b"legit,fraud\n"
+    # Every row of the first chunk rejected: the model's own names.
+    assert chunk_output.header_line(("probability", "label"), b"\n\n") == b"probability,label\n"
