@@ -141,13 +141,7 @@ def csv_records(
         cells = [records.lines.cast(pa.binary()), *(_csv_cell(c).cast(pa.binary()) for c in added)]
     else:
         joined = [*(records.columns if processing.join else []), *added]
-        if processing.output_filter is not None:
-            try:
-                chosen = parse_selector(processing.output_filter).resolve(len(names), names)
-            except SelectorError as exc:
-                raise ByomError(f"byom-output-filter={processing.output_filter!r}: {exc}") from exc
-            joined = [joined[i] for i in chosen]
-            names = [names[i] for i in chosen]
+        joined, names = _output_filtered(processing, joined, names)
         cells = [_csv_cell(c) for c in joined]
     if not cells or len(cells[0]) == 0:
         return _scatter(pa.array([], pa.binary()), records), names
@@ -216,13 +210,7 @@ def parquet_records(
         added[len(predictions)] = pc.cast(added[len(predictions)], pa.int64())
     inputs = records.typed if records.typed is not None else records.columns
     joined = [*(inputs if processing.join else []), *added]
-    if processing.output_filter is not None:
-        try:
-            chosen = parse_selector(processing.output_filter).resolve(len(names), names)
-        except SelectorError as exc:
-            raise ByomError(f"byom-output-filter={processing.output_filter!r}: {exc}") from exc
-        joined = [joined[i] for i in chosen]
-        names = [names[i] for i in chosen]
+    joined, names = _output_filtered(processing, joined, names)
     table = pa.Table.from_arrays(joined, names=names)
     if len(records.good) != records.rows:
         index = np.zeros(records.rows, dtype=np.int64)
@@ -238,6 +226,19 @@ def parquet_records(
 def _nulls(table: pa.Table, records: Records) -> pa.Table:
     return pa.table({n: pa.nulls(records.rows, c.type) for n, c in zip(
         table.column_names, table.columns, strict=True)})  # fmt: skip
+
+
+def _output_filtered(
+    processing: Processing, joined: list[pa.Array], names: list[str]
+) -> tuple[list[pa.Array], list[str]]:
+    """The joined record's columns and names that the output filter keeps."""
+    if processing.output_filter is None:
+        return joined, names
+    try:
+        chosen = parse_selector(processing.output_filter).resolve(len(names), names)
+    except SelectorError as exc:
+        raise ByomError(f"byom-output-filter={processing.output_filter!r}: {exc}") from exc
+    return [joined[i] for i in chosen], [names[i] for i in chosen]
 
 
 def header_line(names: list[str]) -> bytes:
