@@ -1,4 +1,5 @@
-"""The local stack's S3: moto's server, patched so that a GET costs the bytes it returns.
+"""The local stack's AWS: moto's server, patched so that an S3 GET costs the bytes it
+returns, and DynamoDB's item writes are atomic as on AWS.
 
 python -m infra.local.moto_server -H 127.0.0.1 -p 4566   (the flags of ``python -m moto.server``)
 
@@ -36,6 +37,12 @@ takes 3.7 ms instead of 123 ms, a whole GET 0.10 s instead of 0.35 s; a 2 GB mul
 upload peaks at 0.64 GB of server RSS instead of 4.3 GB. Still whole in memory, as in moto:
 a single PUT's request body and CopyObject's source.
 
+4. DynamoDB's item operations run one at a time. moto's server is threaded and its
+   ``update_item`` reads, checks and writes the item in steps, so two concurrent ``ADD``s
+   on one item could both read the old count and one be lost (seen once in 100
+   concurrent completion counts under load). DynamoDB makes each item write atomic;
+   one lock over the backend's item operations does the same here.
+
 Written against moto 5.2.5 (pinned); tests/integration/test_local_s3.py checks the
 semantics against plain moto and the bytes read per request, so an upgrade that changes
 the patched functions fails there.
@@ -64,6 +71,7 @@ from typing import Any
 
 from moto import server
 from moto.core.compat import HAS_CRT
+from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
 from moto.s3.models import FakeKey, FakeMultipart, MultipartChecksumBuilder, S3Backend
@@ -359,8 +367,40 @@ def _serve_counter(app: type[DomainDispatcherApplication]) -> None:
     app.__call__ = call  # type: ignore[method-assign]
 
 
+# DynamoDB's item-level operations: each one is atomic on AWS (see the module's 4.).
+_DYNAMODB_ITEM_OPERATIONS = (
+    "put_item",
+    "get_item",
+    "update_item",
+    "delete_item",
+    "query",
+    "scan",
+    "transact_write_items",
+)
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def _one_at_a_time(operation: Callable[..., Any]) -> Callable[..., Any]:
+    def serialised(*args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return operation(*args, **kwargs)
+
+    serialised.__wrapped__ = operation  # type: ignore[attr-defined]
+    return serialised
+
+
+def serialise_dynamodb() -> None:
+    """Make moto's DynamoDB item operations atomic, as DynamoDB's are (idempotent)."""
+    for name in _DYNAMODB_ITEM_OPERATIONS:
+        operation = getattr(DynamoDBBackend, name)
+        if not hasattr(operation, "__wrapped__"):
+            setattr(DynamoDBBackend, name, _one_at_a_time(operation))
+
+
 def apply(*, patch: bool = True, count_reads: bool = False) -> None:
-    """Patch moto's S3 in this process (``patch``) and/or count buffer reads."""
+    """Patch moto's S3 in this process (``patch``) and/or count buffer reads; DynamoDB's
+    item operations are made atomic either way."""
+    serialise_dynamodb()
     READS.enabled = count_reads
     if patch or count_reads:
         FakeKey.value = _value_property(setter_patch=patch)  # type: ignore[method-assign,assignment]
