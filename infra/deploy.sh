@@ -17,6 +17,8 @@
 #
 # Param=Value pairs override template parameters, for example
 #   infra/deploy.sh --stage prod ComputeType=SPOT MaxVcpus=256 EndpointInstanceCount=2
+# and for image and video models on a GPU endpoint (CUDA image, built only then):
+#   infra/deploy.sh --stage prod EndpointInstanceType=ml.g5.xlarge EndpointAccelerator=gpu
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,7 +31,7 @@ multi_model=false
 overrides=()
 
 usage() {
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [[ $# -gt 0 ]]; do

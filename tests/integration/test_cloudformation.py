@@ -35,17 +35,20 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 from infra import package_lambda
 from infra.local.processes import Service, free_port, http_ok, wait_until
 from tests.unit.test_template import (
     BUILDSPEC,
+    GPU_AMI,
     NOT_FOR_THE_WORKER,
     REPO,
     TEMPLATE,
     WORKER_DOCKERFILE,
     load_template,
     references,
+    resource,
     wiring,
 )
 
@@ -53,6 +56,8 @@ pytestmark = pytest.mark.integration
 
 IAC_BIN = REPO / ".venv-iac" / "bin"
 MODEL_SERVER_DOCKERFILE = REPO / "model" / "server" / "Dockerfile"
+# The same server for GPU endpoints (EndpointAccelerator=gpu): CUDA and onnxruntime-gpu.
+MODEL_SERVER_GPU_DOCKERFILE = REPO / "model" / "server" / "Dockerfile.gpu"
 SCRIPTS = [REPO / "infra" / name for name in ("deploy.sh", "destroy.sh", "iac_venv.sh")]
 REGION = "us-east-1"
 # Created by the test only because moto insists; AWS uses Batch's service-linked role.
@@ -473,9 +478,7 @@ def test_checkov_passes() -> None:
 
 def test_dockerfiles_pass_hadolint() -> None:
     hadolint = iac_tool("hadolint")
-    dockerfiles = [WORKER_DOCKERFILE]
-    if MODEL_SERVER_DOCKERFILE.exists():
-        dockerfiles.append(MODEL_SERVER_DOCKERFILE)
+    dockerfiles = [WORKER_DOCKERFILE, MODEL_SERVER_DOCKERFILE, MODEL_SERVER_GPU_DOCKERFILE]
     # Info-level notes are style; warnings and errors fail.
     result = subprocess.run(
         [str(hadolint), "--failure-threshold", "warning", *map(str, dockerfiles)],
@@ -504,6 +507,61 @@ def test_scripts_pass_shellcheck(tmp_path: Path) -> None:
     for script in SCRIPTS:
         assert os.access(script, os.X_OK), f"{script} is not executable"
         assert "set -euo pipefail" in script.read_text()
+
+
+REGISTRY = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "gpu"])
+def test_buildspec_builds_the_gpu_image_only_when_asked(tmp_path: Path, accelerator: str) -> None:
+    """The build's script as CodeBuild runs it, with aws and docker that only log."""
+    calls = tmp_path / "calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # describe-images finds nothing, so every image is built.
+    for tool, answer in (("aws", '[ "$2" = describe-images ] && exit 254'), ("docker", "")):
+        script = bin_dir / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n{answer}\nexit 0\n')
+        script.chmod(0o755)
+    commands = yaml.safe_load(BUILDSPEC.read_text())["phases"]["build"]["commands"]
+    tag = "0123456789abcdef0123"
+    result = subprocess.run(
+        ["bash", "-c", "\n".join(commands)],
+        env={
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "AWS_REGION": REGION,
+            "WORKER_REPOSITORY_URI": f"{REGISTRY}/byom-t/worker",
+            "MODEL_SERVER_REPOSITORY_URI": f"{REGISTRY}/byom-t/model-server",
+            "IMAGE_TAG": tag,
+            "ENDPOINT_ACCELERATOR": accelerator,
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    logged = calls.read_text().splitlines()
+    built = [
+        (words[words.index("--file") + 1], words[words.index("--tag") + 1])
+        for words in (line.split() for line in logged if line.startswith("docker build"))
+    ]
+    model_server = f"{REGISTRY}/byom-t/model-server"
+    expected = [
+        ("services/inference_worker/Dockerfile", f"{REGISTRY}/byom-t/worker:{tag}"),
+        ("model/server/Dockerfile", f"{model_server}:{tag}"),
+    ]
+    if accelerator == "gpu":
+        expected.append(("model/server/Dockerfile.gpu", f"{model_server}:{tag}-gpu"))
+    assert built == expected
+    assert [line.split()[-1] for line in logged if line.startswith("docker push")] == [
+        image for _, image in expected
+    ]
+    # The endpoint's image is the one pushed for its accelerator.
+    _, gpu_image, cpu_image = resource("Model")["Properties"]["PrimaryContainer"]["Image"]["Fn::If"]
+    served = (gpu_image if accelerator == "gpu" else cpu_image)["Fn::Sub"]
+    served = served.replace("${ModelServerRepository.RepositoryUri}", model_server)
+    assert served.replace("${ImageTag}", tag) == expected[-1][1]
 
 
 def _tool_env() -> dict[str, str]:
@@ -675,6 +733,71 @@ def test_model_server_entry_point_follows_the_sagemaker_contract(
     assert all(0.0 <= float(value) <= 1.0 for value in predictions)
 
 
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """A Dockerfile's instructions in order, continuations joined and comments left out."""
+    found = []
+    for line in re.sub(r"\\\n", " ", path.read_text()).splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            instruction, _, rest = line.strip().partition(" ")
+            found.append((instruction.upper(), " ".join(rest.split())))
+    return found
+
+
+# The CUDA version of SageMaker's GPU hosting AMIs (ProductionVariant.InferenceAmiVersion).
+AMI_CUDA = {
+    "al2-ami-sagemaker-inference-gpu-2": (12, 2),
+    "al2-ami-sagemaker-inference-gpu-2-1": (12, 2),
+    "al2-ami-sagemaker-inference-gpu-3-1": (12, 4),
+    "al2023-ami-sagemaker-inference-gpu-4-1": (13, 0),
+}
+
+
+def test_gpu_model_server_image_is_the_cpu_one_with_cuda_and_onnxruntime_gpu() -> None:
+    cpu = parse_dockerfile(MODEL_SERVER_DOCKERFILE)
+    gpu = parse_dockerfile(MODEL_SERVER_GPU_DOCKERFILE)
+    cpu_pins = dict(word.split("==") for word in cpu.pip_packages if "==" in word)
+    gpu_pins = dict(word.split("==") for word in gpu.pip_packages if "==" in word)
+    # Exactly the CPU image's pins, onnxruntime-gpu in place of onnxruntime.
+    assert "onnxruntime" in cpu_pins and "onnxruntime" not in gpu_pins
+    assert "onnxruntime-gpu" not in cpu_pins and "onnxruntime-gpu" in gpu_pins
+    assert {k: v for k, v in gpu_pins.items() if k != "onnxruntime-gpu"} == {
+        k: v for k, v in cpu_pins.items() if k != "onnxruntime"
+    }
+    assert [w for w in gpu.pip_packages if "==" not in w] == [
+        w for w in cpu.pip_packages if "==" not in w
+    ]
+    # PyPI's onnxruntime-gpu is built for CUDA 12 up to 1.26 (CUDA 13 from 1.27),
+    # and the server is tested against the CPU image's onnxruntime, not older.
+    gpu_ort = Version(gpu_pins["onnxruntime-gpu"])
+    assert gpu_ort < Version("1.27") and gpu_ort <= Version(cpu_pins["onnxruntime"])
+    # The same entry point, user, health check, port, files and model requirements.
+    assert (gpu.entrypoint, gpu.cmd) == (cpu.entrypoint, cpu.cmd)
+    assert {k: v for k, v in gpu.env.items() if k != "PATH"} == cpu.env
+    assert gpu.env["PATH"].startswith("/opt/venv/bin:")
+    shared = {"LABEL", "WORKDIR", "COPY", "USER", "EXPOSE", "HEALTHCHECK", "ENTRYPOINT", "CMD"}
+
+    def parallel(path: Path) -> list[tuple[str, str]]:
+        return [
+            (instruction, rest)
+            for instruction, rest in _instructions(path)
+            if instruction in shared or "BYOM_PREINSTALLED_LIB" in rest
+        ]
+
+    assert parallel(MODEL_SERVER_GPU_DOCKERFILE) == parallel(MODEL_SERVER_DOCKERFILE)
+    # A CUDA 12 runtime with cuDNN, no newer than the driver of the AMI the
+    # template gives GPU endpoints, and the serving code's Python.
+    (base,) = [rest for instruction, rest in _instructions(MODEL_SERVER_GPU_DOCKERFILE)
+               if instruction == "FROM"]  # fmt: skip
+    found = re.fullmatch(r"\S*nvidia/cuda:(\d+)\.(\d+)\.\d+-cudnn-runtime-ubuntu[\d.]+", base)
+    assert found, base
+    cuda = (int(found.group(1)), int(found.group(2)))
+    assert cuda[0] == 12
+    (variant,) = resource("EndpointConfig")["Properties"]["ProductionVariants"]
+    ami = variant["InferenceAmiVersion"]["Fn::If"][1]
+    assert ami == GPU_AMI and cuda <= AMI_CUDA[ami]
+    assert "python3.11 -m venv /opt/venv" in MODEL_SERVER_GPU_DOCKERFILE.read_text()
+
+
 # ------------------------------------------------------------------ what gets installed
 
 
@@ -777,9 +900,7 @@ def test_source_bundle_has_what_the_images_copy(tmp_path: Path) -> None:
         names = set(archive.namelist())
     assert "infra/buildspec.yml" in names
     assert "requirements.lock" in names
-    for dockerfile in (WORKER_DOCKERFILE, MODEL_SERVER_DOCKERFILE):
-        if not dockerfile.exists():
-            continue
+    for dockerfile in (WORKER_DOCKERFILE, MODEL_SERVER_DOCKERFILE, MODEL_SERVER_GPU_DOCKERFILE):
         assert dockerfile.relative_to(REPO).as_posix() in names
         for line in re.sub(r"\\\n", " ", dockerfile.read_text()).splitlines():
             if line.startswith("COPY ") and "--from" not in line:
@@ -799,10 +920,11 @@ def test_the_deployed_packages_requirements_reach_the_image_build(tmp_path: Path
     with zipfile.ZipFile(out) as archive:
         baked = archive.read(package_lambda.MODEL_REQUIREMENTS_ENTRY).decode()
     assert baked == "scipy==1.17.1\n"
-    # The model server's image copies model/server/ and installs the file from there.
-    dockerfile = MODEL_SERVER_DOCKERFILE.read_text()
-    assert package_lambda.MODEL_REQUIREMENTS_ENTRY in dockerfile
-    assert "BYOM_PREINSTALLED_LIB" in dockerfile
+    # The model server's images copy model/server/ and install the file from there.
+    for path in (MODEL_SERVER_DOCKERFILE, MODEL_SERVER_GPU_DOCKERFILE):
+        dockerfile = path.read_text()
+        assert package_lambda.MODEL_REQUIREMENTS_ENTRY in dockerfile, path
+        assert "BYOM_PREINSTALLED_LIB" in dockerfile, path
 
 
 IMPORTED_FIRST_PARTY = """
@@ -821,7 +943,9 @@ print(json.dumps(sorted(files)))
 """
 
 
-@pytest.mark.parametrize("dockerfile", [MODEL_SERVER_DOCKERFILE, WORKER_DOCKERFILE])
+@pytest.mark.parametrize(
+    "dockerfile", [MODEL_SERVER_DOCKERFILE, MODEL_SERVER_GPU_DOCKERFILE, WORKER_DOCKERFILE]
+)
 def test_images_copy_every_first_party_module_they_import(dockerfile: Path) -> None:
     """A module the server (or worker) imports but the image does not copy would
     only fail when SageMaker (or Batch) starts the container."""

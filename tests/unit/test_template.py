@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 import yaml  # type: ignore[import-untyped]
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
@@ -67,6 +68,9 @@ DEPLOYMENT_FIGURES = {"BYOM_MAX_VCPUS"}
 # Every job Batch runs for byom carries this tag (the scheduler's SubmitJob).
 BYOM_JOB_TAG = "byom:job-id"
 BATCH_JOB_ARN = {"Fn::Sub": "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:job/*"}
+# SageMaker's hosting AMI with driver 550 (CUDA 12.4): the GPU image's CUDA 12
+# needs it, since the default AMI of ml.g4dn, ml.g5 and ml.p4d has driver 470.
+GPU_AMI = "al2-ami-sagemaker-inference-gpu-3-1"
 AWS_MANAGED_POLICIES = {
     "AWSXRayDaemonWriteAccess",
     "service-role/AmazonEC2ContainerServiceforEC2Role",
@@ -197,6 +201,12 @@ def object_resources(role: str, action: str) -> set[str]:
             if text.startswith("${DataBucket.Arn}/"):
                 found.add(text.removeprefix("${DataBucket.Arn}/"))
     return found
+
+
+def sagemaker_enum(shape: str) -> set[str]:
+    """The values SageMaker's API accepts for a string shape, as botocore knows them."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return set(model.shape_for(shape).metadata.get("enum", []))
 
 
 def listable_prefixes(role: str) -> set[str]:
@@ -798,6 +808,7 @@ def test_buildspec_builds_both_images_from_the_repository_root() -> None:
     script = "\n".join(spec["phases"]["build"]["commands"])
     assert "services/inference_worker/Dockerfile" in script
     assert "model/server/Dockerfile" in script
+    assert "model/server/Dockerfile.gpu" in script
     assert WORKER_DOCKERFILE.exists()
     assert "CFN_RESPONSE_URL" in "\n".join(spec["phases"]["build"]["finally"])
     variables = {
@@ -808,6 +819,72 @@ def test_buildspec_builds_both_images_from_the_repository_root() -> None:
     }
     assert {"WORKER_REPOSITORY_URI", "MODEL_SERVER_REPOSITORY_URI", "IMAGE_TAG"} <= variables
     assert set(re.findall(r"\$\{?([A-Z_]+_URI)\}?", script)) <= variables
+    assert "ENDPOINT_ACCELERATOR" in script and "ENDPOINT_ACCELERATOR" in variables
+
+
+def test_endpoint_accelerator_picks_the_image_the_ami_and_the_build() -> None:
+    template = load_template()
+    parameter = template["Parameters"]["EndpointAccelerator"]
+    assert parameter["Default"] == "cpu" and set(parameter["AllowedValues"]) == {"cpu", "gpu"}
+    condition = {"Fn::Equals": [{"Ref": "EndpointAccelerator"}, "gpu"]}
+    assert template["Conditions"]["UsesGpu"] == condition
+    # The GPU build of the same code is a tag of the same repository ...
+    repository = "${ModelServerRepository.RepositoryUri}"
+    image = resource("Model")["Properties"]["PrimaryContainer"]["Image"]
+    assert image == {
+        "Fn::If": [
+            "UsesGpu",
+            {"Fn::Sub": f"{repository}:${{ImageTag}}-gpu"},
+            {"Fn::Sub": f"{repository}:${{ImageTag}}"},
+        ]
+    }
+    # ... so the endpoint pulls and the build pushes it with the permissions they had.
+    (pull,) = granting("ModelRole", "ecr:BatchGetImage")
+    assert pull["Resource"] == {"Fn::GetAtt": ["ModelServerRepository", "Arn"]}
+    (push,) = granting("ImageBuildRole", "ecr:PutImage")
+    assert {"Fn::GetAtt": ["ModelServerRepository", "Arn"]} in push["Resource"]
+    # ECR takes tags of at most 128 characters, "-gpu" included.
+    pattern = template["Parameters"]["ImageTag"]["AllowedPattern"]
+    longest = re.search(r"\{1,(\d+)\}", pattern)
+    assert longest is not None and int(longest.group(1)) + len("-gpu") <= 128
+    # The driver the CUDA image needs, on GPU endpoints only.
+    (variant,) = resource("EndpointConfig")["Properties"]["ProductionVariants"]
+    assert variant["InferenceAmiVersion"] == {
+        "Fn::If": ["UsesGpu", GPU_AMI, {"Ref": "AWS::NoValue"}]
+    }
+    assert GPU_AMI in sagemaker_enum("ProductionVariantInferenceAmiVersion")
+    # The build makes the GPU image when the parameter says so, and switching to
+    # gpu with unchanged code (the same ImageTag) still starts a build.
+    variables = {
+        variable["Name"]: variable["Value"]
+        for variable in resource("ImageBuildProject")["Properties"]["Environment"][
+            "EnvironmentVariables"
+        ]
+    }
+    assert variables["ENDPOINT_ACCELERATOR"] == {"Ref": "EndpointAccelerator"}
+    assert resource("Images")["Properties"]["Accelerator"] == {"Ref": "EndpointAccelerator"}
+    # deploy.sh passes it as any override; its usage shows how.
+    assert "EndpointInstanceType=ml.g5.xlarge EndpointAccelerator=gpu" in DEPLOY_SH.read_text()
+
+
+def test_gpu_accelerator_is_refused_on_an_instance_without_a_gpu() -> None:
+    parameters = load_template()["Parameters"]
+    rule = load_template()["Rules"]["GpuNeedsAGpuInstance"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "EndpointAccelerator"}, "gpu"]}
+    (assertion,) = rule["Assertions"]
+    allowed, value = assertion["Assert"]["Fn::Contains"]
+    assert value == {"Ref": "EndpointInstanceType"}
+    hosting = sagemaker_enum("ProductionVariantInstanceType")
+    instance_type = parameters["EndpointInstanceType"]
+    for name in allowed:
+        assert name in hosting, name
+        assert name.startswith(("ml.g", "ml.p")), name
+        assert re.fullmatch(instance_type["AllowedPattern"], name), name
+    # Every size of each listed family, and no CPU type (the default among them).
+    families = {name.rsplit(".", 1)[0] for name in allowed}
+    assert {name for name in hosting if name.rsplit(".", 1)[0] in families} == set(allowed)
+    assert instance_type["Default"] not in allowed
+    assert {"ml.g5.xlarge", "ml.g6.xlarge"} <= set(allowed)
 
 
 # ------------------------------------------------------------------ deploy script and docs
