@@ -56,13 +56,11 @@ def main() -> None:
   outputs:  aws s3 ls s3://{args.bucket}/output/ --endpoint-url {endpoint}
   jobs:     aws dynamodb scan --table-name {config.jobs_table} --endpoint-url {endpoint}
   events:   aws sqs receive-message --queue-url {done_queue} --endpoint-url {endpoint}
-  model:    http://127.0.0.1:{stack.model_port} (the endpoint {config.endpoint_name})
-  logs:     {stack.log_dir}/<service>.log
   byom:     export AWS_ENDPOINT_URL={endpoint} BYOM_LOG_DIR={stack.log_dir}
             byom submit my.csv --wait; byom status; byom events --follow; byom logs JOB
 
   dashboard: {stack.dashboard_url}/
-  model endpoint: http://127.0.0.1:{stack.model_port}
+  model:    http://127.0.0.1:{stack.model_port} (the endpoint {config.endpoint_name})
   traces:   OTLP/HTTP receiver {stack.traces_url}/v1/traces, spans in {stack.spans_path}
   logs:     {stack.log_dir}/<service>.log
 

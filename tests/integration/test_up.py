@@ -60,10 +60,14 @@ def test_up_serves_uploads_and_stops_on_ctrl_c(model_dir, tmp_path):
             }
             time.sleep(0.3)
         assert states["input/mine.csv"]["state"]["S"] == "SUCCEEDED"
-        # The banner names the dashboard and the trace receiver, and both answer.
+        # The banner names the dashboard, the model endpoint and the trace receiver,
+        # each once, and all of them answer.
         dashboard = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)/", text)
         traces = re.search(r"OTLP/HTTP receiver (http://127\.0\.0\.1:\d+)/v1/traces", text)
-        assert dashboard and traces, text
+        model = re.findall(r"model: +(http://127\.0\.0\.1:\d+) \(the endpoint byom-model\)", text)
+        assert dashboard and traces and len(model) == 1, text
+        assert text.count("logs:") == 1, text
+        assert http_ok(f"{model[0]}/ping")
         with urllib.request.urlopen(f"{dashboard.group(1)}/api/jobs", timeout=5) as response:
             listed = {job["input_key"] for job in json.load(response)}
         assert {"input/mine.csv", "input/broken.csv"} <= listed
