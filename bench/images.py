@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "bench-images skipped: no GPU (onnxruntime offers "
             f"{', '.join(onnxruntime.get_available_providers())}, no CUDAExecutionProvider). "
-            "Run it on a machine with an NVIDIA GPU and onnxruntime-gpu, or pass --device cpu."
+            "Run it on a machine with an NVIDIA GPU, with onnxruntime-gpu in the venv in "
+            "place of onnxruntime (.venv/bin/pip uninstall -y onnxruntime && .venv/bin/pip "
+            "install onnxruntime-gpu==1.26.0, the endpoint image's), or pass --device cpu."
         )
         return 0
     device = f"{gpu_name()}, host {machine()}" if args.device == "gpu" else machine()

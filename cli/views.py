@@ -23,9 +23,11 @@ STATE_STYLES = {
 
 
 def console(stderr: bool = False) -> Console:
-    """A console; piped output gets wide lines rather than wrapped tables."""
+    """A console; piped output gets wide tables and messages never broken mid-line
+    (scripts grep them)."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 200, highlight=False)
+    piped = not stream.isatty()
+    return Console(stderr=stderr, width=200 if piped else None, soft_wrap=piped, highlight=False)
 
 
 def seconds(value: float) -> str:

@@ -55,7 +55,9 @@ def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> ModelC
         manifest = read_manifest(directory) or Manifest()
         model = load_package(directory, allow_pickle=allow_pickle)
     except ModelLoadError as exc:
-        raise PublishError(f"{archive}: {exc}") from exc
+        # The package's own errors usually name the archive already.
+        reason = str(exc)
+        raise PublishError(reason if str(archive) in reason else f"{archive}: {reason}") from exc
     if isinstance(model, VisionModel):
         try:  # one black image, the model's own input size
             model.run(np.zeros((1, model.spec.height, model.spec.width, 3), dtype=np.uint8))
@@ -72,12 +74,24 @@ def check(archive: Path, workdir: Path, *, allow_pickle: bool = False) -> ModelC
             f"{archive}: scoring one sample row of {columns} zeros failed: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    if scores.shape[:1] != (1,) or not np.isfinite(scores.astype(np.float64)).all():
+    if scores.shape[:1] != (1,) or not _finite(scores):
         raise PublishError(
             f"{archive}: one sample row of zeros gave {scores.shape} scores {scores.tolist()!r}; "
             "expected one finite score (or one row of them)"
         )
     return card_of(manifest, str(model.description), model.feature_count)
+
+
+def _finite(scores: np.ndarray) -> bool:
+    """Every number of the answer is finite; class names (text labels) may stand beside them."""
+    if scores.dtype.kind in "biuf":
+        return bool(np.isfinite(scores.astype(np.float64)).all())
+    try:
+        return all(
+            isinstance(value, str) or bool(np.isfinite(float(value))) for value in scores.ravel()
+        )
+    except (TypeError, ValueError):
+        return False
 
 
 def card_of(manifest: Manifest, description: str, feature_count: int | None) -> ModelCard:

@@ -181,6 +181,9 @@ async def job_object(request: web.Request) -> web.StreamResponse:
     else:
         response.content_type = "text/plain"
         response.charset = "utf-8"
+    # Untrusted bytes: never sniffed into a page, never running anything if opened as one.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.content_length = obj["ContentLength"]
     await response.prepare(request)
     body = obj["Body"]

@@ -7,10 +7,13 @@ names, queue URLs) plus ``AWS_ENDPOINT_URL*`` pointing at the local servers.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +65,28 @@ class StackConfig:
     settings: dict[str, str] = field(default_factory=dict)  # extra BYOM_* for the services
     model_server_env: dict[str, str] = field(default_factory=dict)
     dashboard_port: int = 0  # 0: any free port
+
+
+class ModelRefused(RuntimeError):
+    """The model server is up but refuses the package; the message says why."""
+
+
+def _model_ready(port: int, package: Path) -> bool:
+    """Whether the model server answers /ping; raises `ModelRefused` at once when it
+    answers that it cannot serve the package (waiting would not change that)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+            return bool(200 <= response.status < 300)
+    except urllib.error.HTTPError as answer:
+        if answer.code != 500:
+            return False
+        try:
+            reason = json.loads(answer.read() or b"{}").get("error") or "no reason given"
+        except ValueError:
+            reason = "no reason given"
+        raise ModelRefused(f"the model server refuses {package}: {reason}") from None
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 class LocalStack:
@@ -261,7 +286,7 @@ class LocalStack:
             what="job dashboard",
         )
         wait_until(
-            lambda: model.check_alive() and http_ok(f"http://127.0.0.1:{self.model_port}/ping"),
+            lambda: model.check_alive() and _model_ready(self.model_port, self.config.model_dir),
             timeout=60,
             what="model server",
         )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
-from infra.local.stack import REPO, LocalStack, StackConfig
+from infra.local.stack import REPO, LocalStack, ModelRefused, StackConfig
 from model.package import is_archive
 
 
@@ -46,14 +47,26 @@ def main() -> None:
         log_dir=args.log_dir,
         dashboard_port=args.dashboard_port,
     )
+    try:
+        serve(config, args.bucket, stopping)
+    except ModelRefused as refused:
+        # The package's own fault, not the stack's: say why, without a traceback
+        # (every process started so far is stopped already).
+        print(f"byom up: {refused}", file=sys.stderr)
+        sys.exit(1)
+    print("stopped.")
+
+
+def serve(config: StackConfig, bucket: str, stopping: threading.Event) -> None:
+    """Run the stack until `stopping` is set; the banner says where everything is."""
     with LocalStack(config) as stack:
         done_queue = stack.subscribe_done_events("byom-done-events")
         endpoint = stack.endpoint_url
         print(
             f"""byom's local stack is up (logs in {stack.log_dir}).
 
-  upload:   aws s3 cp my.csv s3://{args.bucket}/input/ --endpoint-url {endpoint}
-  outputs:  aws s3 ls s3://{args.bucket}/output/ --endpoint-url {endpoint}
+  upload:   aws s3 cp my.csv s3://{bucket}/input/ --endpoint-url {endpoint}
+  outputs:  aws s3 ls s3://{bucket}/output/ --endpoint-url {endpoint}
   jobs:     aws dynamodb scan --table-name {config.jobs_table} --endpoint-url {endpoint}
   events:   aws sqs receive-message --queue-url {done_queue} --endpoint-url {endpoint}
   byom:     export AWS_ENDPOINT_URL={endpoint} BYOM_LOG_DIR={stack.log_dir}
@@ -71,7 +84,6 @@ Ctrl-C stops everything.""",
         )
         while not stopping.wait(1.0):
             stack.check_alive()
-    print("stopped.")
 
 
 if __name__ == "__main__":

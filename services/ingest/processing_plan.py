@@ -192,6 +192,13 @@ def requested(
 def _threshold(text: str | None, where: str, card: ModelCard | None, uri: str) -> float | None:
     if text is None:
         return None
+    if card is not None and len(card.output_columns) != 1:
+        # Known now, from the card: failing here beats every worker attempt failing.
+        raise InputError(
+            uri,
+            f"{where}={text!r}: a threshold needs one probability per row, and the model "
+            f"answers {len(card.output_columns)} columns ({', '.join(card.output_columns)})",
+        )
     if text.strip().lower() == "model":
         if card is None or card.threshold is None:
             raise InputError(

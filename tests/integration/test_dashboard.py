@@ -209,5 +209,7 @@ def test_errors_and_rejected_rows_are_shown_as_text(stack):
     url = f"{stack.dashboard_url}/jobs/{ids['input/skip.csv']}/objects/errors"
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.headers["Content-Type"].startswith("text/plain")
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in response.headers["Content-Security-Policy"]
         report = response.read().decode()
     assert report.startswith("line,column,reason") and report.count("\n") == 3

@@ -84,3 +84,22 @@ def test_up_serves_uploads_and_stops_on_ctrl_c(model_dir, tmp_path):
             process.stdout.close()
     assert code == 0
     assert not port_open(port), "the local AWS is still listening after Ctrl-C"
+
+
+def test_up_with_a_refused_package_says_why_and_leaves_nothing_running(tmp_path):
+    import tarfile
+
+    hostile = tmp_path / "hostile.tar.gz"
+    with tarfile.open(hostile, "w:gz") as archive:
+        archive.addfile(tarfile.TarInfo("../x"))
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local.up", "--port", str(port),
+         "--model-dir", str(hostile), "--log-dir", str(tmp_path / "logs")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "byom up: the model server refuses" in result.stderr
+    assert "'../x'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not port_open(port)  # the local AWS it had started is stopped

@@ -181,3 +181,11 @@ def test_the_job_a_message_names_goes_on_its_lines():
     assert job_keys_of('{"job_id": "j2", "chunk_count": 4, "plan_key": "p"}') == {"job_id": "j2"}
     for body in ('{"source": "aws.s3", "detail": {}}', "[1]", "not json", '{"job_id": 7}'):
         assert job_keys_of(body) == {}
+
+
+def test_piped_messages_are_never_broken_mid_line(capsys):
+    from cli.views import console
+
+    message = "error: " + "x" * 150 + " " + "y" * 150
+    console(stderr=True).print(message)
+    assert capsys.readouterr().err == message + "\n"

@@ -98,6 +98,14 @@ def test_the_upload_wins_over_the_cards_defaults() -> None:
     )
 
 
+def test_a_threshold_on_a_model_of_several_columns_fails_at_ingest() -> None:
+    card = ModelCard(output_columns=("probability", "label"), threshold=0.5)
+    for value in ("model", "0.7"):
+        error = refusal({"byom-threshold": value}, card=card)
+        assert f"metadata byom-threshold='{value}'" in error
+        assert "answers 2 columns (probability, label)" in error
+
+
 def test_features_by_name_from_the_card_in_the_files_order() -> None:
     card = ModelCard(feature_count=3, feature_names=("a", "b", "c"))
     record = FirstRecord("rows", 5, ("id", "c", "a", "b", "label"))
