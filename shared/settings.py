@@ -1,7 +1,9 @@
-"""One settings tree for every byom process.
+"""One settings tree for byom's services (ingest, scheduler, workers, status).
 
-Nothing else in byom reads ``os.environ``: every name, limit and knob comes from
-here, with the ``BYOM_`` prefix. AWS endpoints are not settings: boto3 and
+No service reads ``os.environ`` itself: every name, limit and knob comes from
+here, with the ``BYOM_`` prefix. The model server has its own tree
+(``model/server/settings.py``), since its image carries no ``shared/``; the local
+stack's tooling and the ``byom`` command read the few variables of their own. AWS endpoints are not settings: boto3 and
 aiobotocore read ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` themselves,
 which is how the local stack points the same code at local servers.
 """
