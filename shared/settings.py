@@ -2,10 +2,11 @@
 
 No service reads ``os.environ`` itself: every name, limit and knob comes from
 here, with the ``BYOM_`` prefix. The model server has its own tree
-(``model/server/settings.py``), since its image carries only the tracer of ``shared/``; the local
-stack's tooling and the ``byom`` command read the few variables of their own. AWS endpoints are not settings: boto3 and
-aiobotocore read ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` themselves,
-which is how the local stack points the same code at local servers.
+(``model/server/settings.py``), since its image carries only the tracer of
+``shared/``; the local stack's tooling and the ``byom`` command read the few
+variables of their own. AWS endpoints are not settings: boto3 and aiobotocore
+read ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` themselves, which is
+how the local stack points the same code at local servers.
 """
 
 from __future__ import annotations
