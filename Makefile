@@ -48,9 +48,11 @@ test: lint typecheck model iac-venv browser
 
 # The dashboard's browser test drives the system Chromium (never a downloaded one).
 CHROMIUM := /usr/bin/chromium
+# apt-get needs root: as another user, through sudo when there is one.
+APT := $(if $(filter 0,$(shell id -u)),,$(shell command -v sudo)) apt-get
 browser:
-	@test -x $(CHROMIUM) || apt-get install -y chromium chromium-driver \
-		|| (apt-get update && apt-get install -y chromium chromium-driver)
+	@test -x $(CHROMIUM) || $(APT) install -y chromium chromium-driver \
+		|| ($(APT) update && $(APT) install -y chromium chromium-driver)
 
 # byom against its peers (see bench/); never part of make test. BENCH_RAY=1 installs Ray.
 bench: venv model
