@@ -81,19 +81,15 @@ def _row_problem(line: bytes, processing: Processing, uri: str, number: int) -> 
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         return InputError(uri, "is not UTF-8 text", line=number)
-    if processing.records == "objects":
+    if processing.records in ("objects", "arrays"):
         try:
             record = json.loads(text)
         except ValueError as exc:
             return InputError(uri, f"is not a JSON record: {exc}", line=number)
-        if not isinstance(record, dict):
-            return InputError(uri, "expected a JSON object, as on the first line", line=number)
-        return None
-    if processing.records == "arrays":
-        try:
-            record = json.loads(text)
-        except ValueError as exc:
-            return InputError(uri, f"is not a JSON record: {exc}", line=number)
+        if processing.records == "objects":
+            if not isinstance(record, dict):
+                return InputError(uri, "expected a JSON object, as on the first line", line=number)
+            return None
         if not isinstance(record, list):
             return InputError(uri, "expected a JSON array, as on the first line", line=number)
         if len(record) != processing.width:
