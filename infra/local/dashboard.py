@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import logging
 import secrets
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +25,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from infra.local import dashboard_views as views
+from infra.local.serving import serve_until_stopped
 from shared import aws, naming
 from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
@@ -246,21 +246,15 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    async def serve() -> None:
-        runner = web.AppRunner(make_app(args.traces, args.port), access_log=None)
-        await runner.setup()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            await web.TCPSite(runner, "127.0.0.1", args.port).start()
-            log.info("job dashboard on http://127.0.0.1:%d/", args.port)
-            await stop.wait()
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(serve())
+    asyncio.run(
+        serve_until_stopped(
+            make_app(args.traces, args.port),
+            "127.0.0.1",
+            args.port,
+            f"job dashboard on http://127.0.0.1:{args.port}/",
+            log,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import gzip
 import json
 import logging
 import re
-import signal
 from collections import OrderedDict
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +33,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from infra.local.serving import serve_until_stopped
 
 log = logging.getLogger("byom.local.otlp")
 
@@ -211,18 +212,12 @@ def main() -> None:
 
     async def serve() -> None:
         store = SpanStore(args.store)
-        runner = web.AppRunner(make_app(store), access_log=None)
-        await runner.setup()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         try:
-            await web.TCPSite(runner, args.host, args.port).start()
-            log.info("OTLP/HTTP traces on http://%s:%d/v1/traces", args.host, args.port)
-            await stop.wait()
+            await serve_until_stopped(
+                make_app(store), args.host, args.port,
+                f"OTLP/HTTP traces on http://{args.host}:{args.port}/v1/traces", log,
+            )  # fmt: skip
         finally:
-            await runner.cleanup()
             store.close()
 
     asyncio.run(serve())
