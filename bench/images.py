@@ -79,10 +79,12 @@ def bare_rate(package: Path, size: int, device: str, images: int) -> float:
     """Images a second of the model alone: float32 batches already on the host."""
     import onnxruntime
 
-    from model.package import load_package
+    from model.manifest import read_manifest
 
-    model = load_package(package)
-    batch_size = model.spec.batch_size  # type: ignore[attr-defined]
+    # The package's batch size, read without loading a second copy of the model.
+    manifest = read_manifest(package)
+    assert manifest is not None and manifest.image is not None, package
+    batch_size = manifest.image.batch_size
     providers = ["CUDAExecutionProvider"] if device == "gpu" else []
     session = onnxruntime.InferenceSession(
         str(package / "model.onnx"), providers=[*providers, "CPUExecutionProvider"]

@@ -53,6 +53,7 @@ from aiohttp import web
 from model.flavors import BadRequest, Model, ModelLoadError
 from model.flavors.detector import VisionModel
 from model.inference_script import RequestHandler
+from model.manifest import MAX_PAYLOAD
 from model.package import PackageLimits, load_package
 from model.server import tracing, vision
 from model.server.batching import Batchers
@@ -66,7 +67,6 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 # What botocore sends for invoke_endpoint(TargetModel=...) (multi-model endpoints).
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 # SageMaker's request limit for real-time endpoints.
-MAX_PAYLOAD = 6 * 1024 * 1024
 # aiohttp stops reading past its own limit; this one sits above SageMaker's so
 # that a slightly oversized request is read whole and answered with a clear 413.
 CLIENT_MAX_SIZE = MAX_PAYLOAD + 1024 * 1024
@@ -451,13 +451,18 @@ async def set_faults(request: web.Request) -> web.Response:
 # --- the application ---------------------------------------------------------------
 
 
-def load(settings: ServerSettings, threads_per_call: int) -> tuple[Model | None, str | None]:
-    """The model, or the reason it could not be loaded (the server still starts)."""
-    limits = PackageLimits(
+def package_limits(settings: ServerSettings) -> PackageLimits:
+    """The archive limits the settings give, for the default model and every target."""
+    return PackageLimits(
         max_members=settings.package_max_members,
         max_bytes=settings.package_max_bytes,
         max_ratio=settings.package_max_ratio,
     )
+
+
+def load(settings: ServerSettings, threads_per_call: int) -> tuple[Model | None, str | None]:
+    """The model, or the reason it could not be loaded (the server still starts)."""
+    limits = package_limits(settings)
     try:
         # A directory or a model.tar.gz, held to its byom.toml when it has one.
         model = load_package(
@@ -484,11 +489,7 @@ def _model_cache(settings: ServerSettings, threads_per_call: int) -> ModelCache 
         allow_pickle=settings.allow_pickle,
         allow_code=settings.allow_model_code,
         threads=threads_per_call,
-        limits=PackageLimits(
-            max_members=settings.package_max_members,
-            max_bytes=settings.package_max_bytes,
-            max_ratio=settings.package_max_ratio,
-        ),
+        limits=package_limits(settings),
     )
 
 

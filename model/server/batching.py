@@ -13,7 +13,6 @@ queue up and the next batch comes out fuller.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -123,8 +122,3 @@ class Batchers:
             self._by_model[model] = batcher
             weakref.finalize(model, batcher.close)
         return batcher
-
-    def close(self) -> None:
-        for batcher in list(self._by_model.values()):
-            with contextlib.suppress(RuntimeError):
-                batcher.close()

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.flavors import Model, ModelLoadError
-from model.package import PackageLimits, is_archive, load_package, prepare
+from model.package import PackageLimits, is_archive, load_package
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,10 @@ class ModelCache:
                     f"target model {target!r} not found: no object at {url}"
                 ) from None
             try:
-                model_dir = prepare(archive, folder / "extracted", self.limits)
                 model = load_package(
-                    model_dir,
+                    archive,
+                    workdir=folder / "extracted",
+                    limits=self.limits,
                     allow_pickle=self.allow_pickle,
                     threads=self.threads,
                     allow_code=self.allow_code,

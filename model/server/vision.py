@@ -22,19 +22,12 @@ import numpy as np
 
 from model.flavors.base import BadRequest
 from model.flavors.detector import VisionModel
+from model.inference_script import NotAcceptable, UnsupportedFormat
 from model.server.batching import Batchers
 
 NPY = "application/x-npy"
 JSON = "application/json"
 DESCRIBE = "application/vnd.byom.describe+json"
-
-
-class UnsupportedType(BadRequest):
-    status = 415
-
-
-class NotAcceptable(BadRequest):
-    status = 406
 
 
 def _answers_json(accept: str | None) -> bool:
@@ -52,7 +45,7 @@ async def invoke(
     if content_type == DESCRIBE:
         return json.dumps(model.describe()).encode(), JSON
     if content_type != NPY:
-        raise UnsupportedType(
+        raise UnsupportedFormat(
             f"an image model reads {NPY} (uint8 pixels, n x {model.spec.height} x "
             f"{model.spec.width} x 3) or {DESCRIBE}; got {content_type!r}"
         )
