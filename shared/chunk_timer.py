@@ -54,10 +54,6 @@ def start() -> ChunkTimer:
     return timer
 
 
-def current() -> ChunkTimer | None:
-    return _current.get()
-
-
 def endpoint_call(seconds: float, retries: int = 0) -> None:
     timer = _current.get()
     if timer is not None:

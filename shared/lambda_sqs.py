@@ -39,10 +39,12 @@ def sqs_handler(service: str, process: Callable[[str], object]) -> LambdaHandler
                 record.event_source_arn or service,
                 record.attributes.aws_trace_header,
                 record.message_id,
-            ) as current,
+            ),
         ):
-            tracing.tag_job(current, record.body)
-            logs.append_job_keys(**job_keys_of(record.body))
+            keys = job_keys_of(record.body)  # one parse: the span and the log lines
+            if "job_id" in keys:
+                tracing.tag_current_job(keys["job_id"])
+            logs.append_job_keys(**keys)
             process(record.body)
 
     def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:

@@ -20,13 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from shared import aws
+from shared.processing import OUTPUT_EXTENSION, Format
 from shared.settings import get_settings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 MANIFEST_SUFFIXES = (".manifest.jsonl", ".manifest.json", ".manifest.csv")
 ARCHIVE_SUFFIXES = (".zip",)
-OUTPUT_SUFFIX = ".jsonl"
+OUTPUT_SUFFIX = OUTPUT_EXTENSION[Format.JSONL]  # image and video jobs answer JSON Lines
 _COPIES_IN_FLIGHT = 32
 
 Kind = Literal["image", "video", "manifest", "archive"]

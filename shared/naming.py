@@ -15,6 +15,7 @@ import re
 from datetime import datetime
 
 from shared.media import output_name as media_output_name
+from shared.processing import OUTPUT_EXTENSION
 from shared.settings import get_settings
 
 # Letters and digits of any script are kept (S3 keys are UTF-8); everything that
@@ -46,7 +47,7 @@ def safe_name(key: str) -> str:
 NAME_CLAIM_PREFIX = "name#"  # claim items share the jobs table; job ids are hex
 # An output keeps the extension of its format (a JSON Lines or Parquet output
 # is asked for with byom-accept or follows its input); anything else is CSV.
-_OUTPUT_EXTENSIONS = (".csv", ".jsonl", ".parquet")
+_OUTPUT_EXTENSIONS = tuple(OUTPUT_EXTENSION.values())
 _FRAGMENT = 8  # hex digits of the job id that tell two same-named outputs apart
 
 

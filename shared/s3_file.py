@@ -21,7 +21,6 @@ class S3RangeFile(io.RawIOBase):
         self.bucket, self.key, self.etag, self.size = bucket, key, etag, size
         self.s3 = s3 or aws.s3()
         self.position = 0
-        self.requests = 0
 
     def readable(self) -> bool:
         return True
@@ -47,7 +46,6 @@ class S3RangeFile(io.RawIOBase):
             Range=f"bytes={self.position}-{self.position + wanted - 1}",
             IfMatch=aws.if_match(self.etag),
         )
-        self.requests += 1
         data = response["Body"].read()
         buffer[: len(data)] = data
         self.position += len(data)

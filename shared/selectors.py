@@ -57,10 +57,6 @@ class Selector:
     text: str
     items: tuple[Item, ...] | None  # None: "$", every column
 
-    @property
-    def by_name(self) -> bool:
-        return self.items is not None and any(isinstance(i, Name) for i in self.items)
-
     def resolve(self, width: int, names: Sequence[str] | None = None) -> tuple[int, ...]:
         """The positions this selects in a row of ``width`` columns named ``names``."""
         if self.items is None:

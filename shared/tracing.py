@@ -22,7 +22,6 @@ traces-specific variable) is set (``shared/otel_export.py``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -210,19 +209,6 @@ def batch_child_attributes(child: BatchChild) -> dict[str, Any]:
 
 def tag_current_job(job_id: str) -> None:
     trace.get_current_span().set_attribute(JOB_ID, job_id)
-
-
-def tag_job(current: trace.Span, body: str) -> None:
-    """Name the job on a consumer span when the message says which it is (byom's own
-    messages do; S3's and Batch's events do not, and are left as they are)."""
-    if '"job_id"' not in body:
-        return
-    try:
-        job_id = json.loads(body).get("job_id")
-    except (ValueError, AttributeError):
-        return  # a malformed body fails in its handler, with the reason
-    if isinstance(job_id, str):
-        current.set_attribute(JOB_ID, job_id)
 
 
 def failed(current: trace.Span, description: str) -> None:

@@ -152,7 +152,8 @@ def _manifest_items(upload: Upload, policy: RowPolicy) -> list[MediaItem]:
     items: list[MediaItem] = []
     limit = get_settings().max_manifest_items
     plain = [ref for ref in refs if not ref.prefix]
-    found = _head_all(upload.bucket, [ref.key for ref in plain])
+    # Past limit + 1 keys the loop below has refused the manifest: no HEADs for them.
+    found = _head_all(upload.bucket, [ref.key for ref in plain[: limit + 1]])
     for ref in refs:
         if ref.prefix:
             items.extend(_listed(upload, ref))

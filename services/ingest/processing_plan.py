@@ -54,7 +54,6 @@ OUTPUT_KEY = "byom-output-key"
 SETTINGS = (
     INPUT_FILTER, OUTPUT_FILTER, JOIN_SOURCE, ACCEPT, CONTENT_TYPE, METADATA, THRESHOLD, OUTPUT_KEY,
 )  # fmt: skip
-PARQUET_MAGIC = b"PAR1"
 
 
 @dataclass(frozen=True)
@@ -361,10 +360,6 @@ def needs_processing(request: Request, card: ModelCard | None, header: list[str]
         return True
     card_names = card.feature_names if card is not None else None
     return header is not None and card_names is not None and tuple(header) != card_names
-
-
-def is_parquet(head: bytes) -> bool:
-    return head.startswith(PARQUET_MAGIC)
 
 
 def read_line(read: ReadRange, start: int, size: int, head: bytes, max_bytes: int) -> bytes:
