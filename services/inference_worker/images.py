@@ -34,9 +34,8 @@ from botocore.exceptions import ClientError
 from services.inference_worker import pixels, video
 from services.inference_worker.archive import Archive
 from services.inference_worker.endpoint import Endpoint
-from services.inference_worker.scoring import ChunkResult
-from shared import aws, chunk_output, media, naming
-from shared.chunk_output import errors_csv
+from services.inference_worker.scoring import ChunkResult, store_chunk
+from shared import aws, media
 from shared.errors import ByomError, InputError, ModelError
 from shared.schemas import BadRows, Chunk, ChunkPlan, MediaItem
 from shared.settings import Settings
@@ -296,10 +295,6 @@ class MediaChunk:
                 record["annotated"] = self.drawn_uri + name
                 drawn.append((name, original, record))
         await asyncio.gather(*(self.put_drawn(name, image, rec) for name, image, rec in drawn))
-        batch.prepared.clear()
-        batch.records.clear()
-        batch.names.clear()
-        batch.originals.clear()
 
     async def put_drawn(self, name: str, image: Image.Image, record: dict[str, Any]) -> None:
         body = await asyncio.to_thread(
@@ -371,11 +366,10 @@ class MediaChunk:
                 taken = await asyncio.to_thread(next_round, batch)
                 if not taken:
                     break
-                originals = list(batch.originals)
                 await self.score(batch)
                 records.extend(taken)
                 if drawing:
-                    await asyncio.to_thread(draw_round, originals, taken)
+                    await asyncio.to_thread(draw_round, batch.originals, taken)
         finally:
             await asyncio.to_thread(annotated.close)
         if annotated.frames:
@@ -392,29 +386,15 @@ class MediaChunk:
         return records
 
     async def store(self, output: bytes, records: int) -> ChunkResult:
-        plan, chunk = self.plan, self.chunk
-        if self.rejected:
-            # The report's reason names the image itself; its line is the manifest's.
-            named = {
-                index: InputError(error.uri, f"{error.uri}: {error.reason}", line=error.line)
-                for index, error in self.rejected.items()
-            }
-            await self.s3.put_object(
-                Bucket=plan.bucket,
-                Key=naming.chunk_errors_key(plan.job_id, chunk.index),
-                Body=errors_csv(named),
-                ContentType="text/csv",
-            )
-        key = naming.chunk_output_key(plan.job_id, chunk.index)
-        bad = len(self.rejected)
-        await self.s3.put_object(
-            Bucket=plan.bucket,
-            Key=key,
-            Body=output,
-            ContentType="application/jsonl",
-            Metadata=chunk_output.metadata(records, bad),
-        )
-        return ChunkResult(rows=records, output_key=key, output_bytes=len(output), bad_rows=bad)
+        # The report's reason names the image itself; its line is the manifest's.
+        named = {
+            index: InputError(error.uri, f"{error.uri}: {error.reason}", line=error.line)
+            for index, error in self.rejected.items()
+        }
+        return await store_chunk(
+            self.s3, self.plan, self.chunk, output, rows=records, rejected=named,
+            content_type="application/jsonl",
+        )  # fmt: skip
 
 
 async def score_media_chunk(

@@ -34,9 +34,8 @@ from services.inference_worker.scoring import (
     npy_requests,
     predict,
     read_lines,
+    store_chunk,
 )
-from shared import chunk_output, naming
-from shared.chunk_output import errors_csv
 from shared.csvchunks import split_records
 from shared.errors import InputError
 from shared.parquet_footer import MAGIC
@@ -153,22 +152,7 @@ async def score_processed(
     output = await asyncio.to_thread(
         format_output, processing, plan, chunk, records, answer, datetime.now(UTC)
     )
-    bad_rows = len(records.rejected)
-    if records.rejected:
-        await s3.put_object(
-            Bucket=plan.bucket,
-            Key=naming.chunk_errors_key(plan.job_id, chunk.index),
-            Body=errors_csv(records.rejected),
-            ContentType="text/csv",
-        )
-    key = naming.chunk_output_key(plan.job_id, chunk.index)
-    await s3.put_object(
-        Bucket=plan.bucket,
-        Key=key,
-        Body=output,
-        ContentType=MEDIA_TYPE[processing.accept],
-        Metadata=chunk_output.metadata(records.rows, bad_rows),
-    )
-    return ChunkResult(
-        rows=records.rows, output_key=key, output_bytes=len(output), bad_rows=bad_rows
-    )
+    return await store_chunk(
+        s3, plan, chunk, output, rows=records.rows, rejected=records.rejected,
+        content_type=MEDIA_TYPE[processing.accept],
+    )  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -223,26 +224,41 @@ async def score_chunk(
     output = await predict(endpoint, bodies, content_type, rows)
     if parsed.rejected:
         output = with_blanks(output, parsed.rows, parsed.rejected)
+    if plan.output_header is not None and chunk.index == 0:
+        output = header_line(plan.output_header, output) + output
+    return await store_chunk(
+        s3, plan, chunk, output, rows=parsed.rows, rejected=parsed.rejected, content_type=CSV
+    )
+
+
+async def store_chunk(
+    s3: S3Client,
+    plan: ChunkPlan,
+    chunk: Chunk,
+    output: bytes,
+    *,
+    rows: int,
+    rejected: Mapping[int, InputError],
+    content_type: str,
+) -> ChunkResult:
+    """The chunk's output in staging, with the counts a retry reuses, and its errors
+    report when rows were rejected: the same for rows, records and images."""
+    if rejected:
         await s3.put_object(
             Bucket=plan.bucket,
             Key=naming.chunk_errors_key(plan.job_id, chunk.index),
-            Body=errors_csv(parsed.rejected),
-            ContentType="text/csv",
+            Body=errors_csv(rejected),
+            ContentType=CSV,
         )
-    if plan.output_header is not None and chunk.index == 0:
-        output = header_line(plan.output_header, output) + output
     key = naming.chunk_output_key(plan.job_id, chunk.index)
-    bad_rows = len(parsed.rejected)
     await s3.put_object(
         Bucket=plan.bucket,
         Key=key,
         Body=output,
-        ContentType="text/csv",
-        Metadata=chunk_output.metadata(parsed.rows, bad_rows),
+        ContentType=content_type,
+        Metadata=chunk_output.metadata(rows, len(rejected)),
     )
-    return ChunkResult(
-        rows=parsed.rows, output_key=key, output_bytes=len(output), bad_rows=bad_rows
-    )
+    return ChunkResult(rows=rows, output_key=key, output_bytes=len(output), bad_rows=len(rejected))
 
 
 async def finished_earlier(s3: S3Client, plan: ChunkPlan, chunk: Chunk) -> ChunkResult | None:
