@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
-from boto3.dynamodb.types import TypeDeserializer
 
 from cli.target import Target
 from services.ingest.ingest import Upload, retry_job_id
@@ -13,7 +10,6 @@ from shared import naming
 from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
 
-_deserializer = TypeDeserializer()
 MIN_PREFIX = 6  # shorter prefixes would match too much to be meant
 
 
@@ -25,26 +21,9 @@ def store(target: Target) -> JobStore:
     return JobStore(target.jobs_table, client=target.client("dynamodb"))
 
 
-def _scan(target: Target, **kwargs: Any) -> list[JobItem]:
-    """Job items only: name claims share the table but have no ``state``."""
-    paginator = target.client("dynamodb").get_paginator("scan")
-    pages = paginator.paginate(
-        TableName=target.jobs_table,
-        FilterExpression="attribute_exists(#state)" + kwargs.pop("extra_filter", ""),
-        ExpressionAttributeNames={"#state": "state"} | kwargs.pop("names", {}),
-        **kwargs,
-    )
-    return [
-        JobItem.model_validate({k: _deserializer.deserialize(v) for k, v in item.items()})
-        for page in pages
-        for item in page["Items"]
-    ]
-
-
 def recent(target: Target, limit: int) -> list[JobItem]:
     """The latest jobs first (a scan: the table holds one item per upload, kept by TTL)."""
-    jobs = sorted(_scan(target), key=lambda job: job.created_at, reverse=True)
-    return jobs[:limit]
+    return store(target).recent(limit)
 
 
 def find(target: Target, job: str) -> JobItem:
@@ -54,12 +33,7 @@ def find(target: Target, job: str) -> JobItem:
         return found
     if len(job) < MIN_PREFIX:
         raise JobNotFound(f"no job {job!r} (give the id or {MIN_PREFIX}+ of its first characters)")
-    matches = _scan(
-        target,
-        extra_filter=" AND begins_with(#id, :prefix)",
-        names={"#id": "job_id"},
-        ExpressionAttributeValues={":prefix": {"S": job}},
-    )
+    matches = store(target).starting_with(job)
     if not matches:
         raise JobNotFound(f"no job {job!r} in table {target.jobs_table}")
     if len(matches) > 1:

@@ -307,27 +307,17 @@ class JobStore:
         return self._transition(job_id, JobState.FAILED, sets)
 
     def overdue(self, now_epoch: int) -> list[JobItem]:
-        """Live jobs whose deadline is before ``now_epoch``.
-
-        A filtered scan: the table holds one item per upload and expires them by
-        TTL, so it stays small; a state index would replace this at larger scale.
-        """
+        """Live jobs whose deadline is before ``now_epoch``."""
         live = [state for state in JobState if not state.terminal]
         values: dict[str, Any] = {":now": now_epoch}
         values.update({f":s{i}": state.value for i, state in enumerate(live)})
-        paginator = self.client.get_paginator("scan")
-        pages = paginator.paginate(
-            TableName=self.table,
-            FilterExpression="deadline_epoch < :now AND #state IN ("
+        return self._scan(
+            "deadline_epoch < :now AND #state IN ("
             + ", ".join(f":s{i}" for i in range(len(live)))
             + ")",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=_to_attrs(values),
-            ConsistentRead=True,
+            values,
+            consistent=True,
         )
-        return [
-            JobItem.model_validate(_from_attrs(item)) for page in pages for item in page["Items"]
-        ]
 
     def unannounced(self, finished_before: datetime) -> list[JobItem]:
         """Terminal jobs whose done event is not recorded as sent, ended before the cutoff.
@@ -338,14 +328,37 @@ class JobStore:
         ended = [state for state in JobState if state.terminal]
         values: dict[str, Any] = {":cutoff": finished_before.isoformat().replace("+00:00", "Z")}
         values.update({f":s{i}": state.value for i, state in enumerate(ended)})
-        paginator = self.client.get_paginator("scan")
-        pages = paginator.paginate(
-            TableName=self.table,
-            FilterExpression="attribute_not_exists(event_sent) AND updated_at < :cutoff "
+        return self._scan(
+            "attribute_not_exists(event_sent) AND updated_at < :cutoff "
             "AND #state IN (" + ", ".join(f":s{i}" for i in range(len(ended))) + ")",
+            values,
+            consistent=True,
+        )
+
+    def recent(self, limit: int) -> list[JobItem]:
+        """The newest jobs first, for people (the CLI, the dashboard). Name claims
+        share the table but have no ``state``, and are left out."""
+        jobs = self._scan("attribute_exists(#state)")
+        return sorted(jobs, key=lambda job: job.created_at, reverse=True)[:limit]
+
+    def starting_with(self, prefix: str) -> list[JobItem]:
+        """The jobs whose id starts with ``prefix``."""
+        return self._scan(
+            "attribute_exists(#state) AND begins_with(job_id, :prefix)", {":prefix": prefix}
+        )
+
+    def _scan(
+        self, filter_expression: str, values: dict[str, Any] | None = None, consistent: bool = False
+    ) -> list[JobItem]:
+        """A filtered scan: the table holds one item per upload and expires them by
+        TTL, so it stays small; a state index would replace this at larger scale."""
+        extra: dict[str, Any] = {"ExpressionAttributeValues": _to_attrs(values)} if values else {}
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table,
+            FilterExpression=filter_expression,
             ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=_to_attrs(values),
-            ConsistentRead=True,
+            ConsistentRead=consistent,
+            **extra,
         )
         return [
             JobItem.model_validate(_from_attrs(item)) for page in pages for item in page["Items"]

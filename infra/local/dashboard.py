@@ -21,7 +21,6 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from infra.local import dashboard_views as views
@@ -29,7 +28,6 @@ from infra.local.serving import serve_until_stopped
 from shared import aws, naming
 from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
-from shared.settings import get_settings
 
 log = logging.getLogger("byom.local.dashboard")
 
@@ -38,25 +36,12 @@ ERRORS_PREVIEW_BYTES = 64 * 1024
 STREAM_BYTES = 1024 * 1024
 TRACES = web.AppKey("traces", str)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-_deserializer = TypeDeserializer()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def recent_jobs(limit: int = MAX_JOBS) -> list[JobItem]:
-    """The newest jobs first. Name claims have no ``state`` and are left out."""
-    settings = get_settings()
-    paginator = aws.dynamodb().get_paginator("scan")
-    jobs = []
-    for page in paginator.paginate(
-        TableName=settings.jobs_table,
-        FilterExpression="attribute_exists(#state)",
-        ExpressionAttributeNames={"#state": "state"},
-    ):
-        for item in page.get("Items", []):
-            values = {key: _deserializer.deserialize(value) for key, value in item.items()}
-            jobs.append(JobItem.model_validate(values))
-    jobs.sort(key=lambda job: job.created_at, reverse=True)
-    return jobs[:limit]
+    """The newest jobs first."""
+    return JobStore().recent(limit)
 
 
 def find_job(job_id: str) -> JobItem | None:
