@@ -15,9 +15,7 @@ from types import FrameType
 from typing import Any
 
 from cli.target import Target
-from shared.schemas import DONE_EVENT_DETAIL_TYPE, DONE_EVENT_SOURCE
-
-PATTERN = {"source": [DONE_EVENT_SOURCE], "detail-type": [DONE_EVENT_DETAIL_TYPE]}
+from shared.schemas import DONE_EVENT_PATTERN
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ def subscribe(target: Target, name: str | None = None) -> Subscription:
         rule_arn = events.put_rule(
             Name=name,
             EventBusName=target.event_bus,
-            EventPattern=json.dumps(PATTERN),
+            EventPattern=json.dumps(DONE_EVENT_PATTERN),
             Description="byom events --follow; removed when the command ends",
         )["RuleArn"]
         made = Subscription(name, target.event_bus, queue_url, rule_arn)

@@ -8,6 +8,7 @@ the names, so nothing has to be copied by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,20 @@ class Target:
         return self.log_dir is not None
 
     def client(self, service: str) -> Any:
-        kwargs: dict[str, Any] = {"region_name": self.region, "config": _CONFIG}
-        if self.endpoint_url is not None:
-            kwargs["endpoint_url"] = self.endpoint_url
-            if boto3.session.Session().get_credentials() is None:
-                # The local AWS takes any credentials; don't make the user invent some.
-                kwargs |= {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-        return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+        """One client per target and service for the command's run: `events --follow`
+        polls, and the credential chain need not be walked each time."""
+        return _client(self, service)
+
+
+@cache
+def _client(target: Target, service: str) -> Any:
+    kwargs: dict[str, Any] = {"region_name": target.region, "config": _CONFIG}
+    if target.endpoint_url is not None:
+        kwargs["endpoint_url"] = target.endpoint_url
+        if boto3.session.Session().get_credentials() is None:
+            # The local AWS takes any credentials; don't make the user invent some.
+            kwargs |= {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    return boto3.client(service, **kwargs)  # type: ignore[call-overload]
 
 
 def local_target(

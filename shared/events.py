@@ -41,7 +41,7 @@ def publish_done(job: JobItem) -> None:
         "EventBridge",
         "PutEvents",
         **tracing.job_attributes(job.job_id),
-        **{"byom.done_event": True},
+        **{tracing.DONE_EVENT: True},
     ):
         response = aws.events().put_events(
             Entries=[

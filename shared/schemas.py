@@ -18,6 +18,8 @@ from shared.processing import Processing
 SCHEMA_VERSION: Literal[1] = 1
 DONE_EVENT_SOURCE = "byom"
 DONE_EVENT_DETAIL_TYPE = "byom.job.finished"
+# The EventBridge pattern a subscriber to done events uses.
+DONE_EVENT_PATTERN = {"source": [DONE_EVENT_SOURCE], "detail-type": [DONE_EVENT_DETAIL_TYPE]}
 
 
 class _Message(BaseModel):

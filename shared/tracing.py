@@ -51,6 +51,7 @@ from shared.settings import BatchChild, get_settings
 # job's trace by it as well as by the job's stored trace id).
 JOB_ID = "byom.job_id"
 CHUNK_INDEX = "byom.chunk_index"
+DONE_EVENT = "byom.done_event"  # on the span that puts the done event
 AWS_API = "aws-api"
 
 _configured = False

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from infra.local import dashboard_views as views
 from infra.local.serving import serve_until_stopped
-from shared import aws, naming
+from shared import aws, naming, tracing
 from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
 
@@ -91,7 +91,7 @@ def _settled(job: JobItem, spans: list[dict[str, Any]]) -> bool:
     """Nothing more will change: the job ended and its done event's span is in."""
     if not job.state.terminal:
         return False
-    return job.trace_id is None or any(s["attributes"].get("byom.done_event") for s in spans)
+    return job.trace_id is None or any(s["attributes"].get(tracing.DONE_EVENT) for s in spans)
 
 
 def _html(text: str, nonce: str | None = None) -> web.Response:

@@ -15,6 +15,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from shared import tracing
 from shared.schemas import JobItem, JobState
 
 MAX_TIMELINE_SPANS = 2000
@@ -194,7 +195,7 @@ def _timeline(spans: list[dict[str, Any]]) -> str:
         width = max(1000 * (span["end_ns"] - span["start_ns"]) / total, 2.0)
         milliseconds = (span["end_ns"] - span["start_ns"]) / 1e6
         css = "bar-error" if span.get("status") == "error" else "bar"
-        if span["attributes"].get("byom.done_event"):
+        if span["attributes"].get(tracing.DONE_EVENT):
             css = "bar-done"
         indent = "\u00a0\u00a0" * min(depth, 16)
         title = escape(f"{span['service']}: {span['name']} ({milliseconds:.1f} ms)")
@@ -222,7 +223,7 @@ def _timeline(spans: list[dict[str, Any]]) -> str:
 def _chunks(job: JobItem, spans: list[dict[str, Any]]) -> str:
     scored: dict[int, list[dict[str, Any]]] = {}
     for span in spans:
-        index = span["attributes"].get("byom.chunk_index")
+        index = span["attributes"].get(tracing.CHUNK_INDEX)
         if span["name"] == "score chunk" and isinstance(index, int):
             scored.setdefault(index, []).append(span)
     by_id = {span["span_id"]: span for span in spans}

@@ -35,13 +35,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from infra.local.serving import serve_until_stopped
+from shared import tracing
 
 log = logging.getLogger("byom.local.otlp")
 
 PROTOBUF = "application/x-protobuf"
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 MAX_SPANS = 200_000  # in memory; the oldest traces go first past this
-JOB_ID = "byom.job_id"
 _HEX_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _XRAY_TRACE_ID = re.compile(r"^1-([0-9a-f]{8})-([0-9a-f]{24})$")
 
@@ -125,7 +125,7 @@ class SpanStore:
         for span in spans:
             trace_spans = self.traces.setdefault(span["trace_id"], [])
             trace_spans.append(span)
-            job_id = span["attributes"].get(JOB_ID)
+            job_id = span["attributes"].get(tracing.JOB_ID)
             if isinstance(job_id, str):
                 self.jobs.setdefault(job_id, set()).add(span["trace_id"])
         self.count += len(spans)

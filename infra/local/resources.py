@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from shared.schemas import DONE_EVENT_DETAIL_TYPE, DONE_EVENT_SOURCE
+from shared.schemas import DONE_EVENT_PATTERN
 
 QUEUES = ("ingest", "scheduler", "status")
 ACCOUNT = "123456789012"  # moto's default account
@@ -140,7 +140,7 @@ def subscribe_done_events(
     _route(
         events,
         f"{queue_name}-rule",
-        {"source": [DONE_EVENT_SOURCE], "detail-type": [DONE_EVENT_DETAIL_TYPE]},
+        DONE_EVENT_PATTERN,
         _queue_arn(sqs, queue_url),
         bus=event_bus,
     )
