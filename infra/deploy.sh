@@ -123,7 +123,7 @@ if [[ -d "$model" ]]; then
 else
   cp "$model" "$build/model.tar.gz"
 fi
-model_hash="$("$python" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()[:20])' "$build/model.tar.gz")"
+model_hash="$("$python" -m infra.package_lambda hash "$build/model.tar.gz")"
 # The endpoint has no network access: a script package's code/requirements.txt is
 # installed when the model server's image is built (model/server/Dockerfile).
 source_flags=()

@@ -1,5 +1,5 @@
-"""Build what the CloudFormation stack deploys from: the Lambda bundle, the image
-sources for CodeBuild, and the SageMaker model artifact.
+"""Build what the CloudFormation stack deploys from: the Lambda bundle and the image
+sources for CodeBuild (the model package is packed by ``python -m model.package pack``).
 
 Every archive is byte-for-byte reproducible (sorted entries, fixed timestamps and
 modes), so its content hash names it in the bootstrap bucket: an unchanged tree
@@ -7,21 +7,18 @@ gives an unchanged key, and CloudFormation leaves the functions and images alone
 
     python -m infra.package_lambda lambda --out build/lambda.zip
     python -m infra.package_lambda source --out build/source.zip
-    python -m infra.package_lambda model --model-dir model/artifacts --out build/model.tar.gz
+    python -m infra.package_lambda hash build/model.tar.gz
 
-Each command prints the archive's content hash.
+Each command prints the archive's (or, for hash, the file's) content hash.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
-import io
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -156,27 +153,6 @@ def build_source(out: Path, base: Path = REPO, model_requirements: Path | None =
     return content_hash(out)
 
 
-def build_model(model_dir: Path, out: Path) -> str:
-    """model.tar.gz as SageMaker expects it: the model files at the archive's root."""
-    files = sorted(path for path in model_dir.rglob("*") if path.is_file())
-    if not any(path.name.startswith("xgboost-model") for path in files):
-        raise FileNotFoundError(f"no xgboost-model.* in {model_dir}; train one with make model")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for path in files:
-            info = tarfile.TarInfo(path.relative_to(model_dir).as_posix())
-            info.size = path.stat().st_size
-            info.mode = 0o644
-            info.mtime = 0
-            with path.open("rb") as handle:
-                archive.addfile(info, handle)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # mtime=0 and no file name in the gzip header keep the bytes reproducible.
-    with out.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
-        gz.write(buffer.getvalue())
-    return content_hash(out)
-
-
 def content_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
 
@@ -198,17 +174,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         help="the deployed package's code/requirements.txt, installed at image build",
     )
-    model = commands.add_parser("model", help="the SageMaker model artifact")
-    model.add_argument("--model-dir", type=Path, required=True)
-    model.add_argument("--out", type=Path, required=True)
+    hashed = commands.add_parser("hash", help="a file's content hash, as the archives are named")
+    hashed.add_argument("path", type=Path)
     args = parser.parse_args(argv)
 
-    if args.command == "lambda":
+    if args.command == "hash":
+        digest = content_hash(args.path)
+    elif args.command == "lambda":
         digest = build_lambda(args.out, with_dependencies=not args.no_dependencies)
-    elif args.command == "source":
-        digest = build_source(args.out, model_requirements=args.model_requirements)
     else:
-        digest = build_model(args.model_dir, args.out)
+        digest = build_source(args.out, model_requirements=args.model_requirements)
     print(digest)
 
 

@@ -790,10 +790,14 @@ def test_archives_are_reproducible(tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "xgboost-model.json").write_text('{"learner": {}}')
-    first = package_lambda.build_model(model_dir, tmp_path / "a.tar.gz")
+    # The model package deploy.sh ships (model.package pack), by content hash.
+    from model.package import pack
+
+    pack(model_dir, tmp_path / "a.tar.gz")
     (model_dir / "xgboost-model.json").touch()
-    second = package_lambda.build_model(model_dir, tmp_path / "b.tar.gz")
-    assert first == second
+    pack(model_dir, tmp_path / "b.tar.gz")
+    first = package_lambda.content_hash(tmp_path / "a.tar.gz")
+    assert first == package_lambda.content_hash(tmp_path / "b.tar.gz")
     import tarfile
 
     with tarfile.open(tmp_path / "a.tar.gz") as archive:
@@ -807,8 +811,3 @@ def test_archives_are_reproducible(tmp_path: Path) -> None:
     assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
     with zipfile.ZipFile(tmp_path / "a.zip") as archive:
         assert archive.namelist() == ["f.py"]
-
-
-def test_model_archive_needs_a_model(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="make model"):
-        package_lambda.build_model(tmp_path, tmp_path / "model.tar.gz")
