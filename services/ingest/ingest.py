@@ -419,9 +419,9 @@ def plan_job(
             data_start = first_end
         if data_start >= size:
             raise InputError(uri, "the file has a header but no rows")
-        first = processing_plan.read_line(read, data_start, size, head, settings.max_line_bytes)
+        # A header names the columns; without one, line 1 is the first record.
         record = processing_plan.first_record(
-            request, names, first, uri, line_number=2 if names else 1
+            request, names, line_one, uri, line_number=2 if names else 1
         )
         processing = processing_plan.processing(
             request, card, record, model_columns=columns, uri=uri

@@ -362,18 +362,6 @@ def needs_processing(request: Request, card: ModelCard | None, header: list[str]
     return header is not None and card_names is not None and tuple(header) != card_names
 
 
-def read_line(read: ReadRange, start: int, size: int, head: bytes, max_bytes: int) -> bytes:
-    """The line starting at ``start`` (without its end), from the head when it is there."""
-    end = head.find(b"\n", start)
-    if end >= 0:
-        return head[start:end]
-    if len(head) >= size:
-        return head[start:]
-    data = read(start, min(size, start + max_bytes + 1))
-    cut = data.find(b"\n")
-    return data if cut < 0 else data[:cut]
-
-
 def parquet_processing(
     request: Request,
     card: ModelCard | None,
