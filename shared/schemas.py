@@ -154,6 +154,13 @@ class ChunkPlan(_Message):
         """The file's line number of the first row (the header is line 1)."""
         return 2 if self.header else 1
 
+    def request_limits(self, request_bytes: int) -> tuple[int, int | None]:
+        """Bytes and rows per request: the caller's setting, held to the model's own
+        limits (its manifest's ``batch.max_bytes`` and ``batch.max_rows``)."""
+        if self.max_request_bytes is not None:
+            request_bytes = min(request_bytes, self.max_request_bytes)
+        return request_bytes, self.max_request_rows
+
     @property
     def target_model(self) -> str | None:
         """The multi-model endpoint's TargetModel for this job, None for the default model."""

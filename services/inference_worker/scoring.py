@@ -181,14 +181,6 @@ async def predict(endpoint: Endpoint, bodies: list[bytes], content_type: str, ro
     return prediction_lines(answers)
 
 
-def request_limits(plan: ChunkPlan, request_bytes: int) -> tuple[int, int | None]:
-    """Bytes and rows per request: the worker's setting, held to the model's own limits
-    (its manifest's ``batch.max_bytes`` and ``batch.max_rows``, carried by the plan)."""
-    if plan.max_request_bytes is not None:
-        request_bytes = min(request_bytes, plan.max_request_bytes)
-    return request_bytes, plan.max_request_rows
-
-
 async def score_chunk(
     s3: S3Client,
     endpoint: Endpoint,
@@ -201,7 +193,7 @@ async def score_chunk(
     uri: str,
     content_type: str = NPY,
 ) -> ChunkResult:
-    request_bytes, max_rows = request_limits(plan, request_bytes)
+    request_bytes, max_rows = plan.request_limits(request_bytes)
     if plan.processing is not None:
         # Real files (formats, filters, joins): pyarrow's JSON and Parquet readers
         # are imported only by the jobs that need them.

@@ -141,10 +141,9 @@ def predict(
     if not rows:
         return b""
     runtime = _runtime(settings.region, settings.invoke_attempts)
-    max_bytes, max_rows = settings.request_bytes, None
-    if plan is not None:
-        max_bytes = min(max_bytes, plan.max_request_bytes or max_bytes)
-        max_rows = plan.max_request_rows
+    max_bytes, max_rows = (
+        plan.request_limits(settings.request_bytes) if plan else (settings.request_bytes, None)
+    )
     pieces = requests_of(payload, max_bytes, max_rows)
     with ThreadPoolExecutor(max_workers=min(_REQUESTS_IN_FLIGHT, len(pieces))) as pool:
         # Each call runs in a copy of this context, so it joins this trace and

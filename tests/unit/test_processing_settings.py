@@ -12,7 +12,7 @@ import pytest
 
 from model.manifest import ManifestError, Processing, parse_manifest
 from model.publish import PublishError, card_of
-from services.inference_worker.scoring import npy_requests, request_limits
+from services.inference_worker.scoring import npy_requests
 from services.ingest.processing_plan import (
     FirstRecord,
     output_name_key,
@@ -175,12 +175,12 @@ def plan(**limits: int) -> ChunkPlan:
 
 
 def test_workers_size_requests_to_the_models_limits() -> None:
-    assert request_limits(plan(), 2_000_000) == (2_000_000, None)
-    assert request_limits(plan(max_request_bytes=4096, max_request_rows=7), 2_000_000) == (
+    assert plan().request_limits(2_000_000) == (2_000_000, None)
+    assert plan(max_request_bytes=4096, max_request_rows=7).request_limits(2_000_000) == (
         4096,
         7,
     )
-    assert request_limits(plan(max_request_bytes=9_000_000), 2_000_000) == (2_000_000, None)
+    assert plan(max_request_bytes=9_000_000).request_limits(2_000_000) == (2_000_000, None)
     values = np.zeros((100, 3), dtype=np.float32)
     bodies = npy_requests(values, 2_000_000, max_rows=7)
     sizes = [len(np.load(io.BytesIO(b))) for b in bodies]
