@@ -6,10 +6,15 @@ type, so without these checks a page's "simple" cross-site POST (``text/plain``,
 no custom headers, no CORS preflight) could submit a job. A Batch client always
 sends ``Content-Type: application/json`` and a SigV4 ``Authorization`` header,
 neither of which a page may send cross-site without a preflight, which this
-server never grants; the ``Host`` check stops DNS rebinding (a page whose own
-name resolves to 127.0.0.1). On top of that only the registered definitions'
-commands run, and Batch's own limits on submissions apply, answered with the
-``ClientException`` body Batch sends, so boto3 raises what it raises on AWS.
+server never grants; :func:`shared.loopback.aiohttp_guard` (which the runner puts
+in front of these checks) refuses a ``Host`` other than its own loopback address
+and port (DNS rebinding) and any foreign ``Origin``. On top of that only the
+registered definitions' commands run, with only the environment variables the
+scheduler sets (:data:`services.scheduler.batch_jobs.OVERRIDE_VARIABLES`): any
+other override could redirect a child (``AWS_ENDPOINT_URL``, ``BYOM_*``) or run
+code in it (``LD_PRELOAD``, ``PYTHONWARNINGS`` with ``BROWSER``). Batch's own
+limits on submissions apply too, answered with the ``ClientException`` body
+Batch sends, so boto3 raises what it raises on AWS.
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ from typing import Any
 
 from aiohttp import web
 
+from services.scheduler.batch_jobs import OVERRIDE_VARIABLES
+
 # botocore's SigV4 header; the signature itself is not checked (any credentials
 # work locally, as the README says), its presence and shape are.
 _SIGV4 = re.compile(
     r"AWS4-HMAC-SHA256 Credential=[^/\s]+/\d{8}/[a-z0-9-]+/batch/aws4_request, "
     r"SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}"
 )
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _FILTERS = {"JOB_NAME", "JOB_DEFINITION"}
 _STATUSES = {"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"}
@@ -54,9 +60,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def only_batch_clients(request: web.Request, handler: Handler) -> web.StreamResponse:
-    host = (request.host or "").rsplit(":", 1)[0]
-    if host not in _LOCAL_HOSTS:
-        raise _error(403, "AccessDeniedException", f"host {host!r} is not served here")
+    """A SigV4-signed JSON request, as botocore sends; the loopback guard runs first."""
     if not _SIGV4.fullmatch(request.headers.get("Authorization", "")):
         raise _error(
             403, "MissingAuthenticationTokenException", "a SigV4-signed Batch request is required"
@@ -87,8 +91,13 @@ class Submission:
     array_size: int | None
 
 
-def check_submission(request: dict[str, Any], definitions: dict[str, list[str]]) -> Submission:
-    """SubmitJob's arguments, held to Batch's rules and to the registered commands."""
+def check_submission(
+    request: dict[str, Any],
+    definitions: dict[str, list[str]],
+    allowed_environment: frozenset[str] = OVERRIDE_VARIABLES,
+) -> Submission:
+    """SubmitJob's arguments, held to Batch's rules, the registered commands and the
+    environment variables in ``allowed_environment`` (the scheduler's, by default)."""
     name, queue = request.get("jobName"), request.get("jobQueue")
     reference = request.get("jobDefinition")
     if not isinstance(name, str) or not _JOB_NAME.fullmatch(name):
@@ -120,6 +129,13 @@ def check_submission(request: dict[str, Any], definitions: dict[str, list[str]])
         if key.startswith("AWS_BATCH"):
             raise client_error(
                 f"environment variable {key}: names starting with AWS_BATCH are reserved"
+            )
+        if key not in allowed_environment:
+            # Batch would pass it; here the child runs on the user's machine with
+            # the user's rights, so only what the scheduler sends gets through.
+            raise client_error(
+                f"environment variable {key} is not accepted by the local Batch runner; "
+                f"it accepts {', '.join(sorted(allowed_environment))}"
             )
         environment[key] = value
     size = (request.get("arrayProperties") or {}).get("size")

@@ -39,6 +39,8 @@ from aiohttp import web
 
 from infra.local import batch_api
 from infra.local.launch import ChildProcess, ExecLauncher, ZygoteLauncher, warm_starts_supported
+from services.scheduler.batch_jobs import OVERRIDE_VARIABLES
+from shared.loopback import aiohttp_guard
 
 log = logging.getLogger("byom.local.batch")
 
@@ -181,8 +183,10 @@ class BatchRunner:
         *,
         emit_events: bool = True,
         launcher: ExecLauncher | ZygoteLauncher | None = None,
+        allowed_environment: frozenset[str] = OVERRIDE_VARIABLES,
     ) -> None:
         self.definitions = definitions
+        self.allowed_environment = allowed_environment
         self.jobs: dict[str, Job] = {}
         self.slots = asyncio.Semaphore(max_parallel)
         self.tasks: set[asyncio.Task[None]] = set()
@@ -231,7 +235,7 @@ class BatchRunner:
         )
 
     def submit(self, request: dict[str, Any]) -> Job:
-        checked = batch_api.check_submission(request, self.definitions)
+        checked = batch_api.check_submission(request, self.definitions, self.allowed_environment)
         job = Job(
             job_id=str(uuid.uuid4()),
             name=checked.name,
@@ -361,7 +365,9 @@ class BatchRunner:
         return response
 
 
-def make_app(runner: BatchRunner) -> web.Application:
+def make_app(runner: BatchRunner, port: int) -> web.Application:
+    """The Batch API on ``port``: loopback clients of that port only, then Batch clients."""
+
     async def submit_job(request: web.Request) -> web.Response:
         job = runner.submit(await batch_api.body(request))
         return web.json_response({"jobArn": job.arn, "jobName": job.name, "jobId": job.job_id})
@@ -388,7 +394,13 @@ def make_app(runner: BatchRunner) -> web.Application:
     async def terminate_job(request: web.Request) -> web.Response:
         return await stop_job(request, terminate=True)
 
-    app = web.Application(middlewares=[batch_api.only_batch_clients])
+    guard = aiohttp_guard(port)
+
+    @web.middleware
+    async def loopback_only(request: web.Request, handler: batch_api.Handler) -> web.StreamResponse:
+        return await guard(request, handler)
+
+    app = web.Application(middlewares=[loopback_only, batch_api.only_batch_clients])
     app.router.add_post("/v1/submitjob", submit_job)
     app.router.add_post("/v1/describejobs", describe_jobs)
     app.router.add_post("/v1/listjobs", list_jobs)
@@ -413,6 +425,13 @@ def parse_args() -> argparse.Namespace:
         default=[],
         help="MODULE whose `python -m MODULE` children start warm (repeatable)",
     )
+    parser.add_argument(
+        "--allow-environment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an environment override accepted besides the scheduler's own (repeatable; tests)",
+    )
     return parser.parse_args()
 
 
@@ -429,8 +448,11 @@ def main() -> None:
         if args.preload and warm_starts_supported():
             launcher = ZygoteLauncher(args.preload, ExecLauncher())
             await launcher.open()
-        runner = BatchRunner(definitions, args.max_parallel, launcher=launcher)
-        app_runner = web.AppRunner(make_app(runner), access_log=None)
+        allowed = OVERRIDE_VARIABLES | frozenset(args.allow_environment)
+        runner = BatchRunner(
+            definitions, args.max_parallel, launcher=launcher, allowed_environment=allowed
+        )
+        app_runner = web.AppRunner(make_app(runner, args.port), access_log=None)
         await app_runner.setup()
         await web.TCPSite(app_runner, args.host, args.port).start()
         log.info("local Batch listening on %s:%s", args.host, args.port)

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from mypy_boto3_batch.type_defs import JobSummaryTypeDef
 
 DUPLICATE_REASON = "byom: duplicate submission"
+# The container overrides the scheduler sets on a submission, and all it sets: the
+# job a child works on and the trace it continues (settings come from the job
+# definition). The local Batch runner accepts these names only.
+OVERRIDE_VARIABLES = frozenset(
+    {"BYOM_JOB_ID", "BYOM_PLAN_KEY", "BYOM_ARRAY_SIZE", "BYOM_TRACE_HEADER"}
+)
 # States in which an array is doing, or has done, the job's work.
 USABLE = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED"})
 LIVE = USABLE - {"SUCCEEDED"}

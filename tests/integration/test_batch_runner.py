@@ -25,6 +25,8 @@ from infra.local.processes import Service, free_port, wait_until
 
 PROBE = "tests.integration.test_batch_runner"
 QUEUE = "byom-workers"
+# The overrides the probes take besides the scheduler's (the runner is told to accept them).
+PROBE_VARIABLES = ("PROBE_DIR", "PROBE_EXIT", "PROBE_BLOCK", "BYOM_BUCKET")
 
 
 def probe_main() -> None:
@@ -84,6 +86,7 @@ def runner(moto_endpoint, tmp_path_factory, probe_root):
         command=[
             sys.executable, "-m", "infra.local.batch_runner", "--port", str(port),
             "--preload", PROBE, "--job-definition", f"probe={sys.executable} -m {PROBE}",
+            *[arg for name in PROBE_VARIABLES for arg in ("--allow-environment", name)],
         ],
         env=env,
         log_path=tmp_path_factory.mktemp("batch") / "batch.log",
@@ -263,6 +266,90 @@ def test_browser_style_requests_are_refused_and_run_nothing(runner, probe_dir):
     )
     assert listed["jobSummaryList"] == []
     assert records(probe_dir) == {}
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        # Code execution in the child: PYTHONWARNINGS imports a module that opens
+        # BROWSER, which runs a shell command; LD_PRELOAD loads a library.
+        ("PYTHONWARNINGS", "all:0:antigravity.x:0:0"),
+        ("BROWSER", "touch /tmp/byom-owned-%s"),
+        ("LD_PRELOAD", "/tmp/evil.so"),
+        ("PYTHONPATH", "/tmp"),
+        # Redirects: the child's AWS endpoints and byom's own settings.
+        ("AWS_ENDPOINT_URL", "http://attacker.example"),
+        ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://attacker.example"),
+        ("BYOM_JOBS_TABLE", "elsewhere"),
+    ],
+    ids=lambda variable: variable[0],
+)
+def test_only_the_schedulers_environment_overrides_are_accepted(runner, probe_dir, variable):
+    _, client, _ = runner
+    name, value = variable
+    with pytest.raises(ClientError) as refused:
+        client.submit_job(
+            jobName=f"override-{name.lower().replace('_', '-')}",
+            jobQueue=QUEUE,
+            jobDefinition="probe",
+            containerOverrides={
+                "environment": [
+                    {"name": "PROBE_DIR", "value": str(probe_dir)},
+                    {"name": name, "value": value},
+                ]
+            },
+        )
+    assert refused.value.response["Error"]["Code"] == "ClientException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert name in refused.value.response["Error"]["Message"]
+    listed = client.list_jobs(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["override-*"]}]
+    )
+    assert listed["jobSummaryList"] == []
+    assert records(probe_dir) == {}
+
+
+def test_the_schedulers_own_overrides_are_accepted(runner, probe_dir):
+    from services.scheduler.batch_jobs import OVERRIDE_VARIABLES
+
+    _, client, _ = runner
+    values = {name: f"value-of-{name.lower()}" for name in OVERRIDE_VARIABLES}
+    values["BYOM_ARRAY_SIZE"] = "1"
+    job_id = submit(client, probe_dir, "scheduler-overrides", **values)
+    assert wait_status(client, job_id)["status"] == "SUCCEEDED"
+    (record,) = records(probe_dir).values()
+    assert {name: record["environ"][name] for name in values} == values
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://attacker.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Host": "127.0.0.1:1"},  # another port on this machine
+        {"Host": "localhost.attacker.example"},
+    ],
+    ids=["origin", "null-origin", "cross-site", "other-port", "rebound-name"],
+)
+def test_browser_and_rebinding_headers_are_refused_even_when_signed(runner, headers):
+    _, _, port = runner
+    refused = boto3.client(
+        "batch", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )  # fmt: skip
+
+    def add_headers(request, **_):
+        for key, value in headers.items():
+            if key in request.headers:
+                request.headers.replace_header(key, value)
+            else:
+                request.headers.add_header(key, value)
+
+    refused.meta.events.register("before-sign.batch.*", add_headers)
+    with pytest.raises(ClientError) as error:
+        refused.list_jobs(jobQueue=QUEUE)
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
 def test_only_the_definitions_command_runs(runner, probe_dir):
