@@ -40,6 +40,7 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,7 @@ from model.server import tracing, vision
 from model.server.batching import Batchers
 from model.server.multi_model import ModelCache, TargetMissing, TargetUnloadable
 from model.server.settings import ServerSettings, cpu_count
+from shared.loopback import Handler, aiohttp_guard
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,7 @@ class State:
 
 
 STATE = web.AppKey("state", State)
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 # --- decoding and encoding -------------------------------------------------------
@@ -428,12 +431,35 @@ def _runtime_error(problem: Problem, request_id: str) -> web.Response:
     )
 
 
+async def read_json(request: web.Request) -> Any:
+    """The JSON body of a control request (faults, model loading).
+
+    Only `application/json` is read: a browser sends that type cross-site only after
+    a CORS preflight this server never grants, so a page's `text/plain` form or
+    `fetch` cannot reach these routes, whatever else guards them.
+    """
+    if request.content_type != JSON:
+        raise Problem(
+            415, f"send the document as {JSON}, not {request.content_type or 'no type'!r}"
+        )
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc}") from exc
+
+
 async def set_faults(request: web.Request) -> web.Response:
     """Tests only: make the next `count` invocations answer `status`."""
     state = request.app[STATE]
     if request.method == "POST":
         try:
-            document = await request.json()
+            document = await read_json(request)
+        except Problem as problem:
+            return web.json_response(
+                {"error": f'expected {{"status": 429, "count": 2}}: {problem.message}'},
+                status=problem.status,
+            )
+        try:
             status, count = int(document["status"]), int(document["count"])
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response(
@@ -493,6 +519,22 @@ def _model_cache(settings: ServerSettings, threads_per_call: int) -> ModelCache 
     )
 
 
+def loopback_guard(port: int) -> Middleware:
+    """shared/loopback.py's rule for a server on `port`; for port 0 (any free port)
+    the port the request arrived on, known only once the server listens."""
+    if port:
+        return aiohttp_guard(port)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        transport = request.transport
+        sockname = transport.get_extra_info("sockname") if transport is not None else None
+        bound = int(sockname[1]) if sockname else -1
+        return await aiohttp_guard(bound)(request, handler)
+
+    return guard
+
+
 def build_app(settings: ServerSettings) -> web.Application:
     # With as many calls in flight as CPUs, one OpenMP thread per call uses every
     # core without oversubscribing; fewer calls get proportionally more threads.
@@ -508,8 +550,10 @@ def build_app(settings: ServerSettings) -> web.Application:
         models=_model_cache(settings, threads_per_call),
     )
     state.batchers = Batchers(state.executor, settings.image_batch_wait_ms / 1000)
+    # The loopback rule runs first, so a refused request reaches nothing else.
+    guard: list[Any] = [loopback_guard(settings.port)] if settings.loopback_only_enabled else []
     app = web.Application(
-        client_max_size=CLIENT_MAX_SIZE, middlewares=tracing.middlewares(settings)
+        client_max_size=CLIENT_MAX_SIZE, middlewares=[*guard, *tracing.middlewares(settings)]
     )
     app[STATE] = state
     app.router.add_get("/ping", ping)

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from model.server.app import STATE, InjectedFault, Problem, _invoke
+from model.server.app import STATE, InjectedFault, Problem, _invoke, read_json
 from model.server.multi_model import AlreadyLoaded, ModelCache, TargetUnloadable
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,10 @@ def _describe(name: str, url: str) -> dict[str, str]:
 
 async def load_model(request: web.Request) -> web.Response:
     try:
-        document: Any = await request.json()
-    except ValueError as exc:
-        return _error(400, f'expected {{"model_name": "...", "url": "/opt/ml/models/..."}}: {exc}')
+        document: Any = await read_json(request)
+    except Problem as problem:
+        expected = '{"model_name": "...", "url": "/opt/ml/models/..."}'
+        return _error(problem.status, f"expected {expected}: {problem.message}")
     name = document.get("model_name") if isinstance(document, dict) else None
     url = document.get("url") if isinstance(document, dict) else None
     if not isinstance(name, str) or not name or "/" in name:

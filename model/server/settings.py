@@ -74,6 +74,12 @@ class ServerSettings(BaseSettings):
     # when bound to a loopback address", so a server reachable from elsewhere
     # cannot be told to fail by anyone who can reach it.
     fault_api: bool | None = Field(default=None, validation_alias="BYOM_FAULT_API")
+    # Refuse requests whose Host is not this server's loopback address and port, and
+    # cross-origin browser requests (shared/loopback.py), so that no web page the
+    # user has open can reach the server. Unset means "on when bound to a loopback
+    # address": the local stack's server; the container binds 0.0.0.0, where
+    # SageMaker calls it with a Host of its own.
+    loopback_only: bool | None = Field(default=None, validation_alias="BYOM_LOOPBACK_ONLY")
     # Where spans go (model/server/tracing.py): the standard OpenTelemetry variables.
     otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     otlp_traces_endpoint: str | None = Field(
@@ -90,10 +96,17 @@ class ServerSettings(BaseSettings):
         return self
 
     @property
-    def fault_api_enabled(self) -> bool:
-        if self.fault_api is not None:
-            return self.fault_api
+    def bound_to_loopback(self) -> bool:
+        """Whether only this machine can reach the server."""
         try:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return self.host == "localhost"
+
+    @property
+    def fault_api_enabled(self) -> bool:
+        return self.fault_api if self.fault_api is not None else self.bound_to_loopback
+
+    @property
+    def loopback_only_enabled(self) -> bool:
+        return self.loopback_only if self.loopback_only is not None else self.bound_to_loopback
