@@ -149,3 +149,21 @@ def prediction_column_names(names: tuple[str, ...], count: int) -> list[str]:
         return list(names)
     base = names[0] if len(names) == 1 else "prediction"
     return [f"{base}_{i}" for i in range(count)] if count > 1 else [base]
+
+
+def label_position(names: tuple[str, ...], count: int) -> int | None:
+    """Where the class-name column sits among ``count`` prediction columns, by position.
+
+    A model card's ``output_columns`` name kinds of columns: ``probability`` spans
+    one column per class (all the columns the other names leave), ``label`` one.
+    The generated column names do not say which is which, so it is counted here.
+    """
+    if "label" not in names:
+        return None
+    probabilities = count - (len(names) - 1)
+    position = 0
+    for name in names:
+        if name == "label":
+            return position if position < count else None
+        position += probabilities if name == "probability" else 1
+    return None

@@ -96,15 +96,15 @@ def cell_problem(cell: str) -> str | None:
         return "empty cell; a number is required"
     if not _NUMBER_CELL.fullmatch(cell):
         if cell.strip(' \t"').lstrip("+-").lower() in ("nan", "inf", "infinity"):
-            return f"{_shorten(cell.strip())!r} is not a finite number"
+            return f"{shorten(cell.strip())!r} is not a finite number"
         bad = next((c for c in cell if not c.isascii() or not c.isprintable()), None)
         if bad == "\r":
             return "a carriage return inside the line; lines end in \\n or \\r\\n"
         if bad is not None:
-            return f"{_shorten(cell)!r} is not a number (it holds the character U+{ord(bad):04X})"
-        return f"{_shorten(cell)!r} is not a number"
+            return f"{shorten(cell)!r} is not a number (it holds the character U+{ord(bad):04X})"
+        return f"{shorten(cell)!r} is not a number"
     if abs(float(cell.strip(' \t"'))) > FLOAT32_MAX:
-        return f"{_shorten(cell.strip())!r} is beyond the float32 range (|x| <= 3.4e38)"
+        return f"{shorten(cell.strip())!r} is beyond the float32 range (|x| <= 3.4e38)"
     return None
 
 
@@ -188,5 +188,5 @@ def check_rows(data: bytes, *, first_line: int, columns: int, uri: str) -> int:
     return len(split_lines(data))
 
 
-def _shorten(cell: str, limit: int = 40) -> str:
+def shorten(cell: str, limit: int = 40) -> str:
     return cell if len(cell) <= limit else cell[:limit] + "..."

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from services.inference_worker.records import Records, concatenated
 from shared.errors import ByomError
-from shared.processing import JSON_INPUT_KEY, Format, Processing, prediction_column_names
+from shared.processing import JSON_INPUT_KEY, Format, Processing, label_position
 from shared.schemas import ChunkPlan
 from shared.selectors import SelectorError, parse_selector
 
@@ -185,12 +185,12 @@ def jsonl_records(
 
 def _typed_predictions(processing: Processing, predictions: list[pa.Array]) -> list[pa.Array]:
     """Prediction columns as numbers (text only for class names, which are text)."""
-    names = prediction_column_names(processing.prediction_names, len(predictions))
+    label = label_position(processing.prediction_names, len(predictions))
     return [
         column
-        if processing.classes is not None and name == "label"
+        if processing.classes is not None and position == label
         else pc.cast(column, pa.float64())
-        for name, column in zip(names, predictions, strict=True)
+        for position, column in enumerate(predictions)
     ]
 
 

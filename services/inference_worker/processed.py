@@ -112,6 +112,10 @@ def format_output(
 ) -> bytes:
     rows = len(records.good)
     predictions = joined.prediction_columns(answer, rows)
+    if not predictions:
+        # No good record: empty columns, as many as the model's names, so the
+        # output filter and the header count the same columns as in other chunks.
+        predictions = [pa.array([], pa.string()) for _ in processing.prediction_names]
     extra = joined.extra_columns(processing, plan, predictions, rows, scored_at)
     if processing.accept is Format.JSONL:
         return joined.jsonl_records(processing, records, predictions, extra)
@@ -119,8 +123,6 @@ def format_output(
         return joined.parquet_records(processing, records, predictions, extra)
     body, names = joined.csv_records(processing, records, predictions, extra)
     if processing.header and chunk.index == 0:
-        if not predictions:  # every row of the first chunk was rejected
-            names = processing.output_names(len(processing.prediction_names))
         body = joined.header_line(names) + body
     return body
 

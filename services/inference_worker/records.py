@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from services.inference_worker.parse import parse_rows
 from shared.errors import InputError
 from shared.processing import Processing
-from shared.rows import FLOAT32_MAX, split_cells
+from shared.rows import FLOAT32_MAX, shorten, split_cells
 
 
 @dataclass
@@ -160,17 +160,40 @@ def _text_of(value: object) -> str | None:
     return json.dumps(value)
 
 
+def _array_of(value: object) -> list[str | None] | None:
+    """An array feature's values as text; anything but an array is None (a misfit)."""
+    if not isinstance(value, list):
+        return None
+    return [_text_of(v) for v in value]
+
+
 def _python_table(lines: pa.Array, processing: Processing) -> pa.Table:
-    """Records read one by one with ``json`` (error path only), every value as text."""
+    """Records read one by one with ``json`` (error path only), every value as text.
+
+    A key whose first record held an array of several features stays an array
+    column (a record holding anything else there is a misfit, one bad row); an
+    array of one under a one-feature key counts as its value.
+    """
     records = [json.loads(line) for line in lines.to_pylist()]
     if processing.records == "objects":
         names = list(dict.fromkeys([*processing.input_names(), *(k for r in records for k in r)]))
-        return pa.table(
-            {
-                name: pa.array([_text_of(r.get(name)) for r in records], pa.string())
-                for name in names
-            }
-        )
+        arrays = {
+            name
+            for name, width in zip(
+                processing.feature_names or (), processing.feature_widths or (), strict=False
+            )
+            if width > 1
+        }
+        table: dict[str, pa.Array] = {}
+        for name in names:
+            values = [r.get(name) for r in records]
+            if name in arrays:
+                table[name] = pa.array([_array_of(v) for v in values], pa.list_(pa.string()))
+                continue
+            if name in (processing.feature_names or ()):
+                values = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in values]
+            table[name] = pa.array([_text_of(v) for v in values], pa.string())
+        return pa.table(table)
     return pa.table(
         {
             f"c{i}": pa.array([_text_of(r[i]) for r in records], pa.string())
@@ -241,8 +264,9 @@ def read_line_records(
     if processing.records == "objects":
         assert processing.feature_names is not None
         present = set(table.column_names)
-        features, labels = [], []
-        misfits: dict[int, str] = {}  # rows whose array under a key has another length
+        features: list[pa.Array] = []
+        keys: list[str] = []
+        misfits: dict[int, tuple[str, int]] = {}  # row -> (why, feature position)
         widths = processing.feature_widths or (1,) * len(processing.feature_names)
         for name, width in zip(processing.feature_names, widths, strict=True):
             column = table.column(name).combine_chunks() if name in present else None
@@ -254,18 +278,21 @@ def read_line_records(
                 for row in np.flatnonzero(~fits.to_numpy(zero_copy_only=False)):
                     found = lengths[int(row)].as_py()
                     held = "no array" if found is None else f"{found} values"
-                    misfits.setdefault(int(row), f"key {name!r} holds {held}; expected {width}")
+                    misfits.setdefault(
+                        int(row), (f"key {name!r} holds {held}; expected {width}", len(features))
+                    )
                 blank = pa.scalar([None] * width, column.type)
                 column = pc.if_else(fits, column, blank)
                 for i in range(width):
                     features.append(_as_text(pc.list_element(column, i)))
-                    labels.append(f"{name}[{i}]")
+                    keys.append(f"{name}[{i}]")
             elif column is None:
                 features.append(pa.array([""] * table.num_rows, pa.string()))
-                labels.append(name)
+                keys.append(name)
             else:
                 features.append(_as_text(column))
-                labels.append(name)
+                keys.append(name)
+        labels: list[str] | None = keys
         # A CSV output of objects has a column per key of the first record.
         columns = [
             _as_text(table.column(name))
@@ -278,19 +305,21 @@ def read_line_records(
         features = [columns[i] for i in processing.features]
         labels = None
         misfits = {}
+    features = _without_separators(features, labels, misfits)
     values, bad = _features(features, uri)
     for position, problem in bad.items():
         where = int(candidates[position])
         column = problem.column
         reason = problem.reason
         if position in misfits:
-            reason = misfits[position]
+            reason, feature = misfits[position]
+            column = feature + 1
         elif labels is not None and column is not None:
             if reason.startswith("empty cell"):
                 reason = f"key {labels[column - 1]!r} is missing or null; a number is required"
             else:
                 reason = f"key {labels[column - 1]!r}: {reason}"
-        elif column is not None and processing.records != "objects":
+        if column is not None and processing.records != "objects":
             column = processing.features[column - 1] + 1  # the file's own column
         rejected[where] = InputError(uri, reason, line=where + 1, column=column)
     keep = np.setdiff1d(np.arange(len(candidates)), np.fromiter(bad, dtype=np.int64))
@@ -304,6 +333,28 @@ def read_line_records(
         lines=subset.take(take),
         rejected=dict(sorted(rejected.items())),
     )
+
+
+def _without_separators(
+    features: list[pa.Array], labels: list[str] | None, misfits: dict[int, tuple[str, int]]
+) -> list[pa.Array]:
+    """The feature cells with any that hold a comma, quote or line end (a quoted CSV
+    cell, a JSON array or object's text) blanked and recorded in ``misfits``: no
+    number holds one, and joined as CSV text they would shift the row's cells."""
+    cleaned = []
+    for position, column in enumerate(features):
+        unsafe = pc.fill_null(pc.match_substring_regex(column, r'[,"\r\n]'), False)
+        if not pc.any(unsafe).as_py():
+            cleaned.append(column)
+            continue
+        for row in np.flatnonzero(unsafe.to_numpy(zero_copy_only=False)):
+            cell = column[int(row)].as_py()
+            why = f"{shorten(cell)!r} is not a number"
+            if labels is not None:
+                why = f"key {labels[position]!r}: {why}"
+            misfits.setdefault(int(row), (why, position))
+        cleaned.append(pc.if_else(unsafe, pa.scalar("", column.type), column))
+    return cleaned
 
 
 def _features(features: list[pa.Array], uri: str) -> tuple[np.ndarray, dict[int, InputError]]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -240,3 +241,71 @@ def test_selected_columns_are_the_rows_own_numbers(
     assert not records.rejected and records.rows == len(rows)
     table = np.array([[0.0, *row] for row in rows], dtype=np.float32)
     np.testing.assert_array_equal(records.values, table[:, list(positions)])
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (b"7", "line 2, column 1: key 'features' holds no array; expected 3"),
+        (b'"abc"', "line 2, column 1: key 'features' holds no array; expected 3"),
+        (b'[1,"x",3]', "line 2, column 2: key 'features[1]': 'x' is not a number"),
+    ],
+)
+def test_a_malformed_record_among_array_features_is_one_bad_row(value: bytes, problem: str) -> None:
+    """A record whose ``$.features`` is not an array of numbers sends the chunk to the
+    record-by-record reader; it must stay one bad row named by line and key."""
+    from services.ingest.processing_plan import first_record, processing, requested
+
+    metadata = {"byom-input-filter": "$.features", "byom-on-bad-rows": "skip"}
+    request = requested(URI, "input/f.jsonl", "", metadata, None)
+    first = b'{"id": "a", "features": [1, 2, 3]}'
+    planned = processing(
+        request, None, first_record(request, None, first, URI, 1), model_columns=3, uri=URI
+    )
+    second = b'{"id": "b", "features": ' + value + b"}"
+    data = first + b"\n" + second + b'\n{"id": "c", "features": [7, 8, 9]}\n'
+    records = read_line_records(data, planned, uri=URI)
+    np.testing.assert_array_equal(records.values, [[1, 2, 3], [7, 8, 9]])
+    assert list(records.good) == [0, 2]
+    assert {i: p.describe() for i, p in records.rejected.items()} == {1: f"{URI}, {problem}"}
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (b'x1,"1,5",2,3,0', "line 1, column 2: '1,5' is not a number"),
+        (b'x1,1,2,"3,4",0', "line 1, column 4: '3,4' is not a number"),
+    ],
+)
+def test_a_quoted_feature_cell_holding_a_comma_is_one_bad_row(line: bytes, problem: str) -> None:
+    records = read_line_records(line + b"\nx2,4,5,6,1\n", CSV, uri=URI)
+    np.testing.assert_array_equal(records.values, [[4, 5, 6]])
+    assert {i: p.describe() for i, p in records.rejected.items()} == {0: f"{URI}, {problem}"}
+
+
+def test_csv_output_filter_on_a_chunk_with_no_good_rows_keeps_each_line_in_place() -> None:
+    processing = Processing(
+        content=Format.CSV, accept=Format.CSV, width=3, features=(0, 1, 2), join=True,
+        output_filter="$[0,-1]",
+    )  # fmt: skip
+    plan = plan_for(processing)
+    records = read_line_records(b"7,x,2\n", processing, uri=URI)
+    assert not len(records.good)
+    assert format_output(processing, plan, plan.chunks[0], records, b"", NOW) == b"\n"
+    records = read_line_records(b"7,x,2\n1,2,3\n", processing, uri=URI)
+    assert format_output(processing, plan, plan.chunks[0], records, b"0.5\n", NOW) == b"\n1,0.5\n"
+
+
+def test_parquet_output_of_a_multi_class_model_keeps_its_class_names_as_text() -> None:
+    processing = Processing(
+        content=Format.CSV, accept=Format.PARQUET, width=2, features=(0, 1), join=False,
+        prediction_names=("probability", "label"), classes=("cat", "dog", "eel"),
+    )  # fmt: skip
+    plan = plan_for(processing)
+    records = read_line_records(b"1,2\n3,4\n", processing, uri=URI)
+    answer = b"0.1,0.2,0.7,eel\n0.6,0.3,0.1,cat\n"
+    output = format_output(processing, plan, plan.chunks[0], records, answer, NOW)
+    table = pq.read_table(io.BytesIO(output))
+    columns = table.columns
+    assert [c.to_pylist() for c in columns[:3]] == [[0.1, 0.6], [0.2, 0.3], [0.7, 0.1]]
+    assert columns[3].to_pylist() == ["eel", "cat"]
