@@ -43,6 +43,16 @@ a single PUT's request body and CopyObject's source.
    concurrent completion counts under load). DynamoDB makes each item write atomic;
    one lock over the backend's item operations does the same here.
 
+5. Only this machine's clients are answered. moto's server enables CORS for every
+   origin (``flask_cors``), so any web page the user had open could list the local bucket
+   and read the answer, and a page's form POST (no preflight needed) could write
+   ``input/`` or ``models/``. Here moto's global CORS is off, every response loses its
+   ``Access-Control-*`` headers (a bucket CORS rule grants no page anything either), and
+   :class:`LoopbackOnly` answers 403 to a request that :func:`shared.loopback.refusal`
+   refuses: a Host other than this server's loopback address and port (DNS rebinding),
+   a foreign ``Origin``, a ``Sec-Fetch-Site`` from another page. boto3 and the AWS CLI
+   send neither header, so they pass.
+
 Written against moto 5.2.5 (pinned); tests/integration/test_local_s3.py checks the
 semantics against plain moto and the bytes read per request, so an upgrade that changes
 the patched functions fails there.
@@ -72,6 +82,7 @@ from typing import Any
 from moto import server
 from moto.core.compat import HAS_CRT
 from moto.dynamodb.models import DynamoDBBackend
+from moto.moto_server import werkzeug_app
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
 from moto.s3.models import FakeKey, FakeMultipart, MultipartChecksumBuilder, S3Backend
@@ -80,11 +91,15 @@ from moto.s3.utils import compute_checksum
 from moto.settings import S3_UPLOAD_PART_MIN_SIZE, get_s3_default_key_buffer_size
 from moto.utilities.utils import md5_hash
 
+from shared.loopback import refusal
+
 CHUNK = 1024 * 1024  # bytes per read while streaming or copying: bounds memory per request
 COUNTER_PATH = "/byom-debug/s3-read-bytes"
 _HAS_CRC32C = importlib.util.find_spec("crc32c") is not None
 
 Buffer = tempfile.SpooledTemporaryFile[bytes]
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 Reader = Callable[[int, int], bytes]  # (offset, length) -> bytes
 
 
@@ -412,7 +427,54 @@ def apply(*, patch: bool = True, count_reads: bool = False) -> None:
         S3Backend.upload_part_copy = _upload_part_copy  # type: ignore[method-assign]
 
 
+class LoopbackOnly:
+    """WSGI middleware: 403 to any request from a web page or for another host (the
+    module's 5.), and no ``Access-Control-*`` header on any answer."""
+
+    def __init__(self, app: WsgiApp, port: int) -> None:
+        self._app = app
+        self._port = port
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        reason = refusal(
+            environ.get("HTTP_HOST"),
+            environ.get("HTTP_ORIGIN"),
+            environ.get("HTTP_SEC_FETCH_SITE"),
+            self._port,
+        )
+        if reason is not None:
+            body = reason.encode()
+            start_response(
+                "403 Forbidden",
+                [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+
+        def start_without_cors(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
+            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+            return start_response(status, kept, *rest)
+
+        return self._app(environ, start_without_cors)
+
+
+def loopback_only() -> None:
+    """Serve moto behind :class:`LoopbackOnly`, with its global CORS off (idempotent)."""
+    # Read by create_backend_app when it builds each service's app, so this takes
+    # effect although moto.settings read MOTO_DISABLE_GLOBAL_CORS at import.
+    werkzeug_app.DISABLE_GLOBAL_CORS = True  # type: ignore[attr-defined]
+    run = server.run_simple  # type: ignore[attr-defined]
+    if getattr(run, "loopback_only", False):
+        return
+
+    def run_simple(hostname: str, port: int, application: WsgiApp, **options: Any) -> None:
+        run(hostname, port, LoopbackOnly(application, port), **options)
+
+    run_simple.loopback_only = True  # type: ignore[attr-defined]
+    server.run_simple = run_simple  # type: ignore[attr-defined,assignment]
+
+
 def main() -> None:
+    loopback_only()
     apply(
         patch=os.environ.get("BYOM_MOTO_S3_PATCH", "1") != "0",
         count_reads=os.environ.get("BYOM_MOTO_READ_COUNTER") == "1",
