@@ -165,18 +165,40 @@ def _object_link(label: str, uri: str | None, href: str | None) -> str:
 def _tree_order(spans: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
     """Spans depth first, each under its parent, siblings by start time; with depths.
 
-    A span whose parent is not (or not yet) in the trace is shown as a root."""
+    A span whose parent is not (or not yet) in the trace is shown as a root, and so is
+    the earliest span of a parent cycle (a span naming itself as parent, spans naming
+    each other, a repeated span id): any process that reaches the trace receiver sends
+    spans, so their links are not trusted. Each span is placed exactly once, so the walk
+    ends whatever the links say."""
+    by_start = sorted(range(len(spans)), key=lambda index: spans[index]["start_ns"])
     ids = {span["span_id"] for span in spans}
-    children: dict[str | None, list[dict[str, Any]]] = {}
-    for span in sorted(spans, key=lambda span: span["start_ns"]):
-        parent = span.get("parent_span_id")
-        children.setdefault(parent if parent in ids else None, []).append(span)
+    children: dict[str, list[int]] = {}
+    roots: list[int] = []
+    for index in by_start:
+        parent = spans[index].get("parent_span_id")
+        if isinstance(parent, str) and parent in ids and parent != spans[index]["span_id"]:
+            children.setdefault(parent, []).append(index)
+        else:
+            roots.append(index)
+    placed = [False] * len(spans)
     ordered: list[tuple[dict[str, Any], int]] = []
-    stack = [(span, 0) for span in reversed(children.get(None, []))]
-    while stack:
-        span, depth = stack.pop()
-        ordered.append((span, depth))
-        stack.extend((child, depth + 1) for child in reversed(children.get(span["span_id"], [])))
+
+    def walk(root: int) -> None:
+        stack = [(root, 0)]
+        while stack:
+            index, depth = stack.pop()
+            if placed[index]:  # two spans sharing an id share their children too
+                continue
+            placed[index] = True
+            ordered.append((spans[index], depth))
+            below = children.get(spans[index]["span_id"], [])
+            stack.extend((child, depth + 1) for child in reversed(below) if not placed[child])
+
+    for index in roots:
+        walk(index)
+    for index in by_start:  # only cycles are left: nothing above them is a root
+        if not placed[index]:
+            walk(index)
     return ordered
 
 
