@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
-from shared.errors import InputError
+from shared.errors import InputError, PredictionCountError
 from shared.processing import prediction_column_names
 
 ROWS_METADATA = "byom-rows"
@@ -39,9 +39,20 @@ def lines_of(data: bytes) -> list[bytes]:
     return lines
 
 
-def prediction_lines(answers: list[bytes]) -> bytes:
+def prediction_lines(answers: Sequence[bytes]) -> bytes:
     """The endpoint's answers, in order, each ending with a newline."""
     return b"".join(a if a.endswith(b"\n") or not a else a + b"\n" for a in answers)
+
+
+def checked_answers(answers: Sequence[bytes], rows: Sequence[int]) -> bytes:
+    """The answers in order (as ``prediction_lines``), each checked to hold one line
+    per row of its own request: a total that matches can still pair rows with
+    another row's prediction (99 + 101 lines for two requests of 100)."""
+    for number, (answer, expected) in enumerate(zip(answers, rows, strict=True), 1):
+        answered = answer.count(b"\n") + (0 if not answer or answer.endswith(b"\n") else 1)
+        if answered != expected:
+            raise PredictionCountError(answered, expected, request=number, requests=len(answers))
+    return prediction_lines(answers)
 
 
 def with_blanks(predictions: bytes, rows: int, rejected: Collection[int]) -> bytes:

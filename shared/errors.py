@@ -38,3 +38,18 @@ class ModelError(ByomError):
 
 class EndpointUnavailable(ByomError):
     """The endpoint kept throttling or failing after every retry."""
+
+
+class PredictionCountError(ModelError):
+    """The endpoint answered a request with another number of predictions than it had
+    rows: the answers cannot be matched to rows, so the chunk fails as a model error
+    at once (a retry asks the same model the same question)."""
+
+    def __init__(self, answered: int, rows: int, *, request: int, requests: int) -> None:
+        self.answered = answered
+        self.rows = rows
+        self.request = request
+        super().__init__(
+            f"the endpoint returned {answered} predictions for a request of {rows} rows "
+            f"(request {request} of {requests}); the model must answer one line per row"
+        )

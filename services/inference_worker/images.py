@@ -36,7 +36,7 @@ from services.inference_worker.archive import Archive
 from services.inference_worker.endpoint import Endpoint
 from services.inference_worker.scoring import ChunkResult, store_chunk
 from shared import aws, media
-from shared.errors import ByomError, InputError, ModelError
+from shared.errors import InputError, ModelError, PredictionCountError
 from shared.schemas import BadRows, Chunk, ChunkPlan, MediaItem
 from shared.settings import Settings
 
@@ -269,8 +269,12 @@ class MediaChunk:
             np.save(buffer, stacked, allow_pickle=False)
             answer = await self.endpoint.invoke(buffer.getvalue(), content_type=NPY, accept=JSON)
             found = json.loads(answer).get("predictions")
-            if not isinstance(found, list) or len(found) != len(group):
-                raise ByomError(f"the endpoint answered {answer[:200]!r} for {len(group)} images")
+            if isinstance(found, list) and len(found) != len(group):
+                raise PredictionCountError(
+                    len(found), len(group), request=groups.index(group) + 1, requests=len(groups)
+                )
+            if not isinstance(found, list):
+                raise ModelError(f"the endpoint answered {answer[:200]!r} for {len(group)} images")
             return found
 
         answers = await asyncio.gather(*(send(group) for group in groups))

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from services.inference_worker.records import Records, concatenated
-from shared.errors import ByomError
+from shared.errors import ByomError, ModelError
 from shared.processing import JSON_INPUT_KEY, Format, Processing, label_position
 from shared.schemas import ChunkPlan
 from shared.selectors import SelectorError, parse_selector
@@ -47,9 +47,9 @@ def prediction_columns(answer: bytes, rows: int) -> list[pa.Array]:
             ),
         )
     except pa.ArrowInvalid as exc:
-        raise ByomError(f"the endpoint's answer is not CSV of {width} columns: {exc}") from exc
-    if table.num_rows != rows:
-        raise ByomError(f"the endpoint returned {table.num_rows} predictions for {rows} rows")
+        raise ModelError(f"the endpoint's answer is not CSV of {width} columns: {exc}") from exc
+    if table.num_rows != rows:  # quoted line ends in the answer: its lines are not its rows
+        raise ModelError(f"the endpoint returned {table.num_rows} predictions for {rows} rows")
     return [table.column(i).combine_chunks() for i in range(width)]
 
 

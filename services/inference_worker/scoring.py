@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from services.inference_worker.endpoint import Endpoint
 from services.inference_worker.parse import ParsedRows, parse_rows, shift_lines
 from shared import aws, chunk_output, naming
-from shared.chunk_output import errors_csv, header_line, prediction_lines, with_blanks
+from shared.chunk_output import checked_answers, errors_csv, header_line, with_blanks
 from shared.csvchunks import count_lines, owned_lines, read_start, split_records
 from shared.errors import ByomError, InputError
 from shared.rows import split_lines
@@ -168,17 +168,33 @@ def good_lines(data: bytes, rejected: dict[int, InputError]) -> bytes:
     )
 
 
+def request_rows(body: bytes, content_type: str) -> int:
+    """The rows a request body holds: an ``.npy`` array's length, else its CSV lines."""
+    if content_type == NPY:
+        stream = io.BytesIO(body)
+        major, _ = np.lib.format.read_magic(stream)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape = read_header(stream)[0]
+        return int(shape[0]) if shape else 1
+    return count_lines(body)
+
+
 async def predict(endpoint: Endpoint, bodies: list[bytes], content_type: str, rows: int) -> bytes:
-    """One prediction line per row, in order, from requests sent concurrently."""
+    """One prediction line per row, in order, from requests sent concurrently; each
+    answer is checked against its own request (PredictionCountError: a model error)."""
     if not rows:
         return b""
+    expected = [request_rows(body, content_type) for body in bodies]
+    if sum(expected) != rows:  # the requests were cut wrong: a bug here, not the model
+        raise ByomError(f"{len(bodies)} requests hold {sum(expected)} rows, not {rows}")
     answers = await asyncio.gather(
         *(endpoint.invoke(body, content_type=content_type, accept=CSV) for body in bodies)
     )
-    lines = sum(count_lines(answer) for answer in answers)
-    if lines != rows:
-        raise ByomError(f"the endpoint returned {lines} predictions for {rows} rows")
-    return prediction_lines(answers)
+    return checked_answers(answers, expected)
 
 
 async def score_chunk(
