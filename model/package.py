@@ -30,15 +30,18 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
 
 from model.flavors import FLAVORS, Model, ModelLoadError, load_model
 from model.flavors.detector import vision_model
 from model.flavors.pickled import PickleFlavor
 from model.inference_script import load_script
 from model.manifest import MANIFEST_FILE, ManifestModel, read_manifest
+from model.tar_stream import MAX_READ, BoundedStream
 
 GIB = 1024**3
 MIB = 1024**2
@@ -46,6 +49,12 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 # Small archives compress arbitrarily well (a few KiB of zeros); the ratio limit
 # applies once this much has been declared, as for gzip uploads.
 RATIO_FLOOR = 16 * MIB
+# Inflated bytes one member may add beyond its data: its header block, the padding
+# of its data, and its long-name, long-link and PAX records (each capped).
+HEADER_ALLOWANCE = 4 * MAX_READ
+# Errors reading a damaged archive: tarfile's own, gzip's, and zlib's, which gzip
+# lets through for a corrupt deflate stream.
+UNREADABLE = (OSError, EOFError, zlib.error, tarfile.TarError)
 
 
 class PackageError(ModelLoadError):
@@ -64,6 +73,25 @@ def is_archive(path: Path) -> bool:
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
+@contextmanager
+def open_archive(path: Path, limits: PackageLimits) -> Iterator[tarfile.TarFile]:
+    """The archive at `path`, read through a `BoundedStream`: its inflated bytes are
+    counted, and no header record may ask for more than `MAX_HEADER_BYTES`."""
+    compressed = path.stat().st_size
+    with path.open("rb") as raw, ExitStack() as closing:
+        inflated = raw if _is_plain_tar(path) else closing.enter_context(gzip.GzipFile(fileobj=raw))
+        stream = BoundedStream(
+            inflated,
+            compressed=compressed,
+            max_bytes=limits.max_bytes + (limits.max_members + 1) * HEADER_ALLOWANCE,
+            max_ratio=limits.max_ratio,
+            ratio_floor=RATIO_FLOOR,
+            on_limit=lambda reason: PackageError(path, reason),
+        )
+        with tarfile.open(fileobj=stream, mode="r:") as archive:
+            yield archive
+
+
 def prepare(path: Path, workdir: Path, limits: PackageLimits | None = None) -> Path:
     """The directory to load the model in `path` from.
 
@@ -74,30 +102,35 @@ def prepare(path: Path, workdir: Path, limits: PackageLimits | None = None) -> P
     path = Path(path)
     if not (is_archive(path) and path.is_file()):
         return path
-    members = check_archive(path, limits or PackageLimits())
+    limits = limits or PackageLimits()
+    members = check_archive(path, limits)
     workdir.mkdir(parents=True, exist_ok=True)
     target = Path(tempfile.mkdtemp(prefix="model-", dir=workdir))
     try:
-        with tarfile.open(path, mode=_mode(path)) as archive:
+        with open_archive(path, limits) as archive:
             if hasattr(tarfile, "data_filter"):
                 archive.extractall(target, members=members, filter="data")
             else:  # pragma: no cover - Python before 3.11.4
                 archive.extractall(target, members=members)
-    except (OSError, tarfile.TarError) as exc:
+    except PackageError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    except UNREADABLE as exc:
         shutil.rmtree(target, ignore_errors=True)
         raise PackageError(path, f"cannot extract the archive: {exc}") from exc
     return target
 
 
-def _mode(path: Path) -> Literal["r:", "r:gz"]:
-    return "r:" if path.name.lower().endswith(".tar") else "r:gz"
+def _is_plain_tar(path: Path) -> bool:
+    return path.name.lower().endswith(".tar")
 
 
 def check_archive(path: Path, limits: PackageLimits) -> list[tarfile.TarInfo]:
     """Every member of the archive at `path`, checked; `PackageError` at the first bad one.
 
     Members are read one header at a time, so a limit stops the read at the header
-    that crosses it, before the member's data is inflated.
+    that crosses it, before the member's data is inflated; header records
+    themselves are capped and the inflated stream counted (`open_archive`).
     """
     compressed = max(path.stat().st_size, 1)
     members: list[tarfile.TarInfo] = []
@@ -105,7 +138,7 @@ def check_archive(path: Path, limits: PackageLimits) -> list[tarfile.TarInfo]:
     dirs: set[PurePosixPath] = set()
     total = 0
     try:
-        with tarfile.open(path, mode=_mode(path)) as archive:
+        with open_archive(path, limits) as archive:
             while (member := archive.next()) is not None:
                 if len(members) >= limits.max_members:
                     raise PackageError(
@@ -136,8 +169,8 @@ def check_archive(path: Path, limits: PackageLimits) -> list[tarfile.TarInfo]:
                     members.append(member)
     except PackageError:
         raise
-    except (OSError, EOFError, tarfile.TarError) as exc:
-        kind = "tar" if path.name.lower().endswith(".tar") else "gzip-compressed tar"
+    except UNREADABLE as exc:
+        kind = "tar" if _is_plain_tar(path) else "gzip-compressed tar"
         raise PackageError(path, f"not a readable {kind} archive: {exc}") from exc
     if not members:
         raise PackageError(path, "the archive is empty")
