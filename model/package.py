@@ -36,7 +36,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from model.flavors import FLAVORS, Model, ModelLoadError, load_model
+from model.flavors import Model, ModelLoadError, load_model
+from model.flavors import flavors as registry
 from model.flavors.detector import vision_model
 from model.flavors.pickled import PickleFlavor
 from model.inference_script import load_script
@@ -262,7 +263,8 @@ def load_package(
 
 def _load_flavor(model_dir: Path, name: str, *, allow_pickle: bool, threads: int) -> Model:
     pickle = PickleFlavor()
-    flavors = {flavor.name: flavor for flavor in (*FLAVORS, pickle)}
+    # Built with the operator's opt-in: an MLmodel may name a pickled sklearn model.
+    flavors = {flavor.name: flavor for flavor in (*registry(allow_pickle=allow_pickle), pickle)}
     flavor = flavors.get(name)
     where = model_dir / MANIFEST_FILE
     if flavor is None:
