@@ -8,6 +8,17 @@ plan.size)``): the same checks, the same endpoint, the same chunk output object
 and errors object, the same ``ChunkDone`` to the status queue. The status
 service then finishes the job exactly as it does for an array.
 
+An endpoint that throttles, answers 5xx or cannot be reached is retried as the
+workers retry it (``services/inference_worker/endpoint.py``): up to
+``BYOM_INVOKE_ATTEMPTS`` calls per request with full-jitter exponential backoff
+(``BYOM_INVOKE_BACKOFF_SECONDS`` doubling, at most ``BYOM_INVOKE_BACKOFF_MAX_SECONDS``
+a wait), and never past :data:`RETRY_BUDGET_SECONDS`. When they run out, the
+chunk is reported failed ("unavailable", with the last error), and the job ends
+FAILED saying why, as a worker's last attempt does. It is never left to the
+scheduler queue's redelivery, which would hold the job RUNNING for the queue's
+visibility timeout (30 minutes) times its receives. Uploading the same bytes
+again later makes a new job (see ingest), which succeeds once the endpoint does.
+
 Kept light for the Lambda bundle: boto3 and the pure-Python row checks only.
 """
 
@@ -15,7 +26,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
 from shared import aws, chunk_output, chunk_timer, logs, naming, tracing
 from shared.csvchunks import split_records
@@ -39,6 +52,16 @@ log = logging.getLogger(__name__)
 
 CSV = "text/csv"
 _REQUESTS_IN_FLIGHT = 4  # a small file is a handful of requests
+# The scheduler function's timeout is 60 s: retries stop early enough for the
+# failure to be reported within it (the defaults' waits add up to 12.4 s at most).
+RETRY_BUDGET_SECONDS = 40.0
+# A request is at most BYOM_REQUEST_BYTES of a small file, scored in about a second;
+# a hung endpoint must not take the function's whole minute in one call.
+_READ_TIMEOUT_SECONDS = 20
+
+
+class _Transient(Exception):
+    """A call that may succeed if made again: throttled, 5xx, or no answer."""
 
 
 def eligible(plan: ChunkPlan, settings: Settings) -> bool:
@@ -83,12 +106,12 @@ def requests_of(payload: bytes, max_bytes: int, max_rows: int | None = None) -> 
 
 
 @cache
-def _runtime(region: str, attempts: int) -> SageMakerRuntimeClient:
-    # botocore's standard mode retries throttling and 5xx with jittered backoff.
+def _runtime(region: str) -> SageMakerRuntimeClient:
+    # botocore's own retries are off: one policy, the workers', decides (retrying).
     config = Config(
-        retries={"mode": "standard", "max_attempts": attempts},
+        retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=_REQUESTS_IN_FLIGHT,
-        read_timeout=60,
+        read_timeout=_READ_TIMEOUT_SECONDS,
     )
     client: SageMakerRuntimeClient = boto3.session.Session().client(
         "sagemaker-runtime", region_name=region, config=config
@@ -108,10 +131,9 @@ def _invoke(
             response = runtime.invoke_endpoint(
                 EndpointName=endpoint, ContentType=CSV, Accept=CSV, Body=body, **target
             )
+    except (ConnectionError, HTTPClientError, ReadTimeoutError) as exc:
+        raise _Transient(f"endpoint {endpoint}: {type(exc).__name__}: {exc}") from exc
     except ClientError as exc:
-        retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-        for _ in range(retried):
-            chunk_timer.endpoint_retry()
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if error.get("Code") == "ModelError":
@@ -122,12 +144,48 @@ def _invoke(
         message = error.get("Message", str(exc))
         if status < 500 and status != 429:
             raise ModelError(f"the endpoint rejected the request: {message}") from exc
-        raise EndpointUnavailable(f"endpoint {endpoint}: HTTP {status}: {message}") from exc
-    body_out: bytes = response["Body"].read()
-    # botocore's standard mode retried within the call; the total is the call's latency.
-    retried = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-    chunk_timer.endpoint_call(time.monotonic() - started, retried)
+        raise _Transient(f"endpoint {endpoint}: HTTP {status}: {message}") from exc
+    try:
+        body_out: bytes = response["Body"].read()
+    except (ConnectionError, HTTPClientError, ReadTimeoutError) as exc:
+        raise _Transient(f"endpoint {endpoint}: {type(exc).__name__}: {exc}") from exc
+    chunk_timer.endpoint_call(time.monotonic() - started)
     return body_out
+
+
+def retrying(call: Callable[[], bytes], endpoint: str, settings: Settings) -> bytes:
+    """``call`` until it answers, as the workers retry: at most ``invoke_attempts``
+    calls, full-jitter exponential backoff, within :data:`RETRY_BUDGET_SECONDS`.
+
+    Raises :class:`EndpointUnavailable` with the last error when they run out; a
+    :class:`ModelError` (the model rejected the rows) is never retried.
+    """
+    deadline = time.monotonic() + RETRY_BUDGET_SECONDS
+    last_error, made = "no attempt made", 0
+    for attempt in range(1, settings.invoke_attempts + 1):
+        made = attempt
+        try:
+            return call()
+        except _Transient as exc:
+            last_error = str(exc)
+        if attempt == settings.invoke_attempts:
+            break
+        ceiling = min(
+            settings.invoke_backoff_max_seconds, settings.invoke_backoff_seconds * 2**attempt
+        )
+        delay = random.uniform(0, ceiling)
+        if time.monotonic() + delay > deadline:
+            break
+        chunk_timer.endpoint_retry()
+        log.info("retrying endpoint call", extra={"attempt": attempt, "error": last_error})
+        time.sleep(delay)
+    raise EndpointUnavailable(f"endpoint {endpoint} failed {made} times; last error: {last_error}")
+
+
+def _call(
+    runtime: SageMakerRuntimeClient, endpoint: str, body: bytes, target_model: str | None
+) -> Callable[[], bytes]:
+    return lambda: _invoke(runtime, endpoint, body, target_model)
 
 
 def predict(
@@ -140,7 +198,7 @@ def predict(
     """One prediction line per good row, in order, in requests within the model's limits."""
     if not rows:
         return b""
-    runtime = _runtime(settings.region, settings.invoke_attempts)
+    runtime = _runtime(settings.region)
     max_bytes, max_rows = (
         plan.request_limits(settings.request_bytes) if plan else (settings.request_bytes, None)
     )
@@ -151,11 +209,10 @@ def predict(
         calls = [
             pool.submit(
                 contextvars.copy_context().run,
-                _invoke,
-                runtime,
+                retrying,
+                _call(runtime, settings.endpoint_name, piece, target_model),
                 settings.endpoint_name,
-                piece,
-                target_model,
+                settings,
             )
             for piece in pieces
         ]
@@ -228,9 +285,10 @@ def _score(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone:
 def score_inline(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone:
     """Score the job's one chunk and report it to the status queue, as a worker would.
 
-    Bad input and model errors are reported as the chunk's failure; an endpoint
-    that stays unavailable raises, so that SQS delivers the request again (and,
-    in the end, to the dead-letter queue, which fails the job).
+    Bad input, model errors and an endpoint still unavailable after the retries
+    (see :func:`retrying`) are reported as the chunk's failure, which fails the
+    job with the reason; only a failure to read or write S3 or SQS raises, for
+    the scheduler queue to deliver the request again.
     """
     logs.append_job_keys(plan.job_id, chunk_index=0)
     chunk_timer.start()
@@ -243,6 +301,9 @@ def score_inline(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone
         message = ChunkDone(job_id=plan.job_id, chunk_index=0, attempt=1, rows=0, failure=failure)
     except ModelError as exc:
         failure = ChunkFailure(kind="model", reason=f"ModelError: {exc}")
+        message = ChunkDone(job_id=plan.job_id, chunk_index=0, attempt=1, rows=0, failure=failure)
+    except EndpointUnavailable as exc:
+        failure = ChunkFailure(kind="unavailable", reason=f"EndpointUnavailable: {exc}")
         message = ChunkDone(job_id=plan.job_id, chunk_index=0, attempt=1, rows=0, failure=failure)
     message = message.model_copy(update={"timings": chunk_timer.timings()})
     with tracing.sending(settings.status_queue_url, **tracing.job_attributes(plan.job_id, 0)):

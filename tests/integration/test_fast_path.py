@@ -7,6 +7,7 @@ event, output, errors report), and the local Batch runner was never asked.
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import boto3
 import numpy as np
@@ -16,7 +17,7 @@ from infra.local.processes import wait_until
 from infra.local.stack import LocalStack, StackConfig
 from model.data import generate, write_feature_csv
 from services.scheduler import batch_jobs
-from tests.integration.helpers import collect_done_events, job_item
+from tests.integration.helpers import collect_done_events, job_item, set_model_faults
 from tests.integration.test_pipeline import expected_predictions
 
 pytestmark = pytest.mark.integration
@@ -136,3 +137,39 @@ def test_file_above_the_threshold_goes_through_batch(stack, clients, model_dir):
         timeout=30,
         what="one array, succeeded",
     )
+
+
+def test_endpoint_down_fails_the_small_job_within_the_retries_and_a_reupload_succeeds(
+    stack, clients, model_dir
+):
+    """The scheduler queue here is the template's: 30 minutes' visibility, 5 receives.
+    Left to redelivery, the job would sit RUNNING for hours; the retries end it."""
+    assert stack.config.visibility_timeout == 1800 and stack.config.max_receive_count == 5
+    model_server = f"http://127.0.0.1:{stack.model_port}"
+    data = feature_csv(60, seed=35)
+    key = "input/small-endpoint-down.csv"
+    set_model_faults(model_server, 500, 10_000)
+    try:
+        detail = run(stack, clients, key, data)
+    finally:
+        set_model_faults(model_server, 200, 0)
+    assert detail["status"] == "FAILED", detail
+    assert "EndpointUnavailable" in detail["error"] and "HTTP 500" in detail["error"]
+    assert "failed 6 times" in detail["error"]  # BYOM_INVOKE_ATTEMPTS, as the workers'
+    assert detail["output_uri"] is None
+    failed = job_item(clients["dynamodb"], stack.config.jobs_table, detail["job_id"])
+    assert failed["state"] == "FAILED" and failed["error"] == detail["error"]
+    assert arrays_of(clients, detail["job_id"]) == []
+
+    # The endpoint is healthy again: the same bytes, uploaded again, make a job that succeeds.
+    uploaded = datetime.fromisoformat(failed["input_last_modified"])
+    wait_until(
+        lambda: datetime.now(UTC).replace(microsecond=0) > uploaded,
+        timeout=5,
+        what="the next second (S3 keeps LastModified to the second)",
+    )
+    retried = run(stack, clients, key, data)
+    assert retried["status"] == "SUCCEEDED", retried
+    assert retried["job_id"] != detail["job_id"]
+    predictions = np.array(body_of(stack, clients, retried["output_uri"]).split(), dtype=float)
+    np.testing.assert_allclose(predictions, expected_predictions(model_dir, data), atol=1e-6)
