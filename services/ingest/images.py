@@ -156,7 +156,9 @@ def _manifest_items(upload: Upload, policy: RowPolicy) -> list[MediaItem]:
     found = _head_all(upload.bucket, [ref.key for ref in plain[: limit + 1]])
     for ref in refs:
         if ref.prefix:
-            items.extend(_listed(upload, ref))
+            # Listed no further than one past the limit: a prefix of millions of keys
+            # is refused after a page or two, not after listing them all.
+            items.extend(_listed(upload, ref, limit + 1 - len(items)))
         else:
             head = found[ref.key]
             if head is None and policy.on_bad_rows is BadRows.FAIL:
@@ -292,7 +294,6 @@ def _csv_refs(upload: Upload, text: str) -> list[_Ref]:
 
 
 def _ref(upload: Upload, text: str, line: int, *, prefix: bool = False) -> _Ref:
-    settings = get_settings()
     key = text
     if text.startswith("s3://"):
         bucket, _, key = text.removeprefix("s3://").partition("/")
@@ -303,12 +304,7 @@ def _ref(upload: Upload, text: str, line: int, *, prefix: bool = False) -> _Ref:
                 line=line,
             )
     key = key.lstrip("/") if prefix else key
-    own = (
-        settings.staging_prefix,
-        settings.output_prefix,
-        settings.errors_prefix,
-        settings.models_prefix,
-    )
+    own = _own_prefixes()
     if not key or ".." in key.split("/") or "\x00" in key or len(key) > 1024:
         raise InputError(upload.uri, f"{text!r} is not an S3 key", line=line)
     if key.startswith(own):
@@ -338,13 +334,29 @@ def _head_all(bucket: str, keys: list[str]) -> dict[str, tuple[int, str] | None]
         return dict(zip(unique, pool.map(head, unique), strict=True))
 
 
-def _listed(upload: Upload, ref: _Ref) -> list[MediaItem]:
+def _own_prefixes() -> tuple[str, ...]:
+    settings = get_settings()
+    return (
+        settings.staging_prefix,
+        settings.output_prefix,
+        settings.errors_prefix,
+        settings.models_prefix,
+    )
+
+
+def _listed(upload: Upload, ref: _Ref, most: int) -> list[MediaItem]:
+    """The images and videos under the prefix, in key order, at most ``most`` of them.
+
+    A prefix is a string, not a folder: ``out`` also lists ``output/``, so keys under
+    byom's own prefixes are left out here, whatever the prefix was.
+    """
     paginator = aws.s3().get_paginator("list_objects_v2")
-    items = []
+    own = _own_prefixes()
+    items: list[MediaItem] = []
     for page in paginator.paginate(Bucket=upload.bucket, Prefix=ref.key):
         for obj in page.get("Contents", []):
             kind = media.kind_of(obj["Key"])
-            if kind in ("image", "video"):
+            if kind in ("image", "video") and not obj["Key"].startswith(own):
                 items.append(
                     MediaItem(
                         key=obj["Key"],
@@ -354,4 +366,6 @@ def _listed(upload: Upload, ref: _Ref) -> list[MediaItem]:
                         line=ref.line,
                     )
                 )
+        if len(items) >= most:
+            return items[:most]
     return items
