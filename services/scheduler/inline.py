@@ -39,7 +39,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
 from shared import aws, chunk_output, chunk_timer, logs, naming, tracing
-from shared.csvchunks import split_records
+from shared.csvchunks import count_lines, split_records
 from shared.errors import EndpointUnavailable, InputError, ModelError
 from shared.rows import check_rows, find_problems
 from shared.schemas import BadRows, ChunkDone, ChunkFailure, ChunkPlan, JobItem
@@ -217,7 +217,7 @@ def predict(
             for piece in pieces
         ]
         answers = [call.result() for call in calls]
-    output = chunk_output.prediction_lines(answers)
+    output = chunk_output.checked_answers(answers, [count_lines(piece) for piece in pieces])
     predictions = output.count(b"\n")
     if predictions != rows:
         raise ModelError(f"the endpoint returned {predictions} predictions for {rows} rows")

@@ -63,3 +63,24 @@ def test_the_shared_check_names_the_request_that_is_off() -> None:
     assert checked_answers(answers, [2, 1, 3]) == b"1\n2\n3\n4\n5\n6\n"
     with pytest.raises(ModelError, match=r"returned 3 predictions .* of 2 rows \(request 3 of 3\)"):
         checked_answers(answers, [2, 1, 2])
+
+
+def test_the_small_file_path_checks_each_request_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.scheduler import inline
+    from shared.settings import get_settings
+
+    calls: list[int] = []
+
+    def answer(runtime: object, endpoint: str, body: bytes, target: str | None = None) -> bytes:
+        calls.append(1)
+        rows = body.count(b"\n")
+        return b"0.5\n" * (rows - 1 if len(calls) == 1 else rows + 1)
+
+    monkeypatch.setattr(inline, "_invoke", answer)
+    monkeypatch.setattr(inline, "_runtime", lambda region: None)
+    payload = b"0,0,0\n" * 200
+    monkeypatch.setattr(
+        inline, "requests_of", lambda data, size, rows=None: [payload[:600], payload[600:]]
+    )
+    with pytest.raises(PredictionCountError, match=r"request 1 of 2"):
+        inline.predict(payload, 200, get_settings())
