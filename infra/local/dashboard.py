@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import secrets
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +29,7 @@ from infra.local import dashboard_views as views
 from infra.local.serving import serve_until_stopped
 from shared import aws, naming, tracing
 from shared.jobs import JobStore
+from shared.loopback import Handler, aiohttp_guard
 from shared.schemas import JobItem, JobState
 
 log = logging.getLogger("byom.local.dashboard")
@@ -36,12 +39,50 @@ ERRORS_PREVIEW_BYTES = 64 * 1024
 STREAM_BYTES = 1024 * 1024
 TRACES = web.AppKey("traces", str)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The job list is a scan of the whole jobs table. However many tabs are open (and
+# /api/jobs callers), it is scanned at most once per JOBS_MAX_AGE_SECONDS: every
+# request within that interval gets the same list, and requests arriving during a
+# scan wait for it. So at most 0.5 scans a second, and none while no page is open;
+# the jobs page polls at the same pace (JOBS_REFRESH_MS), as faster would show
+# nothing new. A job's own page reads only its item (get_item), at its own pace.
+JOBS_MAX_AGE_SECONDS = 2.0
+JOBS_REFRESH_MS = int(JOBS_MAX_AGE_SECONDS * 1000)
+
+
+def now() -> float:
+    """The clock the job list's age is measured on."""
+    return time.monotonic()
 
 
 def recent_jobs(limit: int = MAX_JOBS) -> list[JobItem]:
     """The newest jobs first."""
     return JobStore().recent(limit)
+
+
+class JobList:
+    """The newest jobs, loaded at most once per ``max_age`` seconds, shared by all callers."""
+
+    def __init__(
+        self, load: Callable[[], list[JobItem]], max_age: float, clock: Callable[[], float]
+    ) -> None:
+        self._load = load
+        self._max_age = max_age
+        self._clock = clock
+        self._jobs: list[JobItem] = []
+        self._loaded_at = -math.inf
+        self._lock = asyncio.Lock()  # one scan at a time; waiters take its result
+
+    async def get(self) -> list[JobItem]:
+        async with self._lock:
+            if self._clock() - self._loaded_at >= self._max_age:
+                self._jobs = await asyncio.to_thread(self._load)
+                # Aged from the scan's end: even a scan slower than max_age leaves a
+                # full interval before the next one.
+                self._loaded_at = self._clock()
+            return self._jobs
+
+
+JOBS = web.AppKey("jobs", JobList)
 
 
 def find_job(job_id: str) -> JobItem | None:
@@ -105,15 +146,17 @@ def _html(text: str, nonce: str | None = None) -> web.Response:
     return response
 
 
-async def jobs_page(_request: web.Request) -> web.Response:
+async def jobs_page(request: web.Request) -> web.Response:
     nonce = secrets.token_urlsafe(16)
-    jobs = await asyncio.to_thread(recent_jobs)
-    body = views.jobs_fragment(jobs)
-    return _html(views.page("byom jobs", body, fragment_url="/fragments/jobs", nonce=nonce), nonce)
+    body = views.jobs_fragment(await request.app[JOBS].get())
+    page = views.page(
+        "byom jobs", body, fragment_url="/fragments/jobs", nonce=nonce, refresh_ms=JOBS_REFRESH_MS
+    )
+    return _html(page, nonce)
 
 
-async def jobs_fragment(_request: web.Request) -> web.Response:
-    return _html(views.jobs_fragment(await asyncio.to_thread(recent_jobs)))
+async def jobs_fragment(request: web.Request) -> web.Response:
+    return _html(views.jobs_fragment(await request.app[JOBS].get()))
 
 
 async def _job_body(request: web.Request) -> tuple[str, int]:
@@ -181,8 +224,8 @@ async def job_object(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def jobs_json(_request: web.Request) -> web.Response:
-    jobs = await asyncio.to_thread(recent_jobs)
+async def jobs_json(request: web.Request) -> web.Response:
+    jobs = await request.app[JOBS].get()
     return web.json_response([job.model_dump(mode="json") for job in jobs])
 
 
@@ -190,23 +233,21 @@ async def ping(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def make_app(traces_url: str, port: int) -> web.Application:
-    allowed_hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
-
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        # A page elsewhere must not read the dashboard through a name it controls
-        # (DNS rebinding): only requests addressed to this machine are answered.
-        if request.host not in allowed_hosts:
-            raise web.HTTPMisdirectedRequest(text=f"Host {request.host!r} is not served here")
-        response = await handler(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
-    app = web.Application(middlewares=[guard])
+    # A page elsewhere must not read the dashboard, directly or through a name it
+    # controls (DNS rebinding): only this machine's own requests are answered.
+    app = web.Application(middlewares=[aiohttp_guard(port), security_headers])
     app[TRACES] = traces_url.rstrip("/")
+    app[JOBS] = JobList(recent_jobs, JOBS_MAX_AGE_SECONDS, now)
 
     async def http_session(app: web.Application) -> Any:
         app[HTTP] = aiohttp.ClientSession()

@@ -49,11 +49,13 @@ dt { font-weight: 600; }
 """
 
 # Refresh by fetching the page's fragment and swapping it in: the fragment is
-# rendered (and escaped) by the server, like the page itself.
+# rendered (and escaped) by the server, like the page itself. Every
+# ``data-refresh-ms`` while the page is live, every 5 s once it has settled.
 REFRESH_SCRIPT = """
 (function () {
   const target = document.getElementById("live");
   const source = target.dataset.fragment;
+  const every = Number(target.dataset.refreshMs);
   async function refresh() {
     try {
       const response = await fetch(source, {cache: "no-store"});
@@ -64,14 +66,18 @@ REFRESH_SCRIPT = """
       /* the stack may be restarting; try again on the next tick */
     }
     const settled = target.querySelector("[data-settled='true']");
-    setTimeout(refresh, settled ? 5000 : 500);
+    setTimeout(refresh, settled ? 5000 : every);
   }
-  setTimeout(refresh, 500);
+  setTimeout(refresh, every);
 })();
 """
+# A job's page reads one item and its spans: it follows the job twice a second.
+JOB_REFRESH_MS = 500
 
 
-def page(title: str, body: str, *, fragment_url: str, nonce: str) -> str:
+def page(
+    title: str, body: str, *, fragment_url: str, nonce: str, refresh_ms: int = JOB_REFRESH_MS
+) -> str:
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -81,7 +87,7 @@ def page(title: str, body: str, *, fragment_url: str, nonce: str) -> str:
 </head>
 <body>
 <nav><a href="/">byom jobs</a></nav>
-<div id="live" data-fragment="{escape(fragment_url)}">{body}</div>
+<div id="live" data-fragment="{escape(fragment_url)}" data-refresh-ms="{refresh_ms}">{body}</div>
 <script nonce="{nonce}">{REFRESH_SCRIPT}</script>
 </body>
 </html>

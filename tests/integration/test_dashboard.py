@@ -158,7 +158,7 @@ def test_dashboard_is_read_only_and_serves_only_a_jobs_own_objects(stack):
     assert status(f"{base}/jobs/nope/objects/input") == 404
     assert status(f"{base}/jobs/nope/objects/..%2Fplan.json") == 404
     # A name that resolves here but is not this machine's (DNS rebinding) is refused.
-    assert status(f"{base}/", host="attacker.example:80") == 421
+    assert status(f"{base}/", host="attacker.example:80") == 403
 
 
 def test_errors_and_rejected_rows_are_shown_as_text(stack):
