@@ -5,7 +5,12 @@ Every process of the local stack exports its spans here
 kept in memory for the dashboard and tests, newest traces kept first when the
 cap is reached, and appended to a JSON Lines file for anyone to read.
 
-    POST /v1/traces                 OTLP/HTTP, protobuf (optionally gzip)
+It listens on 127.0.0.1, where web pages can send it requests too: like every
+local server it answers only this machine's own clients (``shared.loopback``);
+a body inflates to at most ``MAX_REQUEST_BYTES`` (413 past it); and it holds at most
+``MAX_SPANS`` spans, its index of jobs forgetting the traces it drops.
+
+    POST /v1/traces                 OTLP/HTTP, protobuf (optionally gzip: Content-Encoding)
     GET  /v1/spans?trace_id=ID      a trace's spans, as JSON (ID: 32 hex or X-Ray's 1-…-…)
     GET  /v1/spans?job_id=JOB       the spans of every trace that names the job
     GET  /ping
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import logging
 import re
@@ -36,6 +40,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from infra.local.serving import serve_until_stopped
 from shared import tracing
+from shared.loopback import aiohttp_guard
 
 log = logging.getLogger("byom.local.otlp")
 
@@ -109,11 +114,16 @@ def decode(body: bytes) -> list[dict[str, Any]]:
 
 
 class SpanStore:
-    """Spans grouped by trace, in arrival order, with an index of the jobs they name."""
+    """Spans grouped by trace, in arrival order, with an index of the jobs they name.
+
+    At most ``max_spans`` spans are held: past that the oldest traces go, and with them
+    their entries in the job index (which therefore never names more jobs than there
+    are spans held); a single trace past the cap keeps its newest spans."""
 
     def __init__(self, path: Path | None, max_spans: int = MAX_SPANS) -> None:
         self.traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
-        self.jobs: dict[str, set[str]] = {}
+        self.jobs: dict[str, set[str]] = {}  # job id -> ids of held traces naming it
+        self._jobs_of_trace: dict[str, set[str]] = {}  # the same index, the other way
         self.count = 0
         self.max_spans = max_spans
         self._file: IO[str] | None = None
@@ -123,19 +133,32 @@ class SpanStore:
 
     def add(self, spans: list[dict[str, Any]]) -> None:
         for span in spans:
-            trace_spans = self.traces.setdefault(span["trace_id"], [])
-            trace_spans.append(span)
+            trace_id = span["trace_id"]
+            self.traces.setdefault(trace_id, []).append(span)
             job_id = span["attributes"].get(tracing.JOB_ID)
             if isinstance(job_id, str):
-                self.jobs.setdefault(job_id, set()).add(span["trace_id"])
+                self.jobs.setdefault(job_id, set()).add(trace_id)
+                self._jobs_of_trace.setdefault(trace_id, set()).add(job_id)
         self.count += len(spans)
         if self._file is not None and spans:
             # One write per request, so a reader never sees half of a line's batch.
             self._file.write("".join(json.dumps(span) + "\n" for span in spans))
             self._file.flush()
         while self.count > self.max_spans and len(self.traces) > 1:
-            _, dropped = self.traces.popitem(last=False)
+            trace_id, dropped = self.traces.popitem(last=False)
             self.count -= len(dropped)
+            self._forget(trace_id)
+        if self.count > self.max_spans:  # one trace alone past the cap
+            only = next(iter(self.traces.values()))
+            del only[: self.count - self.max_spans]
+            self.count = len(only)
+
+    def _forget(self, trace_id: str) -> None:
+        for job_id in self._jobs_of_trace.pop(trace_id, set()):
+            traces = self.jobs.get(job_id, set())
+            traces.discard(trace_id)
+            if not traces:
+                self.jobs.pop(job_id, None)
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         return sorted(self.traces.get(trace_id, []), key=lambda span: span["start_ns"])
@@ -162,12 +185,17 @@ async def receive(request: web.Request) -> web.Response:
             {"error": f"Content-Type {media_type!r}: this receiver takes {PROTOBUF} only"},
             status=415,
         )
-    body = await request.read()
+    # aiohttp inflates a Content-Encoding: gzip (or deflate) body as it reads it, a
+    # piece at a time, and read() answers 413 as soon as the inflated bytes pass
+    # client_max_size (MAX_REQUEST_BYTES): a gzip bomb stops there. The body read is
+    # therefore protobuf already; inflating it again would refuse every gzip export.
     try:
-        if request.headers.get("Content-Encoding", "").lower() == "gzip":
-            body = gzip.decompress(body)
+        body = await request.read()
+    except web.RequestPayloadError as exc:  # a body that does not inflate
+        return web.json_response({"error": f"not an OTLP trace export: {exc}"}, status=400)
+    try:
         spans = decode(body)
-    except (OSError, EOFError, DecodeError) as exc:
+    except DecodeError as exc:
         return web.json_response({"error": f"not an OTLP trace export: {exc}"}, status=400)
     request.app[STORE].add(spans)
     return web.Response(
@@ -193,8 +221,9 @@ async def ping(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def make_app(store: SpanStore) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+def make_app(store: SpanStore, port: int) -> web.Application:
+    """The receiver for a server on 127.0.0.1:``port``."""
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[aiohttp_guard(port)])
     app[STORE] = store
     app.router.add_post("/v1/traces", receive)
     app.router.add_get("/v1/spans", read_spans)
@@ -214,7 +243,7 @@ def main() -> None:
         store = SpanStore(args.store)
         try:
             await serve_until_stopped(
-                make_app(store), args.host, args.port,
+                make_app(store, args.port), args.host, args.port,
                 f"OTLP/HTTP traces on http://{args.host}:{args.port}/v1/traces", log,
             )  # fmt: skip
         finally:
