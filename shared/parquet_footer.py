@@ -1,10 +1,16 @@
 """A Parquet file's footer, read from its last bytes without pyarrow.
 
 Ingest plans Parquet uploads in Lambda, whose bundle has no pyarrow (it alone is
-over 150 MB unzipped). The footer is Thrift's compact protocol, so a small
-reader of that protocol gives what planning needs: the columns (leaf names and
-physical types), the row count and each row group's rows and byte span. Only
-the footer is read: two ranged GETs (the last 8 bytes, then the footer itself).
+over 150 MB unzipped). The footer is Thrift's compact protocol, so byom's one
+reader of it (``shared/thrift_compact.py``) gives what planning needs: the columns
+(leaf names and physical types), the row count and each row group's rows and
+byte span. Only the footer is read: two ranged GETs (the last 8 bytes, then the
+footer itself).
+
+The footer is uploaded bytes: its length is bounded (``MAX_FOOTER_BYTES``), the
+Thrift reader bounds the values it decodes, every field used is checked for its
+wire type and range, and every problem is a ``FooterError`` (an ``InputError``)
+naming the file.
 
 Reference: parquet-format's ``parquet.thrift`` (FileMetaData, SchemaElement,
 RowGroup, ColumnChunk, ColumnMetaData) and Thrift's compact protocol spec.
@@ -17,16 +23,51 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.csvchunks import ReadRange
+from shared.errors import InputError
+from shared.thrift_compact import (
+    BINARY,
+    I16,
+    I32,
+    I64,
+    LIST,
+    SET,
+    STRUCT,
+    Keep,
+    Struct,
+    ThriftError,
+    decode,
+)
 
 MAGIC = b"PAR1"
-MAX_FOOTER_BYTES = 64 * 1024 * 1024
+# Real footers take about 3 bytes a value, so a footer this long reads within
+# thrift_compact's budgets; a longer one is refused before it is fetched.
+MAX_FOOTER_BYTES = 16 * 1024 * 1024
 # Physical types (parquet.thrift Type) that hold numbers a model can take.
 NUMERIC_TYPES = {1: "INT32", 2: "INT64", 4: "FLOAT", 5: "DOUBLE"}
 TYPE_NAMES = {0: "BOOLEAN", 3: "INT96", 6: "BYTE_ARRAY", 7: "FIXED_LEN_BYTE_ARRAY"} | NUMERIC_TYPES
 
+# Field ids (parquet.thrift): FileMetaData, SchemaElement, RowGroup, ColumnChunk, ColumnMetaData.
+_FM_SCHEMA, _FM_ROWS, _FM_ROW_GROUPS = 2, 3, 4
+_SE_TYPE, _SE_NAME, _SE_CHILDREN = 1, 4, 5
+_RG_COLUMNS, _RG_ROWS = 1, 3
+_CC_META = 3
+_CM_SIZE, _CM_DATA_PAGE, _CM_DICTIONARY_PAGE = 7, 9, 11
+# Only what planning needs is built; statistics and key-value metadata are skipped.
+_KEEP: Keep = {
+    _FM_SCHEMA: {_SE_TYPE: True, _SE_NAME: True, _SE_CHILDREN: True},
+    _FM_ROWS: True,
+    _FM_ROW_GROUPS: {
+        _RG_COLUMNS: {_CC_META: {_CM_SIZE: True, _CM_DATA_PAGE: True, _CM_DICTIONARY_PAGE: True}},
+        _RG_ROWS: True,
+    },
+}
 
-class FooterError(ValueError):
-    """Not a Parquet file byom can read; the message says why."""
+
+class FooterError(InputError):
+    """Not a Parquet file byom can read; the message names the file and says why."""
+
+    def __init__(self, uri: str, problem: str) -> None:
+        super().__init__(uri, f"is not a Parquet file byom can read: {problem}")
 
 
 @dataclass(frozen=True)
@@ -46,132 +87,110 @@ class Footer:
     row_groups: tuple[RowGroup, ...]
 
 
-class _Compact:
-    """Thrift compact protocol, just enough to read a struct into {field id: value}."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def byte(self) -> int:
-        if self.pos >= len(self.data):
-            raise FooterError("the footer ends inside a value")
-        value = self.data[self.pos]
-        self.pos += 1
-        return value
-
-    def varint(self) -> int:
-        shift = result = 0
-        while True:
-            byte = self.byte()
-            result |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return result
-            shift += 7
-            if shift > 70:
-                raise FooterError("a varint in the footer is too long")
-
-    def zigzag(self) -> int:
-        value = self.varint()
-        return (value >> 1) ^ -(value & 1)
-
-    def value(self, kind: int, depth: int) -> Any:
-        if depth > 32:
-            raise FooterError("the footer nests too deeply")
-        if kind in (1, 2):  # bool inside a struct's field header
-            return kind == 1
-        if kind == 3:
-            return struct.unpack("b", bytes([self.byte()]))[0]
-        if kind in (4, 5, 6):
-            return self.zigzag()
-        if kind == 7:
-            raw = self.data[self.pos : self.pos + 8]
-            self.pos += 8
-            return struct.unpack("<d", raw)[0] if len(raw) == 8 else 0.0
-        if kind == 8:
-            length = self.varint()
-            raw = self.data[self.pos : self.pos + length]
-            if len(raw) != length:
-                raise FooterError("the footer ends inside a string")
-            self.pos += length
-            return raw
-        if kind in (9, 10):
-            header = self.byte()
-            count, element = header >> 4, header & 0x0F
-            if count == 15:
-                count = self.varint()
-            if element in (1, 2):  # booleans in a list are one byte each
-                return [self.byte() == 1 for _ in range(count)]
-            return [self.value(element, depth + 1) for _ in range(count)]
-        if kind == 11:
-            count = self.varint()
-            if count == 0:
-                return {}
-            types = self.byte()
-            key_type, value_type = types >> 4, types & 0x0F
-            return {
-                self.value(key_type, depth + 1): self.value(value_type, depth + 1)
-                for _ in range(count)
-            }
-        if kind == 12:
-            return self.struct(depth + 1)
-        raise FooterError(f"unknown Thrift type {kind} in the footer")
-
-    def struct(self, depth: int = 0) -> dict[int, Any]:
-        fields: dict[int, Any] = {}
-        last = 0
-        while True:
-            header = self.byte()
-            if header == 0:
-                return fields
-            delta, kind = header >> 4, header & 0x0F
-            field = last + delta if delta else self.zigzag()
-            fields[field] = self.value(kind, depth)
-            last = field
-
-
-def read_footer(read: ReadRange, size: int) -> Footer:
-    """The footer of the Parquet object of ``size`` bytes that ``read`` reads."""
+def read_footer(read: ReadRange, size: int, *, uri: str = "the upload") -> Footer:
+    """The footer of the Parquet object ``uri`` of ``size`` bytes that ``read`` reads."""
     if size < 12:
-        raise FooterError("too short to be a Parquet file")
+        raise FooterError(uri, "too short to be a Parquet file")
     tail = read(size - 8, size)
     if tail[4:] != MAGIC:
-        raise FooterError("does not end with Parquet's PAR1 marker")
+        raise FooterError(uri, "does not end with Parquet's PAR1 marker")
     length = struct.unpack("<I", tail[:4])[0]
-    if length > MAX_FOOTER_BYTES or length > size - 12:
-        raise FooterError(f"its footer length ({length} bytes) is not possible")
+    if length > size - 12:
+        raise FooterError(uri, f"its footer length ({length} bytes) is longer than the file")
+    if length > MAX_FOOTER_BYTES:
+        raise FooterError(
+            uri,
+            f"its footer is {length} bytes, over the {MAX_FOOTER_BYTES}-byte limit; "
+            "write it with fewer row groups or columns",
+        )
     start = size - 8 - length
     try:
-        meta = _Compact(read(start, size - 8)).struct()
-    except (FooterError, IndexError, struct.error) as exc:
-        raise FooterError(f"its footer cannot be read: {exc}") from None
-    schema = meta.get(2) or []
+        meta = decode(read(start, size - 8), _KEEP)
+    except ThriftError as exc:
+        raise FooterError(uri, f"its footer cannot be read: {exc}") from None
+    fields = _Fields(uri)
+    schema = fields.structs(meta, _FM_SCHEMA, "the schema")
     if not schema:
-        raise FooterError("its footer has no schema")
-    leaves = [e for e in schema[1:] if isinstance(e, dict) and not e.get(5)]
-    names = tuple(bytes(e.get(4, b"")).decode("utf-8", "replace") for e in leaves)
-    types = tuple(int(e.get(1, -1)) for e in leaves)
-    groups = []
-    for group in meta.get(4) or []:
-        spans = []
-        for column in group.get(1) or []:
-            chunk = column.get(3) or {}
-            first = min(
-                offset
-                for offset in (chunk.get(9), chunk.get(11))
-                if isinstance(offset, int) and offset >= len(MAGIC)
-            )
-            spans.append((first, first + int(chunk.get(7, 0))))
-        if not spans:
-            raise FooterError("a row group has no columns")
-        groups.append(
-            RowGroup(rows=int(group.get(3, 0)), start=min(s for s, _ in spans),
-                     end=max(e for _, e in spans))
-        )  # fmt: skip
+        raise FooterError(uri, "its footer has no schema")
+    leaves = [e for e in schema[1:] if not fields.integer(e, _SE_CHILDREN, "num_children", 0)]
     return Footer(
         start=start,
-        rows=int(meta.get(3, 0)),
-        columns=names,
-        types=types,
+        rows=fields.count(meta, _FM_ROWS, "the row count"),
+        columns=tuple(fields.name(e) for e in leaves),
+        types=tuple(fields.integer(e, _SE_TYPE, "a column's type", -1) for e in leaves),
         nested=len(leaves) != len(schema) - 1,
-        row_groups=tuple(groups),
+        row_groups=tuple(
+            _row_group(fields, group, number, start)
+            for number, group in enumerate(fields.structs(meta, _FM_ROW_GROUPS, "row groups"), 1)
+        ),
     )
+
+
+def _row_group(fields: _Fields, group: Struct, number: int, footer_start: int) -> RowGroup:
+    spans = []
+    for index, column in enumerate(fields.structs(group, _RG_COLUMNS, "columns"), 1):
+        where = f"row group {number}, column chunk {index}"
+        if _CC_META not in column:
+            raise FooterError(fields.uri, f"{where} has no metadata (where its pages are)")
+        chunk = fields.struct(column, _CC_META, where)
+        offsets = [
+            fields.integer(chunk, field, f"{where}'s page offset", 0)
+            for field in (_CM_DATA_PAGE, _CM_DICTIONARY_PAGE)
+        ]
+        first = min((o for o in offsets if o >= len(MAGIC)), default=None)
+        if first is None:
+            raise FooterError(fields.uri, f"{where} has no page offsets")
+        end = first + fields.count(chunk, _CM_SIZE, f"{where}'s size")
+        if end > footer_start:
+            raise FooterError(fields.uri, f"{where} lies past the start of the footer")
+        spans.append((first, end))
+    if not spans:
+        raise FooterError(fields.uri, f"row group {number} has no columns")
+    return RowGroup(
+        rows=fields.count(group, _RG_ROWS, f"row group {number}'s row count"),
+        start=min(s for s, _ in spans),
+        end=max(e for _, e in spans),
+    )
+
+
+class _Fields:
+    """Typed reads of decoded fields: a field of the wrong wire type is the file's fault."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def _get(self, struct_: Struct, field: int, kinds: tuple[int, ...], what: str) -> Any:
+        kind, value = struct_[field]
+        if kind not in kinds:
+            raise FooterError(self.uri, f"{what} is stored as Thrift type {kind}")
+        return value
+
+    def integer(self, struct_: Struct, field: int, what: str, default: int) -> int:
+        if field not in struct_:
+            return default
+        value: int = self._get(struct_, field, (I16, I32, I64), what)
+        return value
+
+    def count(self, struct_: Struct, field: int, what: str) -> int:
+        value = self.integer(struct_, field, what, 0)
+        if value < 0:
+            raise FooterError(self.uri, f"{what} is negative ({value})")
+        return value
+
+    def name(self, element: Struct) -> str:
+        if _SE_NAME not in element:
+            return ""
+        raw: bytes = self._get(element, _SE_NAME, (BINARY,), "a column's name")
+        return raw.decode("utf-8", "replace")
+
+    def struct(self, struct_: Struct, field: int, what: str) -> Struct:
+        value: Struct = self._get(struct_, field, (STRUCT,), what)
+        return value
+
+    def structs(self, struct_: Struct, field: int, what: str) -> list[Struct]:
+        if field not in struct_:
+            return []
+        element, items = self._get(struct_, field, (LIST, SET), what)
+        if items and element != STRUCT:
+            raise FooterError(self.uri, f"{what} hold Thrift type {element}, not structs")
+        return list(items)

@@ -25,7 +25,7 @@ from shared import aws, model_registry
 from shared.csvchunks import ReadRange
 from shared.errors import InputError
 from shared.model_card import ModelCard
-from shared.parquet_footer import NUMERIC_TYPES, TYPE_NAMES, FooterError, read_footer
+from shared.parquet_footer import NUMERIC_TYPES, TYPE_NAMES, read_footer
 from shared.processing import (
     CONTENT_TYPES,
     DEFAULT_JSON_KEY,
@@ -378,10 +378,7 @@ def parquet_processing(
     chunk's range spans its row groups' column chunks, which the worker reads
     with one ranged GET beside the footer.
     """
-    try:
-        footer = read_footer(read, size)
-    except FooterError as exc:
-        raise InputError(uri, f"is not a Parquet file byom can read: {exc}") from None
+    footer = read_footer(read, size, uri=uri)  # FooterError names the file and the fault
     if footer.nested:
         raise InputError(uri, "has nested columns (structs, lists or maps); byom reads flat tables")
     if not footer.row_groups or footer.rows == 0:
