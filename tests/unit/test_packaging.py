@@ -14,7 +14,7 @@ import ast
 import re
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -154,7 +154,7 @@ def _installed_closure(requirements: list[Requirement]) -> set[str]:
 
 
 @cache
-def _top_level_owners() -> dict[str, list[str]]:
+def _top_level_owners() -> Mapping[str, list[str]]:
     return metadata.packages_distributions()
 
 
