@@ -28,19 +28,19 @@ from typing import Any
 
 import numpy as np
 
+from model.errors import ByomModelError
 from model.flavors import ModelLoadError
 from model.flavors.detector import VisionModel
 from model.manifest import MANIFEST_FILE, Manifest, read_manifest
 from model.package import is_archive, load_package, pack, prepare
 from shared import model_registry
-from shared.errors import ByomError
 from shared.model_card import ModelCard
 from shared.processing import CONTENT_TYPES
 from shared.selectors import SelectorError, parse_selector
 from shared.settings import get_settings
 
 
-class PublishError(ByomError):
+class PublishError(ByomModelError):
     """The package or the registry refused the publication; the message says why."""
 
 

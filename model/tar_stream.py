@@ -20,6 +20,8 @@ import io
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from model.errors import ByomModelError
+
 # The largest long-name or PAX record a package may hold: names in byom packages
 # are short, and PAX records hold a handful of keys.
 MAX_HEADER_BYTES = 64 * 1024
@@ -36,7 +38,7 @@ class Inflated(Protocol):
     def tell(self) -> int: ...
 
 
-class StreamLimit(Exception):
+class StreamLimit(ByomModelError):
     """The stream was read past one of its limits; the message says which."""
 
 

@@ -13,8 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
+from model.errors import ByomModelError
 
-class ModelLoadError(Exception):
+
+class ModelLoadError(ByomModelError):
     """The model directory holds nothing that can be served; the message says why."""
 
     def __init__(self, path: Path, reason: str) -> None:
@@ -23,8 +25,11 @@ class ModelLoadError(Exception):
         self.reason = reason
 
 
-class BadRequest(ValueError):
-    """The caller's input cannot be scored as sent: fixing the request fixes it."""
+class BadRequest(ByomModelError, ValueError):
+    """The caller's input cannot be scored as sent: fixing the request fixes it.
+
+    Also a `ValueError`, as it always was, for callers that catch that.
+    """
 
     status = 400
 

@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from aiohttp import web
 
+from model.errors import ByomModelError
 from model.flavors import BadRequest, Model, ModelLoadError
 from model.flavors.detector import VisionModel
 from model.inference_script import RequestHandler
@@ -90,7 +91,7 @@ ERROR_TYPES = {
 }
 
 
-class Problem(Exception):
+class Problem(ByomModelError):
     """A request that ends in an error response, with the status the container sends."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.errors import ByomModelError
 from model.flavors import Model, ModelLoadError
 from model.package import PackageLimits, is_archive, load_package
 
@@ -40,15 +41,15 @@ log = logging.getLogger(__name__)
 _TARGET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,1023}")
 
 
-class TargetMissing(LookupError):
+class TargetMissing(ByomModelError, LookupError):
     """The target model has no package under the model data prefix."""
 
 
-class TargetUnloadable(Exception):
+class TargetUnloadable(ByomModelError):
     """The target model's package is there but cannot be loaded; says why."""
 
 
-class AlreadyLoaded(Exception):
+class AlreadyLoaded(ByomModelError):
     """`add` was asked for a name that is loaded already."""
 
 
