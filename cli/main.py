@@ -25,6 +25,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from cli import follow, joblogs, jobs, submit, views
 from cli.target import LOCAL_ENDPOINT, Target, TargetError, local_target, stack_target
@@ -41,17 +42,17 @@ class _App(typer.Typer):
             message = f"cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}"
             if "127.0.0.1" in message or "localhost" in message:
                 message += ": is the local stack up (make up, or byom up)?"
-            views.console(stderr=True).print(f"[red]error:[/] {message}")
+            views.console(stderr=True).print(views.error_line(message))
         except NoCredentialsError:
             views.console(stderr=True).print(
-                "[red]error:[/] no AWS credentials (aws configure, or AWS_PROFILE)"
+                views.error_line("no AWS credentials (aws configure, or AWS_PROFILE)")
             )
         except ClientError as exc:
             error = exc.response.get("Error", {})
             views.console(stderr=True).print(
-                f"[red]error:[/] {exc.operation_name}: {error.get('Code')}: {error.get('Message')}",
-                markup=True,
-                highlight=False,
+                views.error_line(
+                    f"{exc.operation_name}: {error.get('Code')}: {error.get('Message')}"
+                )
             )
         sys.exit(EXIT_FAILED)
 
@@ -92,7 +93,7 @@ class Where:
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    views.console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
+    views.console(stderr=True).print(views.error_line(message))
     raise typer.Exit(code)
 
 
@@ -178,7 +179,7 @@ def submit_command(
         fail(str(exc), EXIT_USAGE)
     out = views.console()
     submitted = submit.upload(target, file, object_key, metadata)
-    out.print(f"uploaded {file} to {submitted.uri}\njob {submitted.job_id}")
+    out.print(views.plain(f"uploaded {file} to {submitted.uri}\njob {submitted.job_id}"))
     if not wait:
         out.print(f"follow it with: byom status {submitted.job_id}")
         return
@@ -233,10 +234,14 @@ def _show_result(job: JobItem) -> None:
     out = views.console()
     duration = views.seconds(jobs.duration_seconds(job))
     if job.state is JobState.SUCCEEDED:
-        out.print(f"[green]SUCCEEDED[/] in {duration}: {job.rows:,} rows, {job.bad_rows:,} bad")
-        out.print(f"output  {jobs.uri(job, job.output_key)}")
+        out.print(
+            Text.assemble(
+                ("SUCCEEDED", "green"), f" in {duration}: {job.rows:,} rows, {job.bad_rows:,} bad"
+            )
+        )
+        out.print(views.plain(f"output  {jobs.uri(job, job.output_key)}"))
         if job.errors_key:
-            out.print(f"errors  {jobs.uri(job, job.errors_key)}")
+            out.print(views.plain(f"errors  {jobs.uri(job, job.errors_key)}"))
         return
     fail(f"job {job.job_id} FAILED after {duration}: {job.error}")
 
@@ -271,7 +276,7 @@ def status(
     elif items:
         out.print(views.jobs_table(items))
     else:
-        out.print(f"no jobs yet in {target.jobs_table}")
+        out.print(views.plain(f"no jobs yet in {target.jobs_table}"))
 
 
 @app.command()
@@ -316,7 +321,7 @@ def events(
         follow.ignore_signals()
         problems = follow.unsubscribe(target, subscription)
         for problem in problems:
-            err.print(f"[red]could not remove {subscription.name}:[/] {problem}")
+            err.print(views.error_line(problem, f"could not remove {subscription.name}:"))
         if not problems:
             err.print(f"removed rule and queue {subscription.name}")
 
@@ -367,4 +372,4 @@ def logs(
         if json_lines:
             print(detail_json(line.record))
         else:
-            out.print(line.render(), markup=False)
+            out.print(views.log_line(line))

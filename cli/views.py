@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli import jobs
+from cli.joblogs import LogLine
 from shared.schemas import JobItem, JobState
 
 STATE_STYLES = {
@@ -22,12 +24,40 @@ STATE_STYLES = {
 }
 
 
+# Characters that steer a terminal rather than show: C0 and C1 controls (ESC starts
+# colour, hyperlink and title sequences) and the bidirectional overrides that make
+# text read other than it is. Tab and newline stay.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def plain(value: object, style: str = "") -> Text:
+    """Text from keys, errors and log lines as it is: never read as Rich markup, and
+    each control character shown escaped (``\\x1b``) rather than sent to the terminal."""
+    return Text(_CONTROLS.sub(_escaped, str(value)), style=style)
+
+
 def console(stderr: bool = False) -> Console:
     """A console; piped output gets wide tables and messages never broken mid-line
-    (scripts grep them)."""
+    (scripts grep them). Strings print as they are (no markup): style goes in Text."""
     stream = sys.stderr if stderr else sys.stdout
     piped = not stream.isatty()
-    return Console(stderr=stderr, width=200 if piped else None, soft_wrap=piped, highlight=False)
+    return Console(
+        stderr=stderr,
+        width=200 if piped else None,
+        soft_wrap=piped,
+        highlight=False,
+        markup=False,
+    )
+
+
+def error_line(message: object, label: str = "error:") -> Text:
+    """``error: <message>``, the label red and the message plain text."""
+    return Text.assemble((label, "red"), " ", plain(message))
 
 
 def seconds(value: float) -> str:
@@ -53,15 +83,15 @@ def jobs_table(items: list[JobItem], now: datetime | None = None) -> Table:
     for job in items:
         error = job.error or ""
         table.add_row(
-            job.job_id,
-            job.input_key,
+            plain(job.job_id),
+            plain(job.input_key),
             state(job.state),
             f"{job.chunks_done}/{job.chunk_count}",
             f"{job.rows:,}",
             f"{job.bad_rows:,}",
-            jobs.model_label(job),
+            plain(jobs.model_label(job)),
             seconds(jobs.duration_seconds(job, now)),
-            error if len(error) <= 80 else error[:77] + "...",
+            plain(error if len(error) <= 80 else error[:77] + "..."),
         )
     return table
 
@@ -71,22 +101,23 @@ def job_detail(job: JobItem, now: datetime | None = None) -> Table:
     table.add_column(style="bold")
     table.add_column()
     rows: list[tuple[str, str | Text | None]] = [
-        ("job", job.job_id),
+        ("job", plain(job.job_id)),
         ("state", state(job.state)),
-        ("input", jobs.uri(job, job.input_key)),
-        ("output", jobs.uri(job, job.output_key) if job.state is JobState.SUCCEEDED else None),
-        ("errors report", jobs.uri(job, job.errors_key)),
+        ("input", _plain_or_none(jobs.uri(job, job.input_key))),
+        ("output", _plain_or_none(jobs.uri(job, job.output_key))
+         if job.state is JobState.SUCCEEDED else None),
+        ("errors report", _plain_or_none(jobs.uri(job, job.errors_key))),
         ("chunks", f"{job.chunks_done} of {job.chunk_count} done"),
         ("rows", f"{job.rows:,}"),
         ("bad rows", f"{job.bad_rows:,} (on bad rows: {job.policy.on_bad_rows.value}, "
                      f"at most {job.policy.max_bad_rows})"),
-        ("model", jobs.model_label(job)),
+        ("model", plain(jobs.model_label(job))),
         ("size", f"{job.input_size:,} bytes"),
         ("created", job.created_at.isoformat()),
         ("finished", job.finished_at.isoformat() if job.finished_at else None),
         ("duration", seconds(jobs.duration_seconds(job, now))),
-        ("Batch job", job.batch_job_id),
-        ("error", Text(job.error, style="red") if job.error else None),
+        ("Batch job", _plain_or_none(job.batch_job_id)),
+        ("error", plain(job.error, "red") if job.error else None),
     ]  # fmt: skip
     for name, value in rows:
         if value is not None:
@@ -94,16 +125,24 @@ def job_detail(job: JobItem, now: datetime | None = None) -> Table:
     return table
 
 
+def _plain_or_none(value: str | None) -> Text | None:
+    return plain(value) if value else None
+
+
 def event_line(detail: dict[str, Any]) -> Text:
     status = str(detail.get("status", "?"))
-    text = Text(f"{status:<9}", style="green" if status == "SUCCEEDED" else "bold red")
-    text.append(f" {detail.get('job_id', '?')}  {detail.get('input_uri', '?')}")
+    text = plain(f"{status:<9}", "green" if status == "SUCCEEDED" else "bold red")
+    text.append_text(plain(f" {detail.get('job_id', '?')}  {detail.get('input_uri', '?')}"))
     if detail.get("output_uri"):
-        text.append(f" -> {detail['output_uri']}")
+        text.append_text(plain(f" -> {detail['output_uri']}"))
     text.append(f"  {detail.get('rows', 0):,} rows")
     if detail.get("bad_rows"):
         text.append(f" ({detail['bad_rows']:,} bad)")
     text.append(f"  {seconds(float(detail.get('duration_seconds') or 0))}")
     if detail.get("error"):
-        text.append(f"  {detail['error']}", style="red")
+        text.append_text(plain(f"  {detail['error']}", "red"))
     return text
+
+
+def log_line(line: LogLine) -> Text:
+    return plain(line.render())
