@@ -10,7 +10,7 @@ SAMPLE_MODEL := $(MODEL_DIR)/xgboost-model.json
 MODEL :=
 
 .PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean bench browser
-.PHONY: bench-images
+.PHONY: bench-images fuzz
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -36,9 +36,12 @@ demo: venv model
 up: venv $(if $(MODEL),,model)
 	$(PY) -m infra.local.up --model-dir $(or $(MODEL),$(MODEL_DIR))
 
+# lint-imports checks the contracts in pyproject.toml: the layers, the four services
+# apart, and no import cycle inside any package.
 lint: venv
 	$(PY) -m ruff check --no-cache .
 	$(PY) -m ruff format --check --no-cache .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
 	$(PY) -m mypy .
@@ -71,6 +74,13 @@ destroy:
 
 unit: venv
 	$(PY) -m pytest tests/unit
+
+# Every property test (hypothesis), and only those, on the long budget of
+# tests/conftest.py's fuzz profile rather than make test's bounded one; never part of
+# make test. ARGS narrows it: make fuzz ARGS=tests/unit/test_thrift.py
+fuzz: venv
+	BYOM_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider \
+		-p tests.property_tests_only $(or $(ARGS),tests/unit)
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) $(MODEL_DIR) .mypy_cache .pytest_cache .ruff_cache
