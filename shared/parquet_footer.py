@@ -45,16 +45,30 @@ MAX_FOOTER_BYTES = 16 * 1024 * 1024
 # Physical types (parquet.thrift Type) that hold numbers a model can take.
 NUMERIC_TYPES = {1: "INT32", 2: "INT64", 4: "FLOAT", 5: "DOUBLE"}
 TYPE_NAMES = {0: "BOOLEAN", 3: "INT96", 6: "BYTE_ARRAY", 7: "FIXED_LEN_BYTE_ARRAY"} | NUMERIC_TYPES
+# Annotations on a numeric physical type that keep it a number (parquet.thrift
+# LogicalType DECIMAL, INTEGER; ConvertedType DECIMAL, UINT_8 .. INT_64); any other
+# (DATE, TIME, TIMESTAMP, INTERVAL ...) is not a number a model can take.
+NUMERIC_LOGICAL = {5: "DECIMAL", 10: "INTEGER"}
+NUMERIC_CONVERTED = {5, *range(11, 19)}
+LOGICAL_NAMES = {6: "DATE", 7: "TIME", 8: "TIMESTAMP", 11: "UNKNOWN", 15: "FLOAT16"}
+CONVERTED_NAMES = {6: "DATE", 7: "TIME_MILLIS", 8: "TIME_MICROS", 9: "TIMESTAMP_MILLIS",
+                   10: "TIMESTAMP_MICROS", 21: "INTERVAL"}  # fmt: skip
 
 # Field ids (parquet.thrift): FileMetaData, SchemaElement, RowGroup, ColumnChunk, ColumnMetaData.
 _FM_SCHEMA, _FM_ROWS, _FM_ROW_GROUPS = 2, 3, 4
-_SE_TYPE, _SE_NAME, _SE_CHILDREN = 1, 4, 5
+_SE_TYPE, _SE_NAME, _SE_CHILDREN, _SE_CONVERTED, _SE_LOGICAL = 1, 4, 5, 6, 10
 _RG_COLUMNS, _RG_ROWS = 1, 3
 _CC_META = 3
 _CM_SIZE, _CM_DATA_PAGE, _CM_DICTIONARY_PAGE = 7, 9, 11
 # Only what planning needs is built; statistics and key-value metadata are skipped.
 _KEEP: Keep = {
-    _FM_SCHEMA: {_SE_TYPE: True, _SE_NAME: True, _SE_CHILDREN: True},
+    _FM_SCHEMA: {
+        _SE_TYPE: True,
+        _SE_NAME: True,
+        _SE_CHILDREN: True,
+        _SE_CONVERTED: True,
+        _SE_LOGICAL: True,  # a union: one member, a struct of a field or two
+    },
     _FM_ROWS: True,
     _FM_ROW_GROUPS: {
         _RG_COLUMNS: {_CC_META: {_CM_SIZE: True, _CM_DATA_PAGE: True, _CM_DICTIONARY_PAGE: True}},
@@ -85,6 +99,9 @@ class Footer:
     types: tuple[int, ...]  # their physical types
     nested: bool  # some column sits inside a group (struct, list, map)
     row_groups: tuple[RowGroup, ...]
+    # Per leaf: the name of an annotation that makes it something other than a
+    # number (DATE, TIMESTAMP ...), None for a plain or numeric one.
+    annotations: tuple[str | None, ...] = ()
 
 
 def read_footer(read: ReadRange, size: int, *, uri: str = "the upload") -> Footer:
@@ -118,6 +135,7 @@ def read_footer(read: ReadRange, size: int, *, uri: str = "the upload") -> Foote
         rows=fields.count(meta, _FM_ROWS, "the row count"),
         columns=tuple(fields.name(e) for e in leaves),
         types=tuple(fields.integer(e, _SE_TYPE, "a column's type", -1) for e in leaves),
+        annotations=tuple(fields.annotation(e) for e in leaves),
         nested=len(leaves) != len(schema) - 1,
         row_groups=tuple(
             _row_group(fields, group, number, start)
@@ -182,6 +200,19 @@ class _Fields:
             return ""
         raw: bytes = self._get(element, _SE_NAME, (BINARY,), "a column's name")
         return raw.decode("utf-8", "replace")
+
+    def annotation(self, element: Struct) -> str | None:
+        """What a leaf's logical (else converted) type makes it, when not a number."""
+        if _SE_LOGICAL in element:
+            logical = self.struct(element, _SE_LOGICAL, "a column's logical type")
+            member = next(iter(logical), None)
+            if member is None or member in NUMERIC_LOGICAL:
+                return None
+            return LOGICAL_NAMES.get(member, f"logical type {member}")
+        converted = self.integer(element, _SE_CONVERTED, "a column's converted type", -1)
+        if converted < 0 or converted in NUMERIC_CONVERTED:
+            return None
+        return CONVERTED_NAMES.get(converted, f"converted type {converted}")
 
     def struct(self, struct_: Struct, field: int, what: str) -> Struct:
         value: Struct = self._get(struct_, field, (STRUCT,), what)

@@ -416,6 +416,12 @@ class SparseFile(io.RawIOBase):
         return len(data)
 
 
+def _numeric(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+    )
+
+
 def read_parquet_records(
     source: SparseFile, processing: Processing, *, first: int, count: int, uri: str
 ) -> Records:
@@ -433,6 +439,13 @@ def read_parquet_records(
     for out, position in enumerate(processing.features):
         column = table.column(position).combine_chunks()
         nulls = column.is_null().to_numpy(zero_copy_only=False)
+        if not _numeric(column.type):
+            # Ingest refuses these from the footer; a plan made before it did stops here.
+            raise InputError(
+                uri,
+                f"column {names[position]!r} is a feature but holds {column.type}, not "
+                "numbers; choose the features with byom-input-filter",
+            )
         numbers = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
         values[:, out] = numbers
         wrong = nulls | ~(np.abs(np.nan_to_num(numbers, nan=np.inf)) <= FLOAT32_MAX)

@@ -386,8 +386,13 @@ def parquet_processing(
     record = FirstRecord("rows", len(footer.columns), footer.columns)
     result = processing(request, card, record, model_columns=model_columns, uri=uri)
     for position in result.features:
-        if footer.types[position] not in NUMERIC_TYPES:
-            kind = TYPE_NAMES.get(footer.types[position], str(footer.types[position]))
+        annotation = footer.annotations[position] if footer.annotations else None
+        if footer.types[position] not in NUMERIC_TYPES or annotation is not None:
+            kind = (
+                TYPE_NAMES.get(footer.types[position], str(footer.types[position]))
+                if footer.types[position] not in NUMERIC_TYPES
+                else str(annotation)
+            )
             raise InputError(
                 uri,
                 f"column {footer.columns[position]!r} is a feature but holds {kind}, not numbers; "
