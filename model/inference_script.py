@@ -12,7 +12,8 @@ A package with `code/inference.py` (or the module `SAGEMAKER_PROGRAM` names in
 
 Each function may take one more parameter, a `ScriptContext`. Missing input_fn
 and output_fn fall back to the toolkit's defaults: `text/csv`, `application/json`
-and `application/x-npy` to and from numpy arrays. As in the toolkit, CSV and JSON
+and `application/x-npy` to and from numpy arrays (model/codecs.py, the server's
+one codec module). As in the toolkit, CSV and JSON
 bodies reach the script as `str`, others as `bytes`, and a missing or `*/*`
 Accept becomes `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` (`application/json`).
 
@@ -35,8 +36,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
-import io
-import json
 import os
 import subprocess
 import sys
@@ -50,34 +49,24 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from model.flavors.base import BadRequest, ModelLoadError, first_line
+from model.codecs import CSV, JSON, NPY, TYPES, accepted
+from model.codecs import NotAcceptable as NotAcceptable
+from model.codecs import UnsupportedFormat as UnsupportedFormat
+from model.codecs import decode as decode
+from model.codecs import encode as encode
+from model.flavors.base import BadRequest, ModelLoadError
 from model.manifest import MANIFEST_FILE
 
 CODE_DIR = "code"
 DEFAULT_PROGRAM = "inference.py"
 REQUIREMENTS = "requirements.txt"
 LIB_DIR = ".byom-lib"
-CSV = "text/csv"
-JSON = "application/json"
-NPY = "application/x-npy"
 UTF8_TYPES = (CSV, JSON)
 DEFAULT_ACCEPT = JSON
 ALLOW_SETTING = "BYOM_ALLOW_MODEL_CODE"
 # Requirements installed when the image was built: <folder>/requirements.txt says which.
 PREINSTALLED_SETTING = "BYOM_PREINSTALLED_LIB"
 HANDLERS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
-
-
-class UnsupportedFormat(BadRequest):
-    """No input_fn, and the default decoder cannot read this content type."""
-
-    status = 415
-
-
-class NotAcceptable(BadRequest):
-    """No output_fn, and the default encoder cannot write any type the caller accepts."""
-
-    status = 406
 
 
 @runtime_checkable
@@ -98,49 +87,7 @@ class ScriptContext:
     accept_header: str | None = None
 
 
-# --- the toolkit's default decoders and encoders -----------------------------------
-
-
-def decode(data: str | bytes, content_type: str) -> np.ndarray:
-    """`data` of `content_type` as a numpy array, as the toolkit's `decoder.decode`."""
-    try:
-        if content_type == CSV:
-            text = data if isinstance(data, str) else data.decode("utf-8")
-            return np.genfromtxt(io.StringIO(text), delimiter=",")
-        if content_type == JSON:
-            return np.array(json.loads(data))
-        if content_type == NPY:
-            raw = data.encode() if isinstance(data, str) else data
-            # The toolkit unpickles here; byom reads plain arrays only.
-            array: np.ndarray = np.load(io.BytesIO(raw), allow_pickle=False)
-            return array
-    except (ValueError, EOFError, OSError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not {content_type}: {first_line(exc)}") from exc
-    raise UnsupportedFormat(
-        f"cannot read {content_type!r} without an input_fn; send {CSV}, {JSON} or {NPY}, "
-        "or define input_fn in the inference script"
-    )
-
-
-def encode(prediction: Any, content_type: str) -> bytes:
-    """`prediction` written as `content_type`, as the toolkit's `encoder.encode`."""
-    if content_type == JSON:
-
-        def default(value: Any) -> Any:
-            if hasattr(value, "tolist"):
-                return value.tolist()
-            raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-        return json.dumps(prediction, default=default).encode()
-    if content_type == CSV:
-        stream = io.StringIO()
-        np.savetxt(stream, np.asarray(prediction), delimiter=",", fmt="%s")
-        return stream.getvalue().encode()
-    if content_type == NPY:
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(prediction), allow_pickle=False)
-        return buffer.getvalue()
-    raise NotAcceptable(f"cannot write {content_type!r}; accept {CSV}, {JSON} or {NPY}")
+# --- the toolkit's defaults, for a script without input_fn or output_fn ---------------
 
 
 def default_input_fn(body: str | bytes, content_type: str) -> np.ndarray:
@@ -149,9 +96,8 @@ def default_input_fn(body: str | bytes, content_type: str) -> np.ndarray:
 
 def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     """The first type of `accept` the default encoder writes, as the toolkit picks it."""
-    for part in accept.split(","):
-        wanted = part.split(";", 1)[0].strip().lower()
-        if wanted in (CSV, JSON, NPY):
+    for wanted in accepted(accept):
+        if wanted in TYPES:
             return encode(prediction, wanted), wanted
     raise NotAcceptable(
         f"cannot answer with {accept!r} without an output_fn; accept {CSV}, {JSON} or {NPY}, "

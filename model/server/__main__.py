@@ -19,7 +19,8 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
-from model.server.app import STATE, build_app
+from model.server.app import build_app
+from model.server.invoke import STATE
 from model.server.settings import ServerSettings
 
 log = logging.getLogger("model.server")

@@ -29,8 +29,9 @@ from typing import Any
 
 from aiohttp import web
 
-from model.server.app import STATE, InjectedFault, Problem, _invoke, read_json
+from model.server.invoke import STATE, invoke
 from model.server.multi_model import AlreadyLoaded, ModelCache, TargetUnloadable
+from model.server.problems import InjectedFault, Problem, read_json
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ async def invoke_model(request: web.Request) -> web.Response:
     if found is None:
         return _error(404, f"model {name!r} is not loaded")
     try:
-        return await _invoke(request, found[0])
+        return await invoke(request, found[0])
     except Problem as problem:
         if not isinstance(problem, InjectedFault):
             log.warning("invocation of %s failed: %s %s", name, problem.status, problem.message)

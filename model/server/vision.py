@@ -20,21 +20,18 @@ import json
 
 import numpy as np
 
+from model.codecs import JSON, NPY, NotAcceptable, UnsupportedFormat, accepted
 from model.flavors.base import BadRequest
 from model.flavors.detector import VisionModel
-from model.inference_script import NotAcceptable, UnsupportedFormat
 from model.server.batching import Batchers
 
-NPY = "application/x-npy"
-JSON = "application/json"
 DESCRIBE = "application/vnd.byom.describe+json"
 
 
 def _answers_json(accept: str | None) -> bool:
     if not accept:
         return True
-    wanted = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
-    return bool(wanted & {JSON, "*/*", "application/*", ""})
+    return any(wanted in (JSON, "*/*", "application/*", "") for wanted in accepted(accept))
 
 
 async def invoke(
