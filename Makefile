@@ -10,7 +10,7 @@ SAMPLE_MODEL := $(MODEL_DIR)/xgboost-model.json
 MODEL :=
 
 .PHONY: demo up test lint typecheck unit venv iac-venv model deploy destroy clean bench browser
-.PHONY: bench-images fuzz
+.PHONY: bench-images fuzz docs docs-serve
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -46,8 +46,16 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy .
 
-test: lint typecheck model iac-venv browser
+test: lint typecheck docs model iac-venv browser
 	$(PY) -m pytest
+
+# The documentation site (docs/, mkdocs.yml) into build/site; --strict fails on a broken
+# link or anchor. make docs-serve previews it on 127.0.0.1:8000 as it is edited.
+docs: venv
+	$(PY) -m mkdocs build --strict --quiet
+
+docs-serve: venv
+	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000
 
 # The dashboard's browser test drives the system Chromium (never a downloaded one).
 CHROMIUM := /usr/bin/chromium

@@ -35,7 +35,7 @@ TEMPLATE = REPO / "infra" / "cloudformation" / "byom.yaml"
 BUILDSPEC = REPO / "infra" / "buildspec.yml"
 DEPLOY_SH = REPO / "infra" / "deploy.sh"
 WORKER_DOCKERFILE = REPO / "services" / "inference_worker" / "Dockerfile"
-DEPLOY_DOCS = (REPO / "README.md",)
+DEPLOY_DOCS = (REPO / "docs" / "deploy.md",)
 
 # Every setting that names or locates a resource: the template must pass each.
 WHERE_THINGS_LIVE = {
