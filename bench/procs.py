@@ -112,9 +112,6 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
-    def add_root(self, role: str, pid: int) -> None:
-        self.roots[role] = pid
-
     def sample(self) -> None:
         table = process_table()
         total = 0
