@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -105,15 +104,3 @@ def load_creditcard(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not labels <= {0, 1}:
         raise ValueError(f"{path}: column {LABEL} must hold 0 or 1, found {sorted(labels)}")
     return frame.astype({name: np.float64 for name in FEATURES} | {LABEL: np.int64})
-
-
-def write_feature_csv(
-    frame: pd.DataFrame, path_or_buffer: str | os.PathLike[str] | IO[str], header: bool = False
-) -> None:
-    """Feature columns only, in `FEATURES` order: what the endpoint expects as input.
-
-    Floats are written at full (round-trip) precision and lines end with "\\n".
-    """
-    frame.loc[:, list(FEATURES)].to_csv(
-        path_or_buffer, header=header, index=False, lineterminator="\n"
-    )

@@ -22,10 +22,11 @@ import pytest
 from infra.local import resources
 from infra.local.processes import wait_until
 from infra.local.stack import LocalStack, StackConfig
-from model.data import generate, write_feature_csv
+from model.data import generate
 from shared import naming
 from shared.jobs import JobStore
 from shared.schemas import ChunkDone, JobItem, JobState
+from tests.features import write_feature_csv
 from tests.integration.helpers import (
     collect_done_events,
     job_item,

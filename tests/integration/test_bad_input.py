@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from infra.local.stack import LocalStack, StackConfig
-from model.data import generate, write_feature_csv
+from model.data import generate
+from tests.features import write_feature_csv
 from tests.integration.helpers import collect_done_events, job_item, keys_under, with_cell
 
 pytestmark = pytest.mark.integration

@@ -26,10 +26,11 @@ from cli import jobs
 from cli.target import local_target
 from infra.local.processes import free_port, wait_until
 from infra.local.stack import REPO, LocalStack, StackConfig
-from model.data import generate, write_feature_csv
+from model.data import generate
 from services.ingest.ingest import Upload, retry_job_id
 from shared import naming
 from shared.schemas import JobItem, JobState
+from tests.features import write_feature_csv
 
 pytestmark = pytest.mark.integration
 

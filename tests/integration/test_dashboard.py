@@ -14,8 +14,9 @@ from playwright.sync_api import Page, sync_playwright
 
 from infra.local.processes import wait_until
 from infra.local.stack import REPO, LocalStack, StackConfig
-from model.data import generate, write_feature_csv
+from model.data import generate
 from shared import naming
+from tests.features import write_feature_csv
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,9 @@ import pytest
 
 from infra.local.processes import wait_until
 from infra.local.stack import LocalStack, StackConfig
-from model.data import generate, write_feature_csv
+from model.data import generate
 from services.scheduler import batch_jobs
+from tests.features import write_feature_csv
 from tests.integration.helpers import collect_done_events, job_item, set_model_faults
 from tests.integration.test_pipeline import expected_predictions
 

@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 import xgboost
 
-from model.data import LABEL, generate, write_feature_csv
+from model.data import LABEL, generate
 from model.package import pack
 from model.train import train
+from tests.features import write_feature_csv
 from tests.integration.test_model_server import Server
 
 pytestmark = pytest.mark.integration

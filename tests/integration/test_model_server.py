@@ -24,8 +24,9 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from model.data import FEATURES, generate, write_feature_csv
+from model.data import FEATURES, generate
 from model.train import train
+from tests.features import write_feature_csv
 from tests.integration.helpers import with_cell
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,10 @@ import pytest
 import xgboost
 
 from infra.local.stack import REPO, LocalStack, StackConfig
-from model.data import LABEL, generate, write_feature_csv
+from model.data import LABEL, generate
 from model.publish import publish
 from model.train import train
+from tests.features import write_feature_csv
 from tests.integration.helpers import collect_done_events, job_item, keys_under
 
 pytestmark = pytest.mark.integration

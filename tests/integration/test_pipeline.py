@@ -12,7 +12,8 @@ import xgboost
 
 from infra.local.processes import wait_until
 from infra.local.stack import LocalStack, StackConfig
-from model.data import generate, write_feature_csv
+from model.data import generate
+from tests.features import write_feature_csv
 from tests.integration.helpers import collect_done_events, job_item, keys_under
 
 pytestmark = pytest.mark.integration

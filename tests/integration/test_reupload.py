@@ -22,8 +22,9 @@ import pytest
 
 from infra.local.processes import wait_until
 from infra.local.stack import LocalStack, StackConfig
-from model.data import generate, write_feature_csv
+from model.data import generate
 from shared.naming import NAME_CLAIM_PREFIX, job_id_for
+from tests.features import write_feature_csv
 from tests.integration.helpers import job_item, keys_under, with_cell
 
 pytestmark = pytest.mark.integration

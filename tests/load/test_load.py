@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from infra.local.stack import LocalStack, StackConfig
-from model.data import generate, write_feature_csv
+from model.data import generate
+from tests.features import write_feature_csv
 from tests.integration.helpers import keys_under
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from model.data import (
     SECONDS,
     generate,
     load_creditcard,
-    write_feature_csv,
 )
+from tests.features import write_feature_csv
 
 
 def test_same_seed_same_frame_other_seed_other_frame():
