@@ -13,6 +13,7 @@ credentials. Without an endpoint, spans are created and propagated, not exported
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 log = logging.getLogger(__name__)
 
 TRACES_PATH = "/v1/traces"
+# More traces URLs (comma-separated, used as given) that get every span as well:
+# the local stack exports to its own receiver and to the user's collector. Read
+# here, not in a settings tree, since both trees' processes install through here.
+ALSO_EXPORT_VARIABLE = "BYOM_OTLP_ALSO_TRACES_URLS"
 _XRAY_HOST = re.compile(r"^xray\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
@@ -85,10 +90,11 @@ def install(
         id_generator=AwsXRayIdGenerator(),
         resource=Resource.create({"service.name": service, **attributes}),
     )
-    if endpoint:
+    urls = [traces_url(endpoint, signal_specific=signal_specific)] if endpoint else []
+    urls += [url.strip() for url in os.environ.get(ALSO_EXPORT_VARIABLE, "").split(",")]
+    for url in dict.fromkeys(url for url in urls if url):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        url = traces_url(endpoint, signal_specific=signal_specific)
         session = requests.Session()
         if (region := xray_region(url)) is not None:
             session.auth = SigV4Auth(region)

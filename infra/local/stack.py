@@ -3,6 +3,15 @@ the trace receiver and the job dashboard.
 
 The services run with exactly the settings they would get on AWS (``BYOM_*``
 names, queue URLs) plus ``AWS_ENDPOINT_URL*`` pointing at the local servers.
+
+The user's own settings (:attr:`StackConfig.user_env`, the environment ``make up``
+runs in) pass through: every ``BYOM_*`` and ``OTEL_*`` variable but the stack's
+wiring (:data:`WIRING`: names, queue URLs, endpoints), which always wins, so a
+service can never be pointed away from the local stack. ``AWS_*`` is all wiring
+(the local endpoints and their test credentials): none of the user's is kept, so
+no real credentials reach a local process. Spans go to the stack's receiver and,
+when the user names one with ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT``, to that
+collector as well (:data:`shared.otel_export.ALSO_EXPORT_VARIABLE`).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import Any, NamedTuple
 
 from infra.local import resources
 from infra.local.processes import Service, free_port, http_ok, wait_until
+from shared.otel_export import ALSO_EXPORT_VARIABLE, traces_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,6 +55,63 @@ REAPER_HANDLER = "services.status.reaper_handler:handler"
 WORKER_MODULE = "services.inference_worker.main"
 WORKER_COMMAND = f"{sys.executable} -m {WORKER_MODULE}"
 
+# The stack's own wiring among the BYOM_* names: where the services find the
+# bucket, table, bus, queues, Batch and the endpoint, and how the model server
+# is reached. The stack sets these; a user's value is ignored.
+WIRING = frozenset(
+    {
+        "BYOM_REGION",
+        "BYOM_BUCKET",
+        "BYOM_JOBS_TABLE",
+        "BYOM_EVENT_BUS",
+        "BYOM_ENDPOINT_NAME",
+        "BYOM_SCHEDULER_QUEUE_URL",
+        "BYOM_STATUS_QUEUE_URL",
+        "BYOM_BATCH_JOB_QUEUE",
+        "BYOM_BATCH_JOB_DEFINITION",
+        "BYOM_MODEL_DATA_PREFIX",
+        "BYOM_MODEL_SERVER_HOST",
+        "BYOM_FAULT_API",
+        "BYOM_LOOPBACK_ONLY",  # the model server answers this machine only
+        "BYOM_LOCAL_ZYGOTE_ENV_ROOM",
+        # A Batch child's own (the scheduler and the runner set them per child).
+        "BYOM_JOB_ID",
+        "BYOM_PLAN_KEY",
+        "BYOM_ARRAY_SIZE",
+        "BYOM_TRACE_HEADER",
+        ALSO_EXPORT_VARIABLE,
+    }
+)
+# The standard OTLP endpoint variables are wiring too: the stack points them at
+# its receiver and sends the user's collector every span besides.
+_OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# The stack's defaults, which a user's settings override.
+STACK_DEFAULTS = {
+    # The local "compute environment" is this machine: arrays get no more
+    # children than it has CPUs, as MaxVcpus caps them on AWS.
+    "BYOM_MAX_VCPUS": str(os.cpu_count() or 1),
+    # Spans reach the local receiver soon after they end.
+    "OTEL_BSP_SCHEDULE_DELAY": "200",
+}
+
+
+def user_settings(environ: dict[str, str]) -> dict[str, str]:
+    """The ``BYOM_*`` and ``OTEL_*`` settings of ``environ`` a user may change."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name.startswith(("BYOM_", "OTEL_")) and name not in WIRING | set(_OTLP_ENDPOINTS)
+    }
+
+
+def user_traces_url(environ: dict[str, str]) -> str | None:
+    """The user's own collector, as the OTLP exporter would derive its traces URL."""
+    if specific := environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return traces_url(specific, signal_specific=True)
+    if general := environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return traces_url(general, signal_specific=False)
+    return None
+
 
 @dataclass
 class StackConfig:
@@ -63,6 +130,10 @@ class StackConfig:
     reaper_every_seconds: float = 30.0
     log_dir: Path | None = None
     settings: dict[str, str] = field(default_factory=dict)  # extra BYOM_* for the services
+    # The environment the user started the stack in (make up: its own), whose
+    # BYOM_* and OTEL_* settings the services get (see user_settings); `settings`
+    # and the stack's wiring win over it. Empty for tests: they set `settings`.
+    user_env: dict[str, str] = field(default_factory=dict)
     model_server_env: dict[str, str] = field(default_factory=dict)
     dashboard_port: int = 0  # 0: any free port
 
@@ -102,8 +173,13 @@ class LocalStack:
         self.resources: resources.Resources | None = None
 
     @property
+    def chosen_settings(self) -> dict[str, str]:
+        """The settings chosen for this stack: the user's, and the config's over them."""
+        return user_settings(self.config.user_env) | self.config.settings
+
+    @property
     def models_prefix(self) -> str:
-        return self.config.settings.get("BYOM_MODELS_PREFIX", "models/")
+        return self.chosen_settings.get("BYOM_MODELS_PREFIX", "models/")
 
     @property
     def endpoint_url(self) -> str:
@@ -126,8 +202,12 @@ class LocalStack:
         return resources.client(service, self.endpoint_url, self.config.region)
 
     def base_env(self) -> dict[str, str]:
-        """The environment every service runs with: AWS wiring and byom settings."""
+        """The environment every service runs with: AWS wiring and byom settings.
+
+        In order of precedence: the stack's wiring, ``config.settings``, the user's
+        settings, the stack's defaults."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BYOM_", "OTEL_"))}
+        env |= STACK_DEFAULTS | self.chosen_settings
         env |= {
             "PYTHONPATH": str(REPO),
             "PYTHONUNBUFFERED": "1",
@@ -143,17 +223,20 @@ class LocalStack:
             "BYOM_JOBS_TABLE": self.config.jobs_table,
             "BYOM_EVENT_BUS": self.config.event_bus,
             "BYOM_ENDPOINT_NAME": self.config.endpoint_name,
-            # The local "compute environment" is this machine: arrays get no more
-            # children than it has CPUs, as MaxVcpus caps them on AWS.
-            "BYOM_MAX_VCPUS": str(os.cpu_count() or 1),
-            # Every process sends its spans to the local receiver, soon after they end.
+            "BYOM_BATCH_JOB_DEFINITION": "byom-worker",
+            # Every process sends its spans to the local receiver.
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.traces_url,
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
+        env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+        for name in WIRING - env.keys():
+            env.pop(name, None)
+        # ... and to the user's own collector too, when there is one.
+        if (collector := user_traces_url(self.config.user_env)) is not None:
+            env[ALSO_EXPORT_VARIABLE] = collector
         if self.resources is not None:
             env["BYOM_SCHEDULER_QUEUE_URL"] = self.resources.queue_urls["scheduler"]
             env["BYOM_STATUS_QUEUE_URL"] = self.resources.queue_urls["status"]
-        return env | self.config.settings
+        return env
 
     def _service(
         self, name: str, command: list[str], extra: dict[str, str] | None = None
@@ -218,6 +301,7 @@ class LocalStack:
             bucket=self.config.bucket,
             jobs_table=self.config.jobs_table,
             event_bus=self.config.event_bus,
+            input_prefix=self.chosen_settings.get("BYOM_INPUT_PREFIX", "input/"),
             visibility_timeout=self.config.visibility_timeout,
             max_receive_count=self.config.max_receive_count,
         )

@@ -1,20 +1,76 @@
-"""``make up``: keep the local stack running in the foreground until Ctrl-C."""
+"""``make up``: keep the local stack running in the foreground until Ctrl-C.
+
+The stack keeps the settings of the environment it is started in (``BYOM_*``,
+``OTEL_*``) except its own wiring; ``--help`` lists them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
-from infra.local.stack import REPO, LocalStack, ModelRefused, StackConfig
+from pydantic_settings import BaseSettings
+
+from infra.local.stack import (
+    REPO,
+    STACK_DEFAULTS,
+    WIRING,
+    LocalStack,
+    ModelRefused,
+    StackConfig,
+)
 from model.package import is_archive
 
 
+def _names(tree: type[BaseSettings]) -> dict[str, str]:
+    """Each setting's environment name and default, as the tree reads them."""
+    prefix = tree.model_config.get("env_prefix", "")
+    found: dict[str, str] = {}
+    for name, field in tree.model_fields.items():
+        alias = field.validation_alias
+        choices = getattr(alias, "choices", None)
+        names = [str(c) for c in choices] if choices else [str(alias or f"{prefix}{name}")]
+        default = "" if field.is_required() or field.default is None else field.default
+        for env_name in names:
+            found[env_name.upper()] = "(computed)" if field.default_factory else str(default)
+    return found
+
+
+def settings_help() -> str:
+    """What a user may set for the stack's services, with the defaults."""
+    from model.server.settings import ServerSettings
+    from shared.settings import Settings
+
+    names = _names(Settings) | _names(ServerSettings) | STACK_DEFAULTS
+    kept = {
+        name: default
+        for name, default in names.items()
+        if name.startswith(("BYOM_", "OTEL_")) and name not in WIRING
+    }
+    width = max(map(len, kept))
+    lines = [f"  {name:<{width}}  {default}" for name, default in sorted(kept.items())]
+    return "\n".join(
+        [
+            "settings: the stack's services take these from this environment (default shown);",
+            "the stack's own wiring (names, queues, endpoints, AWS_*) is always its own, and",
+            "spans go to its trace receiver and to OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT too.",
+            "Any other OTEL_* variable passes through as well.",
+            *lines,
+        ]
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--model-dir",
         type=Path,
@@ -46,6 +102,7 @@ def main() -> None:
         bucket=args.bucket,
         log_dir=args.log_dir,
         dashboard_port=args.dashboard_port,
+        user_env=dict(os.environ),
     )
     try:
         serve(config, args.bucket, stopping)
