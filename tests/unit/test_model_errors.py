@@ -42,9 +42,9 @@ def test_existing_names_and_bases_keep_working() -> None:
 
     assert issubclass(BadRequest, ValueError)  # callers catching ValueError still do
     assert issubclass(TargetMissing, LookupError)
-    for error in (ManifestError, PackageError):
-        assert issubclass(error, ModelLoadError)
-    for error in (UnsupportedFormat, NotAcceptable, TooManyRows):
-        assert issubclass(error, BadRequest)
-    for error in (PublishError, AlreadyLoaded, TargetUnloadable):
-        assert issubclass(error, ByomModelError)
+    for loading in (ManifestError, PackageError):
+        assert issubclass(loading, ModelLoadError)
+    for request in (UnsupportedFormat, NotAcceptable, TooManyRows):
+        assert issubclass(request, BadRequest)
+    for other in (PublishError, AlreadyLoaded, TargetUnloadable):
+        assert issubclass(other, ByomModelError)
