@@ -32,7 +32,9 @@ from shared.errors import InputError
 # The largest finite float32.
 FLOAT32_MAX = 3.4028234663852886e38
 
-_NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# One way to match each number: [0-9]+\.?[0-9]* could split a run of digits at
+# every place, so a long run before a bad character took quadratic time.
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _BLANK = r"[ \t]*"
 _CELL = rf"(?:{_BLANK}{_NUMBER}{_BLANK}|\"{_BLANK}{_NUMBER}{_BLANK}\"{_BLANK})"
 _NUMBER_CELL = re.compile(_CELL, re.ASCII)
