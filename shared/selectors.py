@@ -22,6 +22,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared.errors import ByomError
+
 # An index, a slice with optional ends, or a quoted name (no quotes inside).
 _ITEM = re.compile(r"\s*(?:(-?\d+)|(-?\d+)?\s*:\s*(-?\d+)?|'([^']+)'|\"([^\"]+)\")\s*")
 _DOTTED = re.compile(r"\$\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -29,7 +31,7 @@ _MAX_SELECTOR = 4096
 ALLOWED = "'$' (all), '$[...]' of indexes ($[1:], $[0,5:], $[-1]) or names ($['id','V1']), '$.name'"
 
 
-class SelectorError(ValueError):
+class SelectorError(ByomError, ValueError):
     """A selector that cannot be read or does not fit the row; the message says why."""
 
 
