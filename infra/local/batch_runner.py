@@ -39,7 +39,7 @@ from aiohttp import web
 
 from infra.local import batch_api
 from infra.local.launch import ChildProcess, ExecLauncher, ZygoteLauncher, warm_starts_supported
-from services.scheduler.batch_jobs import OVERRIDE_VARIABLES
+from shared.batch_contract import OVERRIDE_VARIABLES
 from shared.loopback import aiohttp_guard
 
 log = logging.getLogger("byom.local.batch")

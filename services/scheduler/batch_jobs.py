@@ -11,17 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from shared.batch_contract import DUPLICATE_REASON, OVERRIDE_VARIABLES, is_duplicate
+
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
     from mypy_boto3_batch.type_defs import JobSummaryTypeDef
 
-DUPLICATE_REASON = "byom: duplicate submission"
-# The container overrides the scheduler sets on a submission, and all it sets: the
-# job a child works on and the trace it continues (settings come from the job
-# definition). The local Batch runner accepts these names only.
-OVERRIDE_VARIABLES = frozenset(
-    {"BYOM_JOB_ID", "BYOM_PLAN_KEY", "BYOM_ARRAY_SIZE", "BYOM_TRACE_HEADER"}
-)
 # States in which an array is doing, or has done, the job's work.
 USABLE = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED"})
 LIVE = USABLE - {"SUCCEEDED"}
@@ -52,5 +47,4 @@ def terminate(batch: BatchClient, batch_job_id: str, kept: str | None) -> None:
     batch.terminate_job(jobId=batch_job_id, reason=f"{DUPLICATE_REASON}; kept {kept}")
 
 
-def is_duplicate(status_reason: str | None) -> bool:
-    return bool(status_reason) and str(status_reason).startswith(DUPLICATE_REASON)
+__all__ = ["DUPLICATE_REASON", "OVERRIDE_VARIABLES", "arrays_named", "is_duplicate", "job_name"]

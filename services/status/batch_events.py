@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from services.scheduler.batch_jobs import is_duplicate
 from shared import logs
+from shared.batch_contract import is_duplicate
 from shared.endings import fail
 from shared.jobs import JobStore
 from shared.schemas import BatchJobStateChange
