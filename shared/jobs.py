@@ -35,10 +35,6 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 
-def can_transition(current: JobState, target: JobState) -> bool:
-    return target in TRANSITIONS[current]
-
-
 def sources_of(target: JobState) -> list[JobState]:
     """The states from which ``target`` can be reached, in a stable order."""
     return [state for state in JobState if target in TRANSITIONS[state]]

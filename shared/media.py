@@ -17,34 +17,22 @@ succeeded (they are staged under `staging/<job>/drawn/` until then).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
 
 from shared import aws
-from shared.processing import OUTPUT_EXTENSION, Format
+from shared.formats import (
+    ARCHIVE_SUFFIXES,
+    IMAGE_SUFFIXES,
+    MANIFEST_SUFFIXES,
+    MEDIA_OUTPUT,
+    OUTPUT_EXTENSION,
+    VIDEO_SUFFIXES,
+)
 from shared.settings import get_settings
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
-MANIFEST_SUFFIXES = (".manifest.jsonl", ".manifest.json", ".manifest.csv")
-ARCHIVE_SUFFIXES = (".zip",)
-OUTPUT_SUFFIX = OUTPUT_EXTENSION[Format.JSONL]  # image and video jobs answer JSON Lines
+OUTPUT_SUFFIX = OUTPUT_EXTENSION[MEDIA_OUTPUT]  # image and video jobs answer JSON Lines
 _COPIES_IN_FLIGHT = 32
 
-Kind = Literal["image", "video", "manifest", "archive"]
-
-
-def kind_of(key: str) -> Kind | None:
-    """What an upload is by its name; None for anything that is not media (CSV rows)."""
-    lowered = key.lower()
-    if lowered.endswith(MANIFEST_SUFFIXES):
-        return "manifest"
-    if lowered.endswith(ARCHIVE_SUFFIXES):
-        return "archive"
-    if lowered.endswith(IMAGE_SUFFIXES):
-        return "image"
-    if lowered.endswith(VIDEO_SUFFIXES):
-        return "video"
-    return None
+__all__ = ["ARCHIVE_SUFFIXES", "IMAGE_SUFFIXES", "MANIFEST_SUFFIXES", "VIDEO_SUFFIXES"]
 
 
 def output_name(name: str) -> str | None:

@@ -10,44 +10,22 @@ Pure pydantic: it travels in the plan through the Lambda functions.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.formats import CONTENT_TYPES, EXTENSIONS, MEDIA_TYPE, OUTPUT_EXTENSION, Format
+from shared.options import ProcessingOptions
 
-class Format(StrEnum):
-    CSV = "csv"
-    JSONL = "jsonl"
-    PARQUET = "parquet"
-
-
-# Content types (S3's Content-Type or byom-accept) and extensions of each format.
-CONTENT_TYPES: dict[str, Format] = {
-    "text/csv": Format.CSV,
-    "application/jsonlines": Format.JSONL,
-    "application/x-jsonlines": Format.JSONL,
-    "application/jsonl": Format.JSONL,
-    "application/x-ndjson": Format.JSONL,
-    "application/x-parquet": Format.PARQUET,
-    "application/vnd.apache.parquet": Format.PARQUET,
-}
-EXTENSIONS: dict[str, Format] = {
-    ".csv": Format.CSV,
-    ".jsonl": Format.JSONL,
-    ".ndjson": Format.JSONL,
-    ".parquet": Format.PARQUET,
-}
-MEDIA_TYPE: dict[Format, str] = {
-    Format.CSV: "text/csv",
-    Format.JSONL: "application/jsonlines",
-    Format.PARQUET: "application/vnd.apache.parquet",
-}
-OUTPUT_EXTENSION: dict[Format, str] = {
-    Format.CSV: ".csv",
-    Format.JSONL: ".jsonl",
-    Format.PARQUET: ".parquet",
-}
+# The formats and their tables live in shared/formats.py (one table of job kinds);
+# they are named here too, where the plan's processing has always found them.
+__all__ = [
+    "CONTENT_TYPES",
+    "EXTENSIONS",
+    "MEDIA_TYPE",
+    "OUTPUT_EXTENSION",
+    "Format",
+]
 
 # The metadata columns an upload may ask for, and their names in the output.
 METADATA_COLUMNS: dict[str, str] = {
@@ -79,6 +57,10 @@ class ProcessingDefaults(_Frozen):
     accept: str | None = Field(default=None, max_length=64)
     metadata: list[Literal["job_id", "model_name", "model_version", "scored_at"]] | None = None
     output_key: str | None = Field(default=None, min_length=1, max_length=128)
+
+    def as_options(self) -> ProcessingOptions:
+        """These defaults as the options an upload's metadata would give."""
+        return ProcessingOptions.model_validate(self.as_metadata())
 
     def as_metadata(self) -> dict[str, str]:
         """These defaults spelt as upload metadata (``byom-input-filter`` ...)."""

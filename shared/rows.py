@@ -87,11 +87,6 @@ def header_names(line: bytes) -> list[str] | None:
     return names
 
 
-def looks_like_header(line: bytes) -> bool:
-    """A first line is a header when none of its cells is a number."""
-    return header_names(line) is not None
-
-
 def cell_problem(cell: str) -> str | None:
     """Why one cell is not a number byom accepts, or None when it is one."""
     if not cell.strip(" \t").strip('"').strip(" \t"):

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+from shared.bad_rows import BadRows, RowPolicy
+from shared.formats import Format, JobKind, MediaSource, media_source
 from shared.model_registry import target_model
 from shared.processing import Processing
+
+__all__ = ["BadRows", "RowPolicy"]  # and every model below
 
 SCHEMA_VERSION: Literal[1] = 1
 DONE_EVENT_SOURCE = "byom"
@@ -73,17 +77,7 @@ class S3ObjectCreatedEvent(BaseModel):
 # --- What to do with bad rows ---------------------------------------------------
 
 
-class BadRows(StrEnum):
-    FAIL = "fail"  # the first bad row fails the whole job
-    SKIP = "skip"  # bad rows get an empty prediction and a line in errors/, up to a limit
-
-
-class RowPolicy(_Message):
-    on_bad_rows: BadRows = BadRows.FAIL
-    max_bad_rows: int = Field(default=1000, ge=-1)  # with SKIP; -1: no limit
-
-    def too_many(self, bad_rows: int) -> bool:
-        return self.max_bad_rows >= 0 and bad_rows > self.max_bad_rows
+# BadRows and RowPolicy live in shared/bad_rows.py, the one policy object.
 
 
 # --- The chunk plan --------------------------------------------------------------
@@ -118,10 +112,92 @@ class MediaPlan(_Message):
     items: tuple[MediaItem, ...] = Field(min_length=1)
     draw: Literal["none", "jpeg", "png"] = "none"  # drawn images with their boxes
     frame_rate: float = Field(default=1.0, ge=0)  # video frames per second; 0: every frame
+    # What the upload was: one image or video, a manifest, a zip archive.
+    source: MediaSource = "image"
+
+
+# --- What a chunk plan holds for each job kind (shared/formats.py) ---------------
+
+
+class RowsSource(_Message):
+    """CSV rows, a row of features a line; ``processing`` for filters, joins, formats."""
+
+    kind: Literal[JobKind.ROWS] = JobKind.ROWS
+    header: bool  # the first line is a header and is not scored
+    data_start: int = Field(default=0, ge=0)  # where rows begin: after the BOM and header
+    # Formats, filters and joins, checked by ingest (None: a plain CSV, one line a row).
+    processing: Processing | None = None
+    # A plain CSV upload with a header: its output starts with a header too, the
+    # prediction columns' names (numbered from the one name when the model answers
+    # more columns), so output line n is input line n.
+    output_header: tuple[str, ...] | None = None
+
+
+class RecordsSource(_Message):
+    """JSON Lines, an object or an array a line."""
+
+    kind: Literal[JobKind.RECORDS] = JobKind.RECORDS
+    data_start: int = Field(default=0, ge=0)  # after a BOM
+    processing: Processing
+
+
+class ParquetSource(_Message):
+    """A Parquet table: each chunk is a run of row groups (``processing.parquet``)."""
+
+    kind: Literal[JobKind.PARQUET] = JobKind.PARQUET
+    processing: Processing
+
+
+class MediaSourcePlan(_Message):
+    """Images and video: each chunk is a run of items (a video alone)."""
+
+    kind: Literal[JobKind.MEDIA] = JobKind.MEDIA
+    media: MediaPlan
+
+
+PlanSource = Annotated[
+    RowsSource | RecordsSource | ParquetSource | MediaSourcePlan, Field(discriminator="kind")
+]
+_LINE_FIELDS = ("header", "data_start", "processing", "output_header", "media")
+
+
+def _source_of_flat_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A plan written before plans had a ``source`` (flat fields), or built flat by a
+    caller: its kind follows from what it holds, as the services used to decide it."""
+    fields = {name: data.pop(name) for name in _LINE_FIELDS if name in data}
+    media = fields.get("media")
+    processing = fields.get("processing")
+    content = None
+    if processing is not None:
+        content = (
+            processing.content if isinstance(processing, Processing) else processing["content"]
+        )
+    if media is not None:
+        if isinstance(media, dict) and "source" not in media:
+            media = {**media, "source": media_source(str(data.get("key", ""))) or "image"}
+        return {"kind": JobKind.MEDIA, "media": media}
+    if content == Format.PARQUET:
+        return {"kind": JobKind.PARQUET, "processing": processing}
+    if content == Format.JSONL:
+        return {
+            "kind": JobKind.RECORDS,
+            "processing": processing,
+            "data_start": fields.get("data_start", 0),
+        }
+    return {"kind": JobKind.ROWS, "header": fields.get("header", False)} | {
+        name: fields[name]
+        for name in ("data_start", "processing", "output_header")
+        if name in fields
+    }
 
 
 class ChunkPlan(_Message):
-    """Written once by ingest to staging; workers read it to find their byte ranges."""
+    """Written once by ingest to staging; workers read it to find their byte ranges.
+
+    The envelope (the object version, chunks, policy, model) is the same for every
+    job kind; ``source`` holds what one kind needs, one variant per kind, told
+    apart by ``kind`` (decided once, at ingest).
+    """
 
     version: Literal[1] = SCHEMA_VERSION
     job_id: str
@@ -129,8 +205,6 @@ class ChunkPlan(_Message):
     key: str
     etag: str
     size: int = Field(ge=0)
-    header: bool  # the first line is a header and is not scored
-    data_start: int = Field(default=0, ge=0)  # where rows begin: after the BOM and header
     # Cells per row: the chosen model's width (BYOM_FEATURE_COUNT when not known).
     columns: int | None = Field(default=None, ge=1)
     policy: RowPolicy = RowPolicy()
@@ -138,16 +212,48 @@ class ChunkPlan(_Message):
     # The registry model the job chose (None: the endpoint's default model).
     model_name: str | None = None
     model_version: str | None = None
-    # Formats, filters and joins, checked by ingest (None: a plain header-less CSV).
-    processing: Processing | None = None
-    # A plain CSV upload with a header: its output starts with a header too, the
-    # prediction columns' names (numbered from the one name when the model answers
-    # more columns), so output line n is input line n.
-    output_header: tuple[str, ...] | None = None
     # Rows and bytes per request the model takes (its card's batch limits).
     max_request_rows: int | None = Field(default=None, ge=1)
     max_request_bytes: int | None = Field(default=None, ge=1)
-    media: MediaPlan | None = None  # images or video instead of CSV rows (shared/media.py)
+    source: PlanSource
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "source" not in data:
+            data = dict(data)
+            data["source"] = _source_of_flat_fields(data)
+        return data
+
+    @property
+    def kind(self) -> JobKind:
+        return self.source.kind
+
+    @property
+    def header(self) -> bool:
+        """The first line is a header (CSV rows only)."""
+        return isinstance(self.source, RowsSource) and self.source.header
+
+    @property
+    def data_start(self) -> int:
+        """Where the records begin: after the BOM and header (line formats)."""
+        if isinstance(self.source, RowsSource | RecordsSource):
+            return self.source.data_start
+        return 0
+
+    @property
+    def processing(self) -> Processing | None:
+        if isinstance(self.source, MediaSourcePlan):
+            return None
+        return self.source.processing
+
+    @property
+    def output_header(self) -> tuple[str, ...] | None:
+        return self.source.output_header if isinstance(self.source, RowsSource) else None
+
+    @property
+    def media(self) -> MediaPlan | None:
+        return self.source.media if isinstance(self.source, MediaSourcePlan) else None
 
     @property
     def first_line(self) -> int:
@@ -276,6 +382,9 @@ class JobItem(BaseModel):
     # bytes after a FAILED job is a retry, not a duplicate event.
     input_last_modified: datetime | None = None
     output_key: str
+    # Decided once, at ingest (None: an item written before items recorded them).
+    kind: JobKind | None = None
+    output_format: Format | None = None
     plan_key: str | None = None
     created_at: datetime
     updated_at: datetime

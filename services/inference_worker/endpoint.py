@@ -81,9 +81,6 @@ class Endpoint:
         self.retries = 0
         tracing.trace_endpoint_calls(client)  # the server continues the caller's trace
 
-    async def invoke_csv(self, payload: bytes) -> bytes:
-        return await self.invoke(payload, content_type="text/csv", accept="text/csv")
-
     async def invoke(self, payload: bytes, *, content_type: str, accept: str) -> bytes:
         last_error = "no attempt made"
         target = {"TargetModel": self.target_model} if self.target_model else {}

@@ -37,15 +37,15 @@ from services.inference_worker.endpoint import Endpoint
 from services.inference_worker.scoring import ChunkResult, store_chunk
 from shared import aws, media
 from shared.errors import InputError, ModelError, PredictionCountError
-from shared.schemas import BadRows, Chunk, ChunkPlan, MediaItem
+from shared.formats import JSON_TYPE, JSONL_TYPE, NPY_TYPE
+from shared.schemas import Chunk, ChunkPlan, MediaItem
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from PIL import Image
     from types_aiobotocore_s3 import S3Client
 
-NPY = "application/x-npy"
-JSON = "application/json"
+NPY, JSON = NPY_TYPE, JSON_TYPE
 DESCRIBE = "application/vnd.byom.describe+json"
 _FRAMES_PER_ROUND = 64  # video frames decoded, then scored, at a time
 _GETS_IN_FLIGHT = 8
@@ -93,14 +93,14 @@ class MediaChunk:
         self.media = plan.media
         self.uri, self.settings = uri, settings
         self.drawn_uri = f"s3://{plan.bucket}/{media.drawn_prefix(output_key)}"
-        self.manifest = media.kind_of(plan.key) == "manifest"
+        self.manifest = plan.media.source == "manifest"
         self.rejected: dict[int, InputError] = {}
         self.spec: pixels.VisionSpec | None = None
         self.describing = asyncio.Lock()
         self.opening = asyncio.Lock()
         self._archive: Archive | None = None
         # A zip job's plan names the archive itself: its key, ETag and size.
-        self.plan_archive_size = plan.size if media.kind_of(plan.key) == "archive" else 0
+        self.plan_archive_size = plan.size if plan.media.source == "archive" else 0
 
     def where(self, item: MediaItem) -> tuple[str, int | None]:
         """How errors name an item: its own URI (and archive member), and its line in the
@@ -172,16 +172,8 @@ class MediaChunk:
         return await self.store("".join(lines).encode(), len(lines))
 
     def reject(self, index: int, error: InputError) -> None:
-        if self.plan.policy.on_bad_rows is BadRows.FAIL:
-            raise error
-        self.rejected[index] = error
-        if self.plan.policy.too_many(len(self.rejected)):
-            raise InputError(
-                self.uri,
-                f"{len(self.rejected)} bad images in this chunk, over the limit of "
-                f"{self.plan.policy.max_bad_rows}; the first: "
-                f"{next(iter(self.rejected.values())).describe()}",
-            )
+        self.rejected[index] = error  # under FAIL, the first: it ends the chunk at once
+        self.plan.policy.enforce(self.rejected, uri=self.uri, what="bad images in this chunk")
 
     def error_record(self, index: int, item: MediaItem) -> dict[str, Any]:
         return self.identity(item) | {"error": self.rejected[index].reason}
@@ -397,7 +389,7 @@ class MediaChunk:
         }
         return await store_chunk(
             self.s3, self.plan, self.chunk, output, rows=records, rejected=named,
-            content_type="application/jsonl",
+            content_type=JSONL_TYPE,
         )  # fmt: skip
 
 

@@ -21,8 +21,8 @@ from typing import Literal
 from aiobotocore.config import AioConfig
 
 from services.inference_worker.endpoint import Endpoint
-from services.inference_worker.images import score_media_chunk
-from services.inference_worker.scoring import ChunkResult, finished_earlier, score_chunk
+from services.inference_worker.scorers import SCORERS
+from services.inference_worker.scoring import ChunkResult, finished_earlier
 from shared import aws, chunk_timer, logs, tracing
 from shared.errors import ByomError, InputError, ModelError
 from shared.jobs import JobStore
@@ -138,22 +138,10 @@ async def run(child: BatchChild, settings: Settings) -> int:
                     return
                 try:
                     earlier = await finished_earlier(s3, plan, chunk) if reuse else None
-                    if plan.media is not None and earlier is None:  # images or video
-                        earlier = await score_media_chunk(
-                            s3, endpoint, plan, chunk, uri=uri, output_key=output_key,
-                            settings=settings,
-                        )  # fmt: skip
-                    result = earlier or await score_chunk(
-                        s3,
-                        endpoint,
-                        plan,
-                        chunk,
-                        columns=plan.columns or settings.feature_count,
-                        request_bytes=settings.request_bytes,
-                        max_line_bytes=settings.max_line_bytes,
-                        uri=uri,
-                        content_type=settings.endpoint_content_type,
-                    )
+                    result = earlier or await SCORERS[plan.kind](
+                        s3, endpoint, plan, chunk, uri=uri, output_key=output_key,
+                        settings=settings,
+                    )  # fmt: skip
                 except (InputError, ModelError) as exc:
                     stop.set()
                     await report(chunk, None, _failure(exc))

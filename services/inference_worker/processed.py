@@ -37,15 +37,15 @@ from services.inference_worker.scoring import (
     store_chunk,
 )
 from shared.csvchunks import split_records
-from shared.errors import InputError
+from shared.formats import NPY_TYPE
 from shared.parquet_footer import MAGIC
 from shared.processing import MEDIA_TYPE, Format, Processing
-from shared.schemas import BadRows, Chunk, ChunkPlan
+from shared.schemas import Chunk, ChunkPlan
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-NPY = "application/x-npy"
+NPY = NPY_TYPE
 _PARQUET_TAIL = 64 * 1024
 
 
@@ -78,20 +78,6 @@ async def _read_line_chunk(
         first_line = await line_number_at(s3, plan, first)
         records.rejected = shift_lines(records.rejected, first_line - 1)
     return records
-
-
-def _apply_policy(plan: ChunkPlan, records: Records, uri: str) -> None:
-    if not records.rejected:
-        return
-    first_problem = next(iter(records.rejected.values()))
-    if plan.policy.on_bad_rows is BadRows.FAIL:
-        raise first_problem
-    if plan.policy.too_many(len(records.rejected)):
-        raise InputError(
-            uri,
-            f"{len(records.rejected)} bad records in one chunk, over the limit of "
-            f"{plan.policy.max_bad_rows}; the first: {first_problem.describe()}",
-        )
 
 
 def csv_requests(values: np.ndarray, request_bytes: int, max_rows: int | None) -> list[bytes]:
@@ -145,7 +131,7 @@ async def score_processed(
         records = await _read_parquet(s3, plan, chunk, uri)
     else:
         records = await _read_line_chunk(s3, plan, chunk, max_line_bytes=max_line_bytes, uri=uri)
-    _apply_policy(plan, records, uri)
+    plan.policy.enforce(records.rejected, uri=uri, what="bad records in one chunk")
     if content_type == NPY:
         bodies = npy_requests(records.values, request_bytes, max_rows)
     else:

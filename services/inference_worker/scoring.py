@@ -23,14 +23,14 @@ from shared import aws, chunk_output, naming
 from shared.chunk_output import checked_answers, errors_csv, header_line, with_blanks
 from shared.csvchunks import count_lines, owned_lines, read_start, split_records
 from shared.errors import ByomError, InputError
+from shared.formats import CSV_TYPE, NPY_TYPE
 from shared.rows import split_lines
-from shared.schemas import BadRows, Chunk, ChunkPlan
+from shared.schemas import Chunk, ChunkPlan
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-NPY = "application/x-npy"
-CSV = "text/csv"
+NPY, CSV = NPY_TYPE, CSV_TYPE
 
 # Read this far past the chunk's end in the same GET, so the line that crosses
 # the end rarely needs a second request.
@@ -130,15 +130,8 @@ async def check_chunk(
         return parsed
     first_line = await line_number_at(s3, plan, first)
     rejected = shift_lines(parsed.rejected, first_line - 1)
-    first_problem = next(iter(rejected.values()))
-    if plan.policy.on_bad_rows is BadRows.FAIL:
-        raise first_problem
-    if plan.policy.too_many(len(rejected)):
-        raise InputError(
-            uri,
-            f"{len(rejected)} bad rows in lines {first_line}-{first_line + parsed.rows - 1}, "
-            f"over the limit of {plan.policy.max_bad_rows}; the first: {first_problem.describe()}",
-        )
+    last_line = first_line + parsed.rows - 1
+    plan.policy.enforce(rejected, uri=uri, what=f"bad rows in lines {first_line}-{last_line}")
     return ParsedRows(rows=parsed.rows, values=parsed.values, rejected=rejected)
 
 
@@ -209,16 +202,9 @@ async def score_chunk(
     uri: str,
     content_type: str = NPY,
 ) -> ChunkResult:
+    """A plain CSV chunk (no processing settings): one prediction line per row."""
+    assert plan.processing is None, "a plan with processing is scored by processed.py"
     request_bytes, max_rows = plan.request_limits(request_bytes)
-    if plan.processing is not None:
-        # Real files (formats, filters, joins): pyarrow's JSON and Parquet readers
-        # are imported only by the jobs that need them.
-        from services.inference_worker.processed import score_processed
-
-        return await score_processed(
-            s3, endpoint, plan, chunk, request_bytes=request_bytes, max_rows=max_rows,
-            max_line_bytes=max_line_bytes, uri=uri, content_type=content_type,
-        )  # fmt: skip
     first, data = await read_lines(s3, plan, chunk, max_line_bytes=max_line_bytes, uri=uri)
     parsed = await check_chunk(
         s3, plan, first, data, columns=columns, uri=uri, max_line_bytes=max_line_bytes

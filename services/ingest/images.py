@@ -27,24 +27,30 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from shared import aws, media, zip_members
+from shared import aws, formats, zip_members
 from shared.errors import InputError
 from shared.s3_file import open_object
-from shared.schemas import BadRows, Chunk, ChunkPlan, MediaItem, MediaPlan, RowPolicy
+from shared.schemas import (
+    BadRows,
+    Chunk,
+    ChunkPlan,
+    MediaItem,
+    MediaPlan,
+    MediaSourcePlan,
+    RowPolicy,
+)
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
-    from services.ingest.ingest import Upload
+    from services.ingest.upload import Upload
 
 log = logging.getLogger(__name__)
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-DRAW_METADATA = "byom-draw"
-FRAME_RATE_METADATA = "byom-frame-rate"
 _HEADS_IN_FLIGHT = 32  # the S3 client's connection pool (shared/aws.py)
 
 
@@ -58,14 +64,14 @@ class _Ref:
 def plan_media(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
     """The chunk plan of a media upload; raises ``InputError`` naming line and key."""
     settings = get_settings()
-    kind = media.kind_of(upload.key)
-    assert kind is not None
-    if kind == "manifest":
+    source = formats.media_source(upload.key)
+    assert source is not None
+    if source == "manifest":
         items = _manifest_items(upload, policy)
-    elif kind == "archive":
+    elif source == "archive":
         items = archive_items(upload)
     else:
-        items = [MediaItem(key=upload.key, kind=kind, size=upload.size, etag=upload.etag, line=1)]
+        items = [MediaItem(key=upload.key, kind=source, size=upload.size, etag=upload.etag, line=1)]
     if policy.on_bad_rows is BadRows.FAIL:
         for item in items:
             if item.size > settings.max_image_bytes and item.kind == "image":
@@ -74,16 +80,22 @@ def plan_media(job_id: str, upload: Upload, policy: RowPolicy) -> ChunkPlan:
                     f"the image is {item.size} bytes, over the {settings.max_image_bytes}-byte "
                     "limit (BYOM_MAX_IMAGE_BYTES)",
                 )
+    options = upload.options
+    media = MediaPlan(
+        items=tuple(items),
+        draw=options.draw_mode(upload.uri, default=settings.image_draw),
+        frame_rate=options.frames_per_second(upload.uri, default=settings.video_frame_rate),
+        source=source,
+    )
     return ChunkPlan(
         job_id=job_id,
         bucket=upload.bucket,
         key=upload.key,
         etag=upload.etag,
         size=upload.size,  # the upload's own (a zip's members are read by ranges of it)
-        header=False,
         policy=policy,
         chunks=media_chunks(items, settings.image_chunk_count, settings.image_chunk_bytes),
-        media=MediaPlan(items=tuple(items), draw=_draw(upload), frame_rate=_frame_rate(upload)),
+        source=MediaSourcePlan(media=media),
     )
 
 
@@ -100,29 +112,6 @@ def media_chunks(items: list[MediaItem], max_count: int, max_bytes: int) -> tupl
         size += item.size
     chunks.append(Chunk(index=len(chunks), start=start, end=len(items)))
     return tuple(chunks)
-
-
-def _draw(upload: Upload) -> Any:
-    value = upload.metadata.get(DRAW_METADATA, get_settings().image_draw).strip().lower()
-    value = {"jpg": "jpeg", "true": "jpeg", "false": "none", "": "none"}.get(value, value)
-    if value not in ("none", "jpeg", "png"):
-        raise InputError(upload.uri, f"metadata {DRAW_METADATA}={value!r}: use jpeg, png or none")
-    return value
-
-
-def _frame_rate(upload: Upload) -> float:
-    text = upload.metadata.get(FRAME_RATE_METADATA, str(get_settings().video_frame_rate)).strip()
-    try:
-        rate = float(text)
-        if not 0 <= rate <= 1000:
-            raise ValueError(text)
-    except ValueError:
-        raise InputError(
-            upload.uri,
-            f"metadata {FRAME_RATE_METADATA}={text!r}: frames a second to detect, 0-1000 "
-            "(0: every frame)",
-        ) from None
-    return rate
 
 
 def _manifest_items(upload: Upload, policy: RowPolicy) -> list[MediaItem]:
@@ -166,7 +155,7 @@ def _manifest_items(upload: Upload, policy: RowPolicy) -> list[MediaItem]:
                     f"s3://{upload.bucket}/{ref.key} does not exist (or cannot be read)",
                     line=ref.line,
                 )
-            kind = media.kind_of(ref.key)
+            kind = formats.media_source(ref.key)
             assert kind in ("image", "video")
             size, etag = head if head is not None else (0, None)
             items.append(MediaItem(key=ref.key, kind=kind, size=size, etag=etag, line=ref.line))
@@ -195,7 +184,7 @@ def archive_items(upload: Upload) -> list[MediaItem]:
         for m in members
     ]  # fmt: skip
     if not items:
-        allowed = ", ".join(media.IMAGE_SUFFIXES + media.VIDEO_SUFFIXES)
+        allowed = ", ".join(formats.IMAGE_SUFFIXES + formats.VIDEO_SUFFIXES)
         raise InputError(upload.uri, f"the archive holds no images or videos ({allowed})")
     return items
 
@@ -282,8 +271,8 @@ def _ref(upload: Upload, text: str, line: int, *, prefix: bool = False) -> _Ref:
     if key.startswith(own):
         where = key.split("/")[0]
         raise InputError(upload.uri, f"{text!r} is inside byom's own {where}/", line=line)
-    if not prefix and media.kind_of(key) not in ("image", "video"):
-        allowed = ", ".join(media.IMAGE_SUFFIXES + media.VIDEO_SUFFIXES)
+    if not prefix and formats.media_source(key) not in ("image", "video"):
+        allowed = ", ".join(formats.IMAGE_SUFFIXES + formats.VIDEO_SUFFIXES)
         raise InputError(upload.uri, f"{text!r} is not an image or video ({allowed})", line=line)
     return _Ref(line=line, key=key, prefix=prefix)
 
@@ -327,7 +316,7 @@ def _listed(upload: Upload, ref: _Ref, most: int) -> list[MediaItem]:
     items: list[MediaItem] = []
     for page in paginator.paginate(Bucket=upload.bucket, Prefix=ref.key):
         for obj in page.get("Contents", []):
-            kind = media.kind_of(obj["Key"])
+            kind = formats.media_source(obj["Key"])
             if kind in ("image", "video") and not obj["Key"].startswith(own):
                 items.append(
                     MediaItem(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -24,12 +25,12 @@ from botocore.exceptions import ClientError
 from shared import aws, model_registry
 from shared.csvchunks import ReadRange
 from shared.errors import InputError
+from shared.formats import CONTENT_TYPES, detect_format, format_of_media_type
 from shared.model_card import ModelCard
+from shared.options import PROCESSING_KEYS, ProcessingOptions, UploadOptions, key_of
 from shared.parquet_footer import NUMERIC_TYPES, TYPE_NAMES, read_footer
 from shared.processing import (
-    CONTENT_TYPES,
     DEFAULT_JSON_KEY,
-    EXTENSIONS,
     METADATA_COLUMNS,
     OUTPUT_EXTENSION,
     Format,
@@ -43,17 +44,15 @@ from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-INPUT_FILTER = "byom-input-filter"
-OUTPUT_FILTER = "byom-output-filter"
-JOIN_SOURCE = "byom-join-source"
-ACCEPT = "byom-accept"
-CONTENT_TYPE = "byom-content-type"
-METADATA = "byom-metadata"
-THRESHOLD = "byom-threshold"
-OUTPUT_KEY = "byom-output-key"
-SETTINGS = (
-    INPUT_FILTER, OUTPUT_FILTER, JOIN_SOURCE, ACCEPT, CONTENT_TYPE, METADATA, THRESHOLD, OUTPUT_KEY,
-)  # fmt: skip
+INPUT_FILTER = key_of("input_filter")
+OUTPUT_FILTER = key_of("output_filter")
+JOIN_SOURCE = key_of("join_source")
+ACCEPT = key_of("accept")
+CONTENT_TYPE = key_of("content_type")
+METADATA = key_of("metadata")
+THRESHOLD = key_of("threshold")
+OUTPUT_KEY = key_of("output_key")
+SETTINGS = PROCESSING_KEYS
 
 
 @dataclass(frozen=True)
@@ -101,29 +100,38 @@ def read_card(uri: str, bucket: str, chosen: model_registry.ModelRef | None) -> 
 
 
 def _format_of(value: str, setting: str, uri: str) -> Format:
-    kind = value.strip().lower().partition(";")[0].strip()
-    if kind not in CONTENT_TYPES:
+    found = format_of_media_type(value)
+    if found is None:
         raise InputError(uri, f"{setting}={value!r}: use one of {', '.join(CONTENT_TYPES)}")
-    return CONTENT_TYPES[kind]
+    return found
 
 
-def detect_content(key: str, content_type: str, metadata: dict[str, str], uri: str) -> Format:
-    """The upload's format: byom-content-type, else its extension, else its Content-Type."""
-    if CONTENT_TYPE in metadata:
-        return _format_of(metadata[CONTENT_TYPE], f"metadata {CONTENT_TYPE}", uri)
-    suffix = PurePosixPath(key.lower().removesuffix(".gz")).suffix
-    if suffix in EXTENSIONS:
-        return EXTENSIONS[suffix]
-    kind = content_type.strip().lower().partition(";")[0].strip()
-    return CONTENT_TYPES.get(kind, Format.CSV)
+def detect_content(key: str, content_type: str, metadata: Mapping[str, str], uri: str) -> Format:
+    """The upload's format: byom-content-type, else its extension, else its Content-Type
+    (``shared/formats.py``)."""
+    declared = metadata.get(CONTENT_TYPE)
+    found = detect_format(key, content_type, declared)
+    if found is None:
+        assert declared is not None
+        return _format_of(declared, f"metadata {CONTENT_TYPE}", uri)
+    return found
 
 
 def requested(
-    uri: str, key: str, content_type: str, metadata: dict[str, str], card: ModelCard | None
+    uri: str,
+    key: str,
+    content_type: str,
+    options: ProcessingOptions | Mapping[str, str],
+    card: ModelCard | None,
 ) -> Request:
-    """Every processing setting, checked; ``InputError`` names the first bad one."""
-    defaults = card.processing.as_metadata() if card is not None else {}
-    given = {name: metadata[name] for name in SETTINGS if name in metadata}
+    """Every processing setting, checked; ``InputError`` names the first bad one.
+
+    ``options``: the upload's (``UploadOptions.processing()``, or its raw metadata).
+    """
+    if not isinstance(options, ProcessingOptions):
+        options = UploadOptions.of(options).processing()
+    defaults = card.processing.as_options().given() if card is not None else {}
+    given = options.given()
     values = {**defaults, **given}
 
     from_card = frozenset(defaults.keys() - given.keys())

@@ -87,13 +87,8 @@ def check(data: bytes, plan: ChunkPlan, *, first_line: int, columns: int, uri: s
         return Checked(rows=rows, payload=data)
     rejected = dict(find_problems(data, first_line=first_line, columns=columns, uri=uri))
     lines = chunk_output.lines_of(data)
-    if plan.policy.too_many(len(rejected)):
-        first = next(iter(rejected.values()))
-        raise InputError(
-            uri,
-            f"{len(rejected)} bad rows in lines {first_line}-{first_line + len(lines) - 1}, "
-            f"over the limit of {plan.policy.max_bad_rows}; the first: {first.describe()}",
-        )
+    last_line = first_line + len(lines) - 1
+    plan.policy.enforce(rejected, uri=uri, what=f"bad rows in lines {first_line}-{last_line}")
     if not rejected:
         return Checked(rows=len(lines), payload=data)
     payload = b"".join(line + b"\n" for i, line in enumerate(lines) if i not in rejected)

@@ -13,12 +13,14 @@ identical object.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from services.status.kinds import output_format_of
 from shared import aws, naming
 from shared.errors import ByomError
+from shared.formats import CSV_TYPE, MEDIA_TYPE, Format
 from shared.multipart import MIN_PART, MultipartWriter
-from shared.processing import EXTENSIONS, MEDIA_TYPE, Format
 from shared.schemas import JobItem
 from shared.settings import get_settings
 
@@ -66,7 +68,7 @@ def assemble_group(job: JobItem, group: int) -> None:
     the final assembly uses a group object only when its size is the members' sum.
     Parquet parts are never joined so (their row groups are moved at the end).
     """
-    if _output_format(job.output_key) is Format.PARQUET:
+    if output_format_of(job) is Format.PARQUET:
         return
     body = b"".join(
         _read(naming.chunk_output_key(job.job_id, index), job.bucket)
@@ -76,7 +78,7 @@ def assemble_group(job: JobItem, group: int) -> None:
         Bucket=job.bucket,
         Key=naming.group_output_key(job.job_id, group),
         Body=body,
-        ContentType="text/csv",
+        ContentType=CSV_TYPE,
     )
 
 
@@ -92,18 +94,23 @@ def _group_sizes(job: JobItem) -> dict[str, int]:
 def assemble(job: JobItem) -> int:
     """Write ``job.output_key`` from the chunk outputs; returns its size in bytes.
 
+    The job's output format (recorded on the job item at ingest) chooses the
+    assembler (``ASSEMBLERS``).
+    """
+    outputs = list_chunk_outputs(job)
+    return ASSEMBLERS[output_format_of(job)](job, outputs)
+
+
+def assemble_lines(job: JobItem, outputs: list[ChunkOutput]) -> int:
+    """Line outputs (CSV, JSON Lines) concatenated in chunk order.
+
     Group by group, in order: a finished group object of at least 5 MiB is copied
     server-side; anything else is read and gathered into parts here.
     """
     s3 = aws.s3()
-    outputs = list_chunk_outputs(job)
-    if _output_format(job.output_key) is Format.PARQUET:
-        from services.status.assemble_parquet import assemble_parquet
-
-        return assemble_parquet(job, [(chunk.key, chunk.size) for chunk in outputs])
     groups = _group_sizes(job)
     group_size = get_settings().output_group_chunks
-    content_type = MEDIA_TYPE.get(_output_format(job.output_key), "text/csv")
+    content_type = MEDIA_TYPE[output_format_of(job)]
     with MultipartWriter(s3, job.bucket, job.output_key, content_type=content_type) as output:
         for group, first in enumerate(range(0, len(outputs), group_size)):
             members = outputs[first : first + group_size]
@@ -122,9 +129,21 @@ def assemble(job: JobItem) -> int:
     return total
 
 
-def _output_format(key: str) -> Format:
-    """The output's format, as its claimed name's extension says (CSV unless asked)."""
-    return next((f for e, f in EXTENSIONS.items() if key.lower().endswith(e)), Format.CSV)
+def _parquet(job: JobItem, outputs: list[ChunkOutput]) -> int:
+    from services.status.assemble_parquet import assemble_parquet
+
+    return assemble_parquet(job, [(chunk.key, chunk.size) for chunk in outputs])
+
+
+Assembler = Callable[[JobItem, list[ChunkOutput]], int]
+# The assembler of each output format: line outputs (CSV, JSON Lines: rows, records
+# and media alike) are concatenated; Parquet parts have their row groups moved
+# into one file. Adding a format: a module with its assembler, and a row here.
+ASSEMBLERS: dict[Format, Assembler] = {
+    Format.CSV: assemble_lines,
+    Format.JSONL: assemble_lines,
+    Format.PARQUET: _parquet,
+}
 
 
 ERRORS_HEADER = b"line,column,reason\n"
@@ -150,5 +169,5 @@ def assemble_errors(job: JobItem) -> str | None:
         s3.get_object(Bucket=job.bucket, Key=key)["Body"].read() for key in keys
     )
     target = naming.errors_key(job.output_key)  # follows the output's claimed name
-    s3.put_object(Bucket=job.bucket, Key=target, Body=body, ContentType="text/csv")
+    s3.put_object(Bucket=job.bucket, Key=target, Body=body, ContentType=CSV_TYPE)
     return target

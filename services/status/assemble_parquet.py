@@ -12,13 +12,14 @@ from __future__ import annotations
 from shared import aws
 from shared.csvchunks import ReadRange
 from shared.errors import ByomError
+from shared.formats import PARQUET_TYPE
 from shared.multipart import MultipartWriter
 from shared.parquet_concat import ConcatError, joined_footer, read_part_footer
 from shared.parquet_footer import MAGIC
 from shared.schemas import JobItem
 from shared.thrift_compact import Struct, ThriftError
 
-PARQUET = "application/vnd.apache.parquet"
+PARQUET = PARQUET_TYPE
 
 
 def assemble_parquet(job: JobItem, outputs: list[tuple[str, int]]) -> int:

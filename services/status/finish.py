@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from services.status.assemble import assemble, assemble_errors
+from services.status.kinds import kind_of_job
 from shared import aws, media
 from shared.endings import announce, fail
+from shared.formats import JobKind
 from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
 
@@ -23,7 +25,7 @@ def succeed(job: JobItem, store: JobStore) -> None:
     output just written is deleted again (``announce`` of a FAILED job does it).
     """
     errors_key = assemble_errors(job) if job.bad_rows else None
-    if job.output_key.endswith(media.OUTPUT_SUFFIX):  # drawn images first, then the output
+    if kind_of_job(job) is JobKind.MEDIA:  # drawn images first, then the output
         media.publish_drawn(job.bucket, job.job_id, job.output_key)
     assemble(job)
     finished = store.succeed(job.job_id, errors_key) or store.get(job.job_id)

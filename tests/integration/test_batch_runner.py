@@ -431,11 +431,11 @@ def waiting_job(job_id: str):
     settings, now = get_settings(), datetime.now(UTC)
     rows = b"1,2\n" * 300
     aws.s3().put_object(Bucket=settings.bucket, Key=f"input/{job_id}.csv", Body=rows)
-    plan = ChunkPlan(
+    plan = ChunkPlan.model_validate(dict(
         job_id=job_id, bucket=settings.bucket, key=f"input/{job_id}.csv", etag="e",
         size=len(rows), header=False, data_start=0,
         chunks=tuple(Chunk(index=i, start=i * 400, end=(i + 1) * 400) for i in range(3)),
-    )  # fmt: skip
+    ))  # fmt: skip
     aws.s3().put_object(
         Bucket=settings.bucket, Key=naming.plan_key(job_id), Body=plan.model_dump_json()
     )

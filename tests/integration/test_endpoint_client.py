@@ -72,7 +72,7 @@ async def with_endpoint(url: str, body, **options):
 def test_model_error_is_not_retried_and_keeps_its_message(server):
     async def body(endpoint):
         with pytest.raises(ModelError, match="30") as caught:
-            await endpoint.invoke_csv(b"1,2,3\n")
+            await endpoint.invoke(b"1,2,3\n", content_type="text/csv", accept="text/csv")
         assert endpoint.retries == 0
         return caught.value
 
@@ -83,7 +83,7 @@ def test_throttling_is_retried_and_shrinks_the_limit(server):
     set_model_faults(server, 429, 3)
 
     async def body(endpoint):
-        answer = await endpoint.invoke_csv(ROW * 5)
+        answer = await endpoint.invoke(ROW * 5, content_type="text/csv", accept="text/csv")
         return answer, endpoint.retries, endpoint.limiter.limit
 
     answer, retries, limit = asyncio.run(with_endpoint(server, body, concurrency=8))
@@ -98,7 +98,7 @@ def test_retries_are_bounded(server):
 
         async def body(endpoint):
             with pytest.raises(EndpointUnavailable, match="failed 3 times"):
-                await endpoint.invoke_csv(ROW)
+                await endpoint.invoke(ROW, content_type="text/csv", accept="text/csv")
 
         asyncio.run(with_endpoint(server, body, attempts=3))
     finally:

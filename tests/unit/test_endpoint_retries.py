@@ -18,6 +18,8 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ResponseStre
 from services.inference_worker.endpoint import Endpoint
 from shared.errors import EndpointUnavailable, ModelError
 
+AS_CSV = {"content_type": "text/csv", "accept": "text/csv"}
+
 ANSWER = b"0.5\n0.25\n"
 URL = "https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/byom-model/invocations"
 
@@ -86,7 +88,7 @@ def test_a_closed_connection_and_a_cut_off_body_are_retried() -> None:
         answers(),
     )
     calls = endpoint(client)
-    assert asyncio.run(calls.invoke_csv(b"1,2\n3,4\n")) == ANSWER
+    assert asyncio.run(calls.invoke(b"1,2\n3,4\n", **AS_CSV)) == ANSWER
     assert len(client.calls) == 3 and calls.retries == 2
     assert all(call["Body"] == b"1,2\n3,4\n" for call in client.calls)
     assert calls.limiter._in_flight == 0  # the failed reads gave their slot back
@@ -103,14 +105,14 @@ def test_a_closed_connection_and_a_cut_off_body_are_retried() -> None:
 def test_each_transport_error_alone_is_retried(error: Exception) -> None:
     first = body_fails(error) if isinstance(error, ResponseStreamingError) else raises(error)
     client = FakeRuntime(first, answers())
-    assert asyncio.run(endpoint(client).invoke_csv(b"1\n")) == ANSWER
+    assert asyncio.run(endpoint(client).invoke(b"1\n", **AS_CSV)) == ANSWER
     assert len(client.calls) == 2
 
 
 def test_transport_errors_past_the_attempts_name_the_last_one() -> None:
     client = FakeRuntime(*[raises(ConnectionClosedError(endpoint_url=URL))] * 3)
     with pytest.raises(EndpointUnavailable, match=r"failed 3 times.*ConnectionClosedError"):
-        asyncio.run(endpoint(client, attempts=3).invoke_csv(b"1\n"))
+        asyncio.run(endpoint(client, attempts=3).invoke(b"1\n", **AS_CSV))
     assert len(client.calls) == 3
 
 
@@ -118,5 +120,5 @@ def test_a_model_error_is_not_retried() -> None:
     client = FakeRuntime(raises(model_error(400)), answers())
     calls = endpoint(client)
     with pytest.raises(ModelError, match="could not convert string to float"):
-        asyncio.run(calls.invoke_csv(b"abc\n"))
+        asyncio.run(calls.invoke(b"abc\n", **AS_CSV))
     assert len(client.calls) == 1 and calls.retries == 0

@@ -10,7 +10,7 @@ from model.image_spec import ImageSpec
 from model.manifest import ManifestError, parse_manifest
 from services.inference_worker import pixels
 from services.ingest.images import media_chunks
-from shared import media, naming
+from shared import formats, media, naming
 from shared.schemas import MediaItem
 
 BASE = {"task": "detection", "size": [64, 64], "labels": ["cat", "dog"]}
@@ -111,10 +111,10 @@ def test_chunks_by_count_and_bytes_with_each_video_alone():
 
 
 def test_media_uploads_are_recognised_and_answer_json_lines():
-    assert media.kind_of("input/a.manifest.jsonl") == "manifest"
-    assert media.kind_of("input/A.JPG") == "image"
-    assert media.kind_of("input/clip.mkv") == "video"
-    assert media.kind_of("input/rows.csv") is None
+    assert formats.media_source("input/a.manifest.jsonl") == "manifest"
+    assert formats.media_source("input/A.JPG") == "image"
+    assert formats.media_source("input/clip.mkv") == "video"
+    assert formats.media_source("input/rows.csv") is None
     from datetime import UTC, datetime
 
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

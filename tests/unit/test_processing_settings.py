@@ -168,10 +168,10 @@ def test_the_manifests_processing_table_is_checked_and_goes_on_the_card() -> Non
 
 
 def plan(**limits: int) -> ChunkPlan:
-    return ChunkPlan(
+    return ChunkPlan.model_validate(dict(
         job_id="j", bucket="b", key="k", etag="e", size=10, header=False,
         chunks=(Chunk(index=0, start=0, end=10),), **limits,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def test_workers_size_requests_to_the_models_limits() -> None:

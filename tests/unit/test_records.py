@@ -28,11 +28,11 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def plan_for(processing: Processing) -> ChunkPlan:
-    return ChunkPlan(
+    return ChunkPlan.model_validate(dict(
         job_id="job-1", bucket="b", key="k", etag="e", size=10, header=True,
         chunks=(Chunk(index=0, start=0, end=10),), processing=processing,
         model_name="fraud", model_version="3",
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 CSV = Processing(
