@@ -23,20 +23,16 @@ from typing import Literal
 from botocore.exceptions import ClientError
 
 from shared import aws, model_registry
-from shared.csvchunks import ReadRange
 from shared.errors import InputError
 from shared.formats import CONTENT_TYPES, detect_format, format_of_media_type
 from shared.model_card import ModelCard
 from shared.options import PROCESSING_KEYS, ProcessingOptions, UploadOptions, key_of
-from shared.parquet_footer import NUMERIC_TYPES, TYPE_NAMES, read_footer
 from shared.processing import (
     DEFAULT_JSON_KEY,
     METADATA_COLUMNS,
     OUTPUT_EXTENSION,
     Format,
-    ParquetLayout,
     Processing,
-    RowGroupSpan,
 )
 from shared.rows import split_cells
 from shared.selectors import Selector, SelectorError, parse_selector
@@ -368,58 +364,3 @@ def needs_processing(request: Request, card: ModelCard | None, header: list[str]
         return True
     card_names = card.feature_names if card is not None else None
     return header is not None and card_names is not None and tuple(header) != card_names
-
-
-def parquet_processing(
-    request: Request,
-    card: ModelCard | None,
-    read: ReadRange,
-    size: int,
-    *,
-    chunk_bytes: int,
-    model_columns: int,
-    uri: str,
-) -> tuple[Processing, list[tuple[int, int]]]:
-    """Processing and chunk byte ranges of a Parquet upload: row groups as chunks.
-
-    Consecutive row groups go into one chunk until it holds ``chunk_bytes``; a
-    chunk's range spans its row groups' column chunks, which the worker reads
-    with one ranged GET beside the footer.
-    """
-    footer = read_footer(read, size, uri=uri)  # FooterError names the file and the fault
-    if footer.nested:
-        raise InputError(uri, "has nested columns (structs, lists or maps); byom reads flat tables")
-    if not footer.row_groups or footer.rows == 0:
-        raise InputError(uri, "the Parquet file has no rows")
-    record = FirstRecord("rows", len(footer.columns), footer.columns)
-    result = processing(request, card, record, model_columns=model_columns, uri=uri)
-    for position in result.features:
-        annotation = footer.annotations[position] if footer.annotations else None
-        if footer.types[position] not in NUMERIC_TYPES or annotation is not None:
-            kind = (
-                TYPE_NAMES.get(footer.types[position], str(footer.types[position]))
-                if footer.types[position] not in NUMERIC_TYPES
-                else str(annotation)
-            )
-            raise InputError(
-                uri,
-                f"column {footer.columns[position]!r} is a feature but holds {kind}, not numbers; "
-                f"choose the features with {INPUT_FILTER}",
-            )
-    spans: list[RowGroupSpan] = []
-    ranges: list[tuple[int, int]] = []
-    first = first_row = 0
-    while first < len(footer.row_groups):
-        last = first
-        while (
-            last + 1 < len(footer.row_groups)
-            and footer.row_groups[last + 1].end - footer.row_groups[first].start <= chunk_bytes
-        ):
-            last += 1
-        members = footer.row_groups[first : last + 1]
-        rows = sum(group.rows for group in members)
-        spans.append(RowGroupSpan(first=first, count=len(members), first_row=first_row, rows=rows))
-        ranges.append((members[0].start, members[-1].end))
-        first, first_row = last + 1, first_row + rows
-    layout = ParquetLayout(footer_start=footer.start, spans=tuple(spans))
-    return result.model_copy(update={"parquet": layout}), ranges
