@@ -120,15 +120,50 @@ def install_dependencies(target: Path, python_version: str = LAMBDA_PYTHON) -> N
     )  # fmt: skip
 
 
-def build_lambda(out: Path, *, with_dependencies: bool = True, base: Path = REPO) -> str:
-    """The bundle every byom function runs from; returns its content hash."""
+def dependencies_key(python_version: str = LAMBDA_PYTHON) -> str:
+    """What the installed dependencies depend on: the lock, the list, the runtime."""
+    digest = hashlib.sha256(LOCK.read_bytes())
+    digest.update("\n".join([*LAMBDA_REQUIREMENTS, python_version, LAMBDA_PLATFORM]).encode())
+    return digest.hexdigest()[:20]
+
+
+def _install_into(target: Path, python_version: str) -> None:
+    install_dependencies(target, python_version)
+    # pip's launcher scripts are of no use inside Lambda.
+    shutil.rmtree(target / "bin", ignore_errors=True)
+
+
+def _dependencies(scratch: Path, python_version: str, cache: Path | None) -> Path:
+    """Where the installed dependencies are: fresh in ``scratch``, or cached."""
+    if cache is None:
+        _install_into(scratch, python_version)
+        return scratch
+    target = cache / f"lambda-{dependencies_key(python_version)}"
+    if not target.is_dir():
+        building = target.with_name(f"{target.name}.partial")
+        shutil.rmtree(building, ignore_errors=True)
+        _install_into(building, python_version)
+        building.rename(target)
+    return target
+
+
+def build_lambda(
+    out: Path,
+    *,
+    with_dependencies: bool = True,
+    base: Path = REPO,
+    python_version: str = LAMBDA_PYTHON,
+    dependencies_cache: Path | None = None,
+) -> str:
+    """The bundle every byom function runs from; returns its content hash.
+
+    ``dependencies_cache`` (tests): keep the installed dependencies there, under
+    :func:`dependencies_key`, and install them only when the key is new.
+    """
     entries = [(path, path.relative_to(base).as_posix()) for path in collect(LAMBDA_SOURCES, base)]
     with tempfile.TemporaryDirectory(prefix="byom-lambda-") as scratch:
         if with_dependencies:
-            target = Path(scratch)
-            install_dependencies(target)
-            # pip's launcher scripts are of no use inside Lambda.
-            shutil.rmtree(target / "bin", ignore_errors=True)
+            target = _dependencies(Path(scratch), python_version, dependencies_cache)
             entries += [
                 (path, path.relative_to(target).as_posix())
                 for path in collect([p.name for p in target.iterdir()], target)

@@ -10,6 +10,11 @@ imported once, reused while it behaves, and killed when an invocation runs past
 ``--timeout-seconds``. As on Lambda, a timed-out invocation returns its whole
 batch to the queue, and the next one starts a fresh process.
 
+With :data:`BUNDLE_PYTHON_VARIABLE` and :data:`BUNDLE_PATH_VARIABLE` set (the
+stack's ``lambda_bundle``), that process is instead the given interpreter running
+:mod:`infra.local.lambda_bootstrap` on the unzipped deployment bundle alone, so
+the functions run from exactly what ``infra/deploy.sh`` uploads.
+
     python -m infra.local.poller --queue-url URL [--queue-url URL ...] \\
         --handler services.status.handler:handler
 """
@@ -20,7 +25,10 @@ import argparse
 import importlib
 import logging
 import multiprocessing
+import os
 import signal
+import socket
+import subprocess
 import time
 import traceback
 import uuid
@@ -28,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -92,6 +101,53 @@ def load_handler(spec: str) -> Handler:
 INIT_TIMEOUT_SECONDS = 120.0
 
 
+# The interpreter and sys.path (os.pathsep-separated) of functions run from their
+# deployment bundle; set by the local stack, never passed on to the handler.
+BUNDLE_PYTHON_VARIABLE = "BYOM_LOCAL_LAMBDA_PYTHON"
+BUNDLE_PATH_VARIABLE = "BYOM_LOCAL_LAMBDA_PATH"
+_BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Run the handler with ``python`` from ``path`` alone (the bundle first)."""
+
+    python: str
+    path: tuple[str, ...]
+
+    @classmethod
+    def from_environment(cls) -> Bundle | None:
+        python = os.environ.get(BUNDLE_PYTHON_VARIABLE)
+        path = os.environ.get(BUNDLE_PATH_VARIABLE)
+        if not python or not path:
+            return None
+        return cls(python, tuple(path.split(os.pathsep)))
+
+    def environment(self) -> dict[str, str]:
+        return {
+            name: value
+            for name, value in os.environ.items()
+            if name not in (BUNDLE_PYTHON_VARIABLE, BUNDLE_PATH_VARIABLE)
+        }
+
+
+class _Executed:
+    """A bundle runtime's process, with the part of ``BaseProcess`` the Runtime uses."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        self.pid: int | None = process.pid
+
+    def is_alive(self) -> bool:
+        return self._process.poll() is None
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def join(self) -> None:
+        self._process.wait()
+
+
 class InvocationFailed(Exception):
     """The handler raised, timed out or died: the whole batch goes back to the queue."""
 
@@ -123,20 +179,26 @@ class Runtime:
     killed mid-invocation, whatever the handler is doing, as Lambda does.
     """
 
-    def __init__(self, spec: str, *, function_name: str, timeout_seconds: int) -> None:
+    def __init__(
+        self,
+        spec: str,
+        *,
+        function_name: str,
+        timeout_seconds: int,
+        bundle: Bundle | None = None,
+    ) -> None:
         self.spec = spec
         self.function_name = function_name
         self.timeout_seconds = timeout_seconds
-        self._process: BaseProcess | None = None
+        self.bundle = bundle or Bundle.from_environment()
+        self._process: BaseProcess | _Executed | None = None
         self._conn: Connection | None = None
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def start(self) -> None:
-        """Start a fresh environment and wait for its initialisation."""
-        self.stop()
+    def _spawn(self) -> tuple[BaseProcess, Connection]:
         # spawn, not fork: a fresh interpreter, as a cold start is, sharing no
         # sockets or locks with the poller.
         context = multiprocessing.get_context("spawn")
@@ -149,7 +211,31 @@ class Runtime:
         )
         process.start()
         child.close()
-        self._process, self._conn = process, parent
+        return process, parent
+
+    def _execute(self, bundle: Bundle) -> tuple[_Executed, Connection]:
+        ours, theirs = socket.socketpair()
+        paths = [arg for folder in bundle.path for arg in ("--path", folder)]
+        process = subprocess.Popen(
+            [
+                bundle.python, "-I", "-S", str(_BOOTSTRAP), "--fd", str(theirs.fileno()),
+                *paths, self.spec, self.function_name, str(self.timeout_seconds),
+            ],
+            pass_fds=(theirs.fileno(),),
+            env=bundle.environment(),
+        )  # fmt: skip
+        theirs.close()
+        return _Executed(process), Connection(ours.detach())
+
+    def start(self) -> None:
+        """Start a fresh environment and wait for its initialisation."""
+        self.stop()
+        if self.bundle is not None:
+            process, parent = self._execute(self.bundle)
+            self._process, self._conn = process, parent
+        else:
+            self._process, self._conn = self._spawn()
+        parent = self._conn
         if not parent.poll(INIT_TIMEOUT_SECONDS):
             self.stop()
             raise InvocationFailed(f"{self.spec}: init took over {INIT_TIMEOUT_SECONDS:.0f} s")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from infra.local import resources
+from infra.local.poller import BUNDLE_PATH_VARIABLE, BUNDLE_PYTHON_VARIABLE, Bundle
 from infra.local.processes import Service, free_port, http_ok, wait_until
 from shared.otel_export import ALSO_EXPORT_VARIABLE, traces_url
 
@@ -74,6 +76,8 @@ WIRING = frozenset(
         "BYOM_FAULT_API",
         "BYOM_LOOPBACK_ONLY",  # the model server answers this machine only
         "BYOM_LOCAL_ZYGOTE_ENV_ROOM",
+        BUNDLE_PYTHON_VARIABLE,
+        BUNDLE_PATH_VARIABLE,
         # A Batch child's own (the scheduler and the runner set them per child).
         "BYOM_JOB_ID",
         "BYOM_PLAN_KEY",
@@ -134,6 +138,12 @@ class StackConfig:
     # BYOM_* and OTEL_* settings the services get (see user_settings); `settings`
     # and the stack's wiring win over it. Empty for tests: they set `settings`.
     user_env: dict[str, str] = field(default_factory=dict)
+    # What deploys, instead of the working tree (infra/local/deployables.py): the
+    # functions from their bundle, the worker and the model server from their
+    # images' Python (each a command that runs `python -m MODULE` there).
+    lambda_bundle: Bundle | None = None
+    worker_command: list[str] | None = None
+    model_server_command: list[str] | None = None
     model_server_env: dict[str, str] = field(default_factory=dict)
     dashboard_port: int = 0  # 0: any free port
 
@@ -279,7 +289,7 @@ class LocalStack:
         model = self._service(
             "model-server",
             [
-                python, "-m", "model.server",
+                *(self.config.model_server_command or [python, "-m", "model.server"]),
                 "--host", "127.0.0.1",
                 "--port", str(self.model_port),
                 "--model-dir", str(self.config.model_dir),
@@ -305,17 +315,22 @@ class LocalStack:
             visibility_timeout=self.config.visibility_timeout,
             max_receive_count=self.config.max_receive_count,
         )
+        worker = self.config.worker_command
+        # Warm starts fork from this Python; another Python's children are executed.
+        preload = ["--preload", WORKER_MODULE] if worker is None else []
         batch = self._service(
             "batch",
             [
                 python, "-m", "infra.local.batch_runner",
                 "--port", str(self.batch_port),
                 "--max-parallel", str(self.config.batch_parallel),
-                "--preload", WORKER_MODULE,
-                "--job-definition", f"byom-worker={WORKER_COMMAND}",
+                *preload,
+                "--job-definition",
+                f"byom-worker={shlex.join(worker) if worker else WORKER_COMMAND}",
             ],
         )  # fmt: skip
         batch.start()
+        functions = self._bundle_env()
         for name, function in HANDLERS.items():
             self._service(
                 name,
@@ -327,6 +342,7 @@ class LocalStack:
                     "--timeout-seconds", str(function.timeout_seconds),
                     "--batch-size", str(function.batch_size),
                 ],
+                functions,
             ).start()  # fmt: skip
         dead_letter_queues = [
             arg for url in self.resources.dlq_urls.values() for arg in ("--queue-url", url)
@@ -340,6 +356,7 @@ class LocalStack:
                 "--timeout-seconds", str(DEAD_LETTERS.timeout_seconds),
                 "--batch-size", str(DEAD_LETTERS.batch_size),
             ],
+            functions,
         ).start()  # fmt: skip
         self._service(
             "reaper",
@@ -349,6 +366,7 @@ class LocalStack:
                 "--handler", REAPER_HANDLER,
                 "--function-name", "byom-reaper",
             ],
+            functions,
         ).start()  # fmt: skip
         dashboard = self._service(
             "dashboard",
@@ -379,6 +397,16 @@ class LocalStack:
             timeout=30,
             what="local Batch",
         )
+
+    def _bundle_env(self) -> dict[str, str]:
+        """What tells a poller to run its function from the bundle (infra/local/poller.py)."""
+        bundle = self.config.lambda_bundle
+        if bundle is None:
+            return {}
+        return {
+            BUNDLE_PYTHON_VARIABLE: bundle.python,
+            BUNDLE_PATH_VARIABLE: os.pathsep.join(bundle.path),
+        }
 
     def subscribe_done_events(self, queue_name: str) -> str:
         return resources.subscribe_done_events(

@@ -1,0 +1,162 @@
+"""What deploys is what was tested: the local stack run from the deployables themselves.
+
+The functions run from the Lambda bundle ``infra/deploy.sh`` uploads, unzipped into
+an empty folder, by the Lambda runtime's Python with nothing else on its path; the
+worker and the model server run from fresh venvs holding exactly their Dockerfiles'
+``pip install`` lines and app folders holding exactly their ``COPY`` lines. A module
+missing from any of them fails here. (The first run installs them, a minute or two;
+later runs reuse ``.venv-deployables/`` while the lock and the Dockerfiles stay.)
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra.local import deployables
+from infra.local.poller import Bundle, InvocationFailed, Runtime, to_lambda_record
+from infra.local.stack import (
+    DEAD_LETTERS,
+    HANDLERS,
+    REAPER_HANDLER,
+    REPO,
+    WORKER_MODULE,
+    LocalStack,
+    StackConfig,
+)
+from infra.local.timer import scheduled_event
+from model.data import generate
+from tests.features import write_feature_csv
+from tests.integration.helpers import collect_done_events, job_item
+from tests.integration.test_pipeline import expected_predictions
+
+pytestmark = pytest.mark.integration
+
+KIB = 1024
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The bundle and the two images' Python, as they deploy."""
+    work = tmp_path_factory.mktemp("deployables")
+    return {
+        "lambda": deployables.lambda_runtime(work / "lambda"),
+        "worker": deployables.image(REPO / "services/inference_worker/Dockerfile"),
+        "server": deployables.image(REPO / "model/server/Dockerfile"),
+    }
+
+
+@pytest.fixture(scope="module")
+def stack(model_dir, built, tmp_path_factory):
+    config = StackConfig(
+        model_dir=model_dir,
+        log_dir=tmp_path_factory.mktemp("deployables-logs"),
+        reaper_every_seconds=1.0,
+        # A small file takes the scheduler's own path, a larger one the workers'.
+        settings={"BYOM_INLINE_MAX_BYTES": str(64 * KIB), "BYOM_CHUNK_BYTES": str(64 * KIB)},
+        lambda_bundle=built["lambda"],
+        worker_command=built["worker"].command(WORKER_MODULE),
+        model_server_command=built["server"].command("model.server"),
+    )
+    with LocalStack(config) as stack:
+        yield stack
+
+
+def feature_csv(rows: int, seed: int) -> bytes:
+    buffer = io.StringIO()
+    write_feature_csv(generate(rows, seed=seed), buffer)
+    return buffer.getvalue().encode()
+
+
+def test_the_bundle_holds_nothing_from_the_working_tree_s_environment(built):
+    """The functions' Python sees the standard library, the bundle and boto3 only."""
+    bundle = built["lambda"]
+    shown = subprocess.run(
+        [bundle.python, "-I", "-S", "-c", "import sys; print('\\n'.join(sys.path))"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    assert not any("site-packages" in folder for folder in shown), shown
+    assert not any(folder.startswith(str(REPO)) for folder in shown), shown
+    for image in (built["worker"], built["server"]):
+        assert not (image.app / "tests").exists()
+        assert (image.venv / "pyvenv.cfg").read_text().count("include-system-site-packages = false")
+
+
+def test_a_job_through_every_deployable(stack, model_dir):
+    s3, sqs = stack.client("s3"), stack.client("sqs")
+    done = stack.subscribe_done_events("deployables-done")
+    bucket = stack.config.bucket
+    small, large = feature_csv(40, seed=61), feature_csv(1500, seed=62)
+    assert len(small) < 64 * KIB < len(large)
+    s3.put_object(Bucket=bucket, Key="input/deployed/small.csv", Body=small)
+    s3.put_object(Bucket=bucket, Key="input/deployed/large.csv", Body=large)
+    uris = {f"s3://{bucket}/input/deployed/{name}" for name in ("small.csv", "large.csv")}
+    try:
+        details = collect_done_events(sqs, done, uris, timeout=240)
+    except TimeoutError:
+        print(stack.logs(60))
+        raise
+    for name, data in (("small.csv", small), ("large.csv", large)):
+        detail = details[f"s3://{bucket}/input/deployed/{name}"]
+        assert detail["status"] == "SUCCEEDED", (detail, stack.logs(40))
+        body = s3.get_object(Bucket=bucket, Key=detail["output_uri"].split("/", 3)[3])["Body"]
+        served = np.array(body.read().split(), dtype=float)
+        np.testing.assert_allclose(served, expected_predictions(model_dir, data), atol=1e-6)
+    large_job = job_item(stack.client("dynamodb"), stack.config.jobs_table, detail["job_id"])
+    assert large_job.get("batch_job_id"), "the larger file went through the workers"
+
+
+# One message no function can use: each handles it (reports or drops it) and answers.
+UNUSABLE = {
+    "Records": [
+        to_lambda_record(
+            {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": "{}"},
+            "arn:aws:sqs:us-east-1:123456789012:byom-x",
+            "us-east-1",
+        )
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "event"),
+    [
+        (REAPER_HANDLER, scheduled_event()),
+        (DEAD_LETTERS.handler, UNUSABLE),
+        *[(function.handler, UNUSABLE) for function in HANDLERS.values()],
+    ],
+    ids=["reaper", "dead-letters", *HANDLERS],
+)
+def test_every_handler_imports_and_runs_from_the_bundle(stack, built, monkeypatch, spec, event):
+    for name, value in stack.base_env().items():
+        monkeypatch.setenv(name, value)
+    runtime = Runtime(spec, function_name="deployed", timeout_seconds=60, bundle=built["lambda"])
+    try:
+        runtime.start()  # raises InvocationFailed, with the traceback, if it cannot import
+        runtime.invoke(event)
+    except InvocationFailed as failed:
+        # Powertools raises when every record of a batch failed: the function ran.
+        assert "All records failed processing" in str(failed), failed
+        assert "ImportError" not in str(failed) and "ModuleNotFound" not in str(failed), failed
+    finally:
+        runtime.stop()
+
+
+def test_a_module_missing_from_the_bundle_fails(built, tmp_path, monkeypatch):
+    """The check itself: the same handler, its bundle short of one dependency."""
+    bundle = built["lambda"]
+    task = Path(bundle.path[0])
+    lacking = tmp_path / "task"
+    subprocess.run(["cp", "-r", str(task), str(lacking)], check=True)
+    subprocess.run(["rm", "-r", str(lacking / "aws_lambda_powertools")], check=True)
+    short = Bundle(python=bundle.python, path=(str(lacking), *bundle.path[1:]))
+    runtime = Runtime(
+        HANDLERS["status"].handler, function_name="x", timeout_seconds=60, bundle=short
+    )
+    with pytest.raises(InvocationFailed, match="No module named 'aws_lambda_powertools'"):
+        runtime.start()
+    runtime.stop()
