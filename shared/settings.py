@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # Chunks one child reads, parses and scores at once; its memory is about this
     # many chunks' bytes, whatever the file's size.
     worker_chunks_in_flight: int = Field(default=2, ge=1, le=16)
+    # The child's memory (Batch's MEMORY, the template's WorkerMemoryMiB): image and
+    # video work is sized to it (services/inference_worker/media_budget.py).
+    worker_memory_mib: int = Field(default=2048, ge=256)
     invoke_attempts: int = Field(default=6, ge=1)
     invoke_backoff_seconds: float = Field(default=0.2, gt=0)
     invoke_backoff_max_seconds: float = Field(default=10.0, gt=0)

@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 from services.inference_worker import pixels, video
 from services.inference_worker.archive import Archive
 from services.inference_worker.endpoint import Endpoint
+from services.inference_worker.media_budget import media_budget
 from services.inference_worker.scoring import ChunkResult, store_chunk
 from shared import aws, media
 from shared.errors import InputError, ModelError, PredictionCountError
@@ -47,9 +48,7 @@ if TYPE_CHECKING:
 
 NPY, JSON = NPY_TYPE, JSON_TYPE
 DESCRIBE = "application/vnd.byom.describe+json"
-_FRAMES_PER_ROUND = 64  # video frames decoded, then scored, at a time
 _GETS_IN_FLIGHT = 8
-_IMAGES_PER_ROUND = 16
 
 
 async def describe(endpoint: Endpoint) -> pixels.VisionSpec:
@@ -101,6 +100,12 @@ class MediaChunk:
         self._archive: Archive | None = None
         # A zip job's plan names the archive itself: its key, ETag and size.
         self.plan_archive_size = plan.size if plan.media.source == "archive" else 0
+        self.budget = media_budget(
+            memory_mib=settings.worker_memory_mib,
+            max_pixels=settings.max_image_pixels,
+            drawing=plan.media.draw != "none",
+            chunks_in_flight=settings.worker_chunks_in_flight,
+        )
 
     def where(self, item: MediaItem) -> tuple[str, int | None]:
         """How errors name an item: its own URI (and archive member), and its line in the
@@ -139,11 +144,20 @@ class MediaChunk:
         slots = asyncio.Semaphore(_GETS_IN_FLIGHT)
         rounds_in_flight = asyncio.Semaphore(2)  # one decoded while the other is scored
 
+        decoding = asyncio.Semaphore(self.budget.decodes)
+
         async def load(batch: _Batch, slot: int, index: int, item: MediaItem) -> None:
             """Read, decode and resize one image; only its small resized copy stays
-            (and the original, when it is to be drawn)."""
+            (and the original, when it is to be drawn). Reads run eight at a time;
+            decodes as many as the child's memory holds (media_budget.py)."""
             async with slots:
-                image = await self.read_image(index, item)
+                data = await self.fetch_image(index, item)
+            if data is None:
+                records[slot] = [self.error_record(index, item)]
+                return
+            async with decoding:
+                image = await self.decode_image(index, item, data)
+                del data
                 if image is None:
                     records[slot] = [self.error_record(index, item)]
                     return
@@ -161,7 +175,7 @@ class MediaChunk:
                 await asyncio.gather(*(load(batch, slot, i, item) for slot, i, item in some))
                 await self.score(batch)
 
-        each = _IMAGES_PER_ROUND
+        each = self.budget.images_per_round
         await asyncio.gather(*(round_of(images[i : i + each]) for i in range(0, len(images), each)))
         for slot, (index, item) in enumerate(items):
             if item.kind == "video":
@@ -178,10 +192,28 @@ class MediaChunk:
     def error_record(self, index: int, item: MediaItem) -> dict[str, Any]:
         return self.identity(item) | {"error": self.rejected[index].reason}
 
-    async def read_image(self, index: int, item: MediaItem) -> Image.Image | None:
+    def frames_per_round(self, frame: Image.Image) -> int:
+        """Video frames held at once: sized to this video's frames, not the largest
+        image the settings allow (a 1080p frame is 2 megapixels, not 40)."""
+        return media_budget(
+            memory_mib=self.settings.worker_memory_mib,
+            max_pixels=frame.width * frame.height,
+            drawing=self.media.draw != "none",
+            chunks_in_flight=self.settings.worker_chunks_in_flight,
+        ).frames_per_round
+
+    async def fetch_image(self, index: int, item: MediaItem) -> bytes | None:
+        """The image's bytes; None when it is rejected (the policy decides)."""
         uri, line = self.where(item)
         try:
-            data = await self.fetch(item, uri, line)
+            return await self.fetch(item, uri, line)
+        except InputError as exc:
+            self.reject(index, exc)
+            return None
+
+    async def decode_image(self, index: int, item: MediaItem, data: bytes) -> Image.Image | None:
+        uri, line = self.where(item)
+        try:
             return await asyncio.to_thread(
                 pixels.decode, data, uri, max_pixels=self.settings.max_image_pixels, line=line
             )
@@ -347,7 +379,7 @@ class MediaChunk:
                 taken.append(record)
                 prepared = pixels.prepare(frame.image, spec)
                 self.add(batch, prepared, frame.image, record, index, item, frame.index)
-                if len(taken) >= _FRAMES_PER_ROUND:
+                if len(taken) >= self.frames_per_round(frame.image):
                     break
             return taken
 
