@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from shared import aws
 from shared.errors import InputError
+from shared.formats import CSV_TYPE
 from shared.multipart import MultipartWriter
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -46,7 +47,7 @@ def inflate_to(
     # wbits 16+MAX_WBITS: gzip framing; members are concatenated by looping below.
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        with MultipartWriter(s3, bucket, target_key, content_type="text/csv") as staged:
+        with MultipartWriter(s3, bucket, target_key, content_type=CSV_TYPE) as staged:
             while block := body.read(_READ):
                 read += len(block)
                 data = block

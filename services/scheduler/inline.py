@@ -41,6 +41,7 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, R
 from shared import aws, chunk_output, chunk_timer, logs, naming, tracing
 from shared.csvchunks import count_lines, split_records
 from shared.errors import EndpointUnavailable, InputError, ModelError
+from shared.formats import CSV_TYPE
 from shared.rows import check_rows, find_problems
 from shared.schemas import BadRows, ChunkDone, ChunkFailure, ChunkPlan, JobItem
 from shared.settings import Settings
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CSV = "text/csv"
+CSV = CSV_TYPE
 _REQUESTS_IN_FLIGHT = 4  # a small file is a handful of requests
 # The scheduler function's timeout is 60 s: retries stop early enough for the
 # failure to be reported within it (the defaults' waits add up to 12.4 s at most).
