@@ -16,14 +16,8 @@ from types import FrameType
 
 from pydantic_settings import BaseSettings
 
-from infra.local.stack import (
-    REPO,
-    STACK_DEFAULTS,
-    WIRING,
-    LocalStack,
-    ModelRefused,
-    StackConfig,
-)
+from infra.local.stack import REPO, LocalStack, ModelRefused, StackConfig
+from infra.local.stack_settings import STACK_DEFAULTS, WIRING
 from model.package import is_archive
 
 
