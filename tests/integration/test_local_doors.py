@@ -67,7 +67,7 @@ def form_post(key: str, boundary: str = "byomboundary") -> tuple[dict[str, str],
         for name, value in fields
     ]
     parts.append(
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.csv\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.csv"\r\n'
         f"Content-Type: text/csv\r\n\r\n1,2,3\r\n--{boundary}--\r\n"
     )
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
@@ -151,9 +151,7 @@ def test_moto_grants_no_preflight(moto: str) -> None:
 )
 def test_moto_takes_no_form_post(moto: str, browser_headers: dict[str, str]) -> None:
     headers, body = form_post(PLANTED)
-    answer = send(
-        moto, f"/{BUCKET}", method="POST", headers=headers | browser_headers, body=body
-    )
+    answer = send(moto, f"/{BUCKET}", method="POST", headers=headers | browser_headers, body=body)
     assert answer.status == 403
     assert no_cors_headers(answer), answer.headers
     assert not planted(moto)
