@@ -20,13 +20,9 @@ import pyarrow.csv as pacsv
 
 from services.inference_worker import joined
 from services.inference_worker.endpoint import Endpoint
+from services.inference_worker.parquet_records import SparseFile, read_parquet_records
 from services.inference_worker.parse import shift_lines
-from services.inference_worker.records import (
-    Records,
-    SparseFile,
-    read_line_records,
-    read_parquet_records,
-)
+from services.inference_worker.records import Records, read_line_records
 from services.inference_worker.scoring import (
     ChunkResult,
     get_range,

@@ -1,8 +1,8 @@
 """A chunk of a real file read once into columns, its features checked by the one grammar.
 
 CSV rows and JSON Lines arrays go through pyarrow's CSV reader with every column
-as text; JSON Lines objects through pyarrow's JSON reader; Parquet row groups
-through pyarrow.parquet. The features (the plan's resolved input filter) are
+as text; JSON Lines objects through pyarrow's JSON reader (Parquet row groups:
+``parquet_records.py``). The features (the plan's resolved input filter) are
 taken as whole columns, joined into CSV text and parsed by the same vectorised
 parser as a plain chunk (``parse.py``), so every format accepts exactly the
 numbers ``shared/rows.py`` accepts, and a bad cell is named the same way.
@@ -23,12 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
 from services.inference_worker.parse import parse_rows
 from shared.errors import InputError
 from shared.processing import Processing
-from shared.rows import FLOAT32_MAX, shorten, split_cells
+from shared.rows import shorten, split_cells
 
 
 @dataclass
@@ -202,7 +201,7 @@ def _python_table(lines: pa.Array, processing: Processing) -> pa.Table:
     )
 
 
-def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+def as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """One column as text (numbers as their shortest decimal; missing: empty)."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_string(array.type):
@@ -284,24 +283,24 @@ def read_line_records(
                 blank = pa.scalar([None] * width, column.type)
                 column = pc.if_else(fits, column, blank)
                 for i in range(width):
-                    features.append(_as_text(pc.list_element(column, i)))
+                    features.append(as_text(pc.list_element(column, i)))
                     keys.append(f"{name}[{i}]")
             elif column is None:
                 features.append(pa.array([""] * table.num_rows, pa.string()))
                 keys.append(name)
             else:
-                features.append(_as_text(column))
+                features.append(as_text(column))
                 keys.append(name)
         labels: list[str] | None = keys
         # A CSV output of objects has a column per key of the first record.
         columns = [
-            _as_text(table.column(name))
+            as_text(table.column(name))
             if name in present
             else pa.array([""] * table.num_rows, pa.string())
             for name in processing.input_names()
         ]
     else:
-        columns = [_as_text(table.column(i)) for i in range(table.num_columns)]
+        columns = [as_text(table.column(i)) for i in range(table.num_columns)]
         features = [columns[i] for i in processing.features]
         labels = None
         misfits = {}
@@ -365,109 +364,3 @@ def _features(features: list[pa.Array], uri: str) -> tuple[np.ndarray, dict[int,
     text = pc.binary_join_element_wise(*features, ",")
     parsed = parse_rows(_joined_lines(text), columns=len(features), uri=uri)
     return parsed.values, dict(parsed.rejected)
-
-
-# --- Parquet ------------------------------------------------------------------------
-
-
-class SparseFile(io.RawIOBase):
-    """A file of ``size`` bytes of which only some ranges were fetched (the footer and
-    a chunk's row groups); pyarrow reads through it as through any file."""
-
-    def __init__(self, size: int, ranges: dict[int, bytes]) -> None:
-        self._size, self._pos = size, 0
-        # Overlapping or touching ranges are merged, so a read across them is whole.
-        self._ranges: list[tuple[int, bytes]] = []
-        for start, data in sorted(ranges.items()):
-            if self._ranges and start <= self._ranges[-1][0] + len(self._ranges[-1][1]):
-                first, held = self._ranges[-1]
-                self._ranges[-1] = (first, held + data[first + len(held) - start :])
-            else:
-                self._ranges.append((start, data))
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = base + offset
-        return self._pos
-
-    def read(self, size: int = -1) -> bytes:
-        end = self._size if size < 0 else min(self._size, self._pos + size)
-        for start, data in self._ranges:
-            if start <= self._pos < start + len(data):
-                # pyarrow reads ahead in blocks: a read past the fetched range is
-                # answered short, with what is there.
-                piece = data[self._pos - start : end - start]
-                self._pos += len(piece)
-                return piece
-        raise OSError(f"bytes {self._pos}-{end} were not fetched")
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _numeric(kind: pa.DataType) -> bool:
-    return bool(
-        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
-    )
-
-
-def read_parquet_records(
-    source: SparseFile, processing: Processing, *, first: int, count: int, uri: str
-) -> Records:
-    """The rows of row groups ``first .. first + count - 1``; numbers are checked as
-    float32 (finite, in range, present), naming the row group and row of a bad one."""
-    parquet = pq.ParquetFile(source)
-    table = parquet.read_row_groups(list(range(first, first + count)), use_threads=False)
-    rows = table.num_rows
-    group_rows = [parquet.metadata.row_group(g).num_rows for g in range(first, first + count)]
-    starts = np.concatenate(([0], np.cumsum(group_rows)))
-    names = processing.input_names()
-    values = np.empty((rows, len(processing.features)), dtype=np.float64)
-    bad = np.zeros(rows, dtype=bool)
-    why: dict[int, str] = {}
-    for out, position in enumerate(processing.features):
-        column = table.column(position).combine_chunks()
-        nulls = column.is_null().to_numpy(zero_copy_only=False)
-        if not _numeric(column.type):
-            # Ingest refuses these from the footer; a plan made before it did stops here.
-            raise InputError(
-                uri,
-                f"column {names[position]!r} is a feature but holds {column.type}, not "
-                "numbers; choose the features with byom-input-filter",
-            )
-        numbers = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        values[:, out] = numbers
-        wrong = nulls | ~(np.abs(np.nan_to_num(numbers, nan=np.inf)) <= FLOAT32_MAX)
-        for found in np.flatnonzero(wrong & ~bad):
-            value = float(numbers[found])
-            what = "is null" if nulls[found] else f"is {value!r}, not a finite float32"
-            why[int(found)] = f"column {names[position]!r} {what}"
-        bad |= wrong
-    rejected: dict[int, InputError] = {}
-    for row, reason in sorted(why.items()):
-        group = int(np.searchsorted(starts, row, side="right") - 1)
-        rejected[row] = InputError(
-            uri, f"row group {first + group}, row {row - int(starts[group])}: {reason}"
-        )
-    good = np.flatnonzero(~bad)
-    take = pa.array(good)
-    typed = [table.column(i).combine_chunks().take(take) for i in range(table.num_columns)]
-    return Records(
-        rows=rows,
-        values=values[good].astype(np.float32),
-        good=good,
-        columns=[_as_text(column) for column in typed],
-        rejected=rejected,
-        typed=typed,
-    )

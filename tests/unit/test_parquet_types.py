@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from services.inference_worker.records import SparseFile, read_parquet_records
+from services.inference_worker.parquet_records import SparseFile, read_parquet_records
 from shared.errors import InputError
 from shared.processing import Format, Processing
 

@@ -13,12 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.inference_worker.parquet_records import SparseFile, read_parquet_records
 from services.inference_worker.processed import format_output
-from services.inference_worker.records import (
-    SparseFile,
-    read_line_records,
-    read_parquet_records,
-)
+from services.inference_worker.records import read_line_records
 from shared.csvchunks import ReadRange
 from shared.processing import Format, Processing
 from shared.schemas import Chunk, ChunkPlan
