@@ -7,6 +7,12 @@ originals (about 3.8 GB). The budget keeps a chunk's worst case within its share
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,3 +63,29 @@ def test_a_chunk_holds_no_more_than_its_share_whenever_one_image_fits(
         smallest += ROUNDS_IN_FLIGHT * max_pixels * HELD_BYTES_PER_PIXEL
     if smallest <= share:  # else one image at a time is all that can be done
         assert budget.peak_bytes(max_pixels, drawing=drawing) <= share
+
+
+def test_a_chunk_of_large_images_with_drawing_stays_within_the_childs_memory(
+    tmp_path: Path,
+) -> None:
+    """Twelve 9-megapixel JPEGs, drawn, in a child of 768 MiB: eight decodes and two
+    rounds of originals at once would hold about 1 GB; the budget holds a few."""
+    from PIL import Image
+
+    side = 3000
+    pixels = np.random.default_rng(7).integers(0, 255, (side // 10, side // 10, 3), np.uint8)
+    picture = Image.fromarray(pixels).resize((side, side))
+    for n in range(12):
+        picture.save(tmp_path / f"{n:02d}.jpg", quality=80)
+    memory_mib = 768
+    env = os.environ | {
+        "BYOM_WORKER_MEMORY_MIB": str(memory_mib),
+        "BYOM_MAX_IMAGE_PIXELS": str(side * side),
+    }
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.unit.media_memory_child", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-2000:]
+    peak = int(child.stdout.split()[-1])
+    assert peak <= memory_mib * MIB, f"peak RSS {peak / MIB:.0f} MiB"
