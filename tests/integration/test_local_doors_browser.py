@@ -164,6 +164,7 @@ class AttackSite:
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(30)
+        self._loop.close()
 
 
 @pytest.fixture(scope="module")
