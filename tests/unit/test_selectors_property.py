@@ -27,7 +27,7 @@ def test_selector_errors_are_byom_errors() -> None:
     assert issubclass(SelectorError, ByomError)
 
 
-@given(texts, st.integers(0, 12), st.lists(st.sampled_from(["a", "b", "1", ""]), max_size=12))
+@given(texts, st.integers(1, 12), st.lists(st.sampled_from(["a", "b", "1", ""]), max_size=12))
 def test_any_text_is_a_selector_or_a_selector_error(
     text: str, width: int, names: list[str]
 ) -> None:

@@ -166,6 +166,17 @@ def list_and_read(data: bytes) -> list[bytes]:
     return read
 
 
+def test_a_member_with_an_empty_name_is_passed_over() -> None:
+    # zipfile's is_dir() indexes the name's last character: an IndexError for "".
+    data = bytearray(zip_of({"a.png": b"1", "b": b"2"}))
+    directory, second = data.index(b"PK\x01\x02"), data.rindex(b"PK\x01\x02")
+    data[second + 28 : second + 30] = b"\x00\x00"  # the second entry's name length: 0
+    del data[second + 46 : second + 47]  # and its name, "b"
+    data[-10:-6] = struct.pack("<I", len(data) - 22 - directory)  # the directory's size
+    with open_archive(io.BytesIO(bytes(data)), URI) as archive:
+        assert [m.name for m in media_members(archive, URI, max_items=5)] == ["a.png"]
+
+
 def test_the_sample_reads_back() -> None:
     assert list_and_read(SAMPLE) == [b"\x89PNG" + bytes(300), bytes(900)]
 
