@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.csvchunks import ReadRange
 from shared.errors import ByomError
 from shared.parquet_concat import ConcatError, joined_footer, read_part_footer
 from shared.parquet_footer import MAGIC
@@ -29,14 +30,18 @@ def join(parts: list[bytes]) -> bytes:
     """The parts joined as the status function joins them, byte for byte."""
     output, placed = bytearray(MAGIC), []
     for data in parts:
-        start, footer = read_part_footer(lambda s, e, d=data: d[s:e], len(data))
+        start, footer = read_part_footer(reader(data), len(data))
         placed.append((footer, len(output)))
         output += data[len(MAGIC) : start]
     return bytes(output + joined_footer(placed))
 
 
+def reader(data: bytes) -> ReadRange:
+    return lambda start, end: data[start:end]
+
+
 def table(rows: list[tuple[str | None, float | None, int | None]]) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [[], [], []]
+    columns: list[tuple[object, ...]] = list(zip(*rows, strict=True)) if rows else [(), (), ()]
     return pa.Table.from_arrays(
         [pa.array(list(c), f.type) for c, f in zip(columns, SCHEMA, strict=True)], schema=SCHEMA
     )

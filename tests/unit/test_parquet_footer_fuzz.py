@@ -232,12 +232,12 @@ def mutate(footer: bytes, mutations: list[tuple[str, int, object]]) -> bytes:
     data = bytearray(footer)
     for kind, position, what in mutations:
         at = position % (len(data) + 1)
-        if kind == "set" and at < len(data):
-            data[at] = what  # type: ignore[assignment]
-        elif kind == "insert":
-            data[at:at] = what  # type: ignore[assignment]
-        elif kind == "delete":
-            del data[at : at + what]  # type: ignore[operator]
+        if kind == "set" and at < len(data) and isinstance(what, int):
+            data[at] = what
+        elif kind == "insert" and isinstance(what, bytes):
+            data[at:at] = what
+        elif kind == "delete" and isinstance(what, int):
+            del data[at : at + what]
     return bytes(data)
 
 
