@@ -8,6 +8,7 @@ import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,7 @@ from services.inference_worker import archive as worker_archive
 from services.inference_worker.archive import Archive
 from shared import zip_members
 from shared.errors import InputError
+from shared.s3_file import BUFFER, S3RangeFile
 from shared.settings import get_settings
 from shared.zip_members import MAX_DIRECTORY_BYTES, Member, media_members, open_archive
 from tests.unit.bounds import MIB, within_memory
@@ -79,6 +81,38 @@ def test_members_within_their_limits_are_read_whole(
         archive.read("a.png", URI, 1, limit=5)
     with pytest.raises(InputError, match="not in the archive"):
         archive.read("gone.png", URI, 1, limit=5)
+
+
+class RangedS3:
+    """get_object with a Range, as S3 answers it; counts the GETs."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.ranges = data, list[tuple[int, int]]()
+
+    def get_object(self, *, Bucket: str, Key: str, Range: str, IfMatch: str) -> dict[str, Any]:
+        first, last = (int(x) for x in Range.removeprefix("bytes=").split("-"))
+        self.ranges.append((first, last))
+        return {"Body": io.BytesIO(self.data[first : last + 1])}
+
+
+def test_members_are_read_by_ranged_gets_through_the_bound(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    video = random.Random(3).randbytes(600_000)
+    notes = random.Random(4).randbytes(300_000)
+    data = zip_of({"notes.txt": notes, "a.png": b"png", "v.mp4": video})
+    s3 = RangedS3(data)
+
+    def open_object(bucket: str, key: str, etag: str, size: int) -> io.BufferedReader:
+        return io.BufferedReader(S3RangeFile(bucket, key, etag, size, s3=s3), BUFFER)
+
+    monkeypatch.setattr(worker_archive, "open_object", open_object)
+    archive = Archive("byom-local", "input/photos.zip", "etag", len(data))
+    assert len(s3.ranges) <= 3  # the directory: its end record, the zip64 locator, itself
+    archive.extract("v.mp4", URI, 3, tmp_path / "video")
+    assert (tmp_path / "video").read_bytes() == video
+    assert archive.read("a.png", URI, 2, limit=10) == b"png"
+    assert all(first >= 300_000 for first, _ in s3.ranges)  # notes.txt is never read
 
 
 def test_the_listing_keeps_images_and_videos_in_order() -> None:
