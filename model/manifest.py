@@ -49,6 +49,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from model.flavors.base import BadRequest, Model, ModelLoadError, check_rows
 from model.image_spec import ImageSpec
 
+# A model's [processing] table is the card's defaults, checked by the one model of
+# upload options (shared/options.py), so a default and an upload setting mean the same.
+from shared.processing import ProcessingDefaults as Processing
+
 MANIFEST_FILE = "byom.toml"
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_PAYLOAD = 6 * 1024 * 1024  # SageMaker's request limit
@@ -135,20 +139,6 @@ class OutputSchema(_Table):
 class BatchLimits(_Table):
     max_rows: int | None = Field(default=None, ge=1)
     max_bytes: int | None = Field(default=None, ge=1024, le=MAX_PAYLOAD)
-
-
-class Processing(_Table):
-    """Defaults for jobs on this model, as upload metadata spells them (README: Real
-    files). The same keys as the model card's (``shared.processing.ProcessingDefaults``);
-    the filters' grammar is checked by ``python -m model.publish``, which writes the
-    card: the model server's image carries no ``shared/``."""
-
-    input_filter: str | None = Field(default=None, max_length=4096)
-    output_filter: str | None = Field(default=None, max_length=4096)
-    join_source: Literal["Input", "None"] | None = None
-    accept: str | None = Field(default=None, max_length=64)
-    metadata: list[Literal["job_id", "model_name", "model_version", "scored_at"]] | None = None
-    output_key: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class Manifest(_Table):
