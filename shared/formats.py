@@ -8,6 +8,7 @@ each format, and the extension each output format's name takes.
 - ``records``: JSON Lines, an object or an array a line.
 - ``parquet``: a Parquet table, its row groups as chunks.
 - ``media``: images and video (one upload, a manifest or a zip archive).
+- ``transform``: one object of a SageMaker transform job, its records sent raw.
 
 Detection, in order: the upload's ``byom-content-type`` metadata, its extension
 (``.gz`` aside), its Content-Type; media by name only (an image is an image
@@ -46,6 +47,9 @@ class JobKind(StrEnum):
     RECORDS = "records"
     PARQUET = "parquet"
     MEDIA = "media"
+    # One object of a SageMaker transform job (shared/transform.py): raw records sent
+    # as they are; planned from the API's message, never detected from an upload.
+    TRANSFORM = "transform"
 
 
 # What an upload of media is, by its name (shared/media.py plans by names only).

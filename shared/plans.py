@@ -17,6 +17,7 @@ from shared.bad_rows import RowPolicy
 from shared.formats import Format, JobKind, MediaSource, media_source
 from shared.model_registry import target_model
 from shared.processing import Processing
+from shared.transform import ObjectSettings
 
 PLAN_VERSION: Literal[1] = 1
 
@@ -97,8 +98,33 @@ class MediaSourcePlan(_Message):
     media: MediaPlan
 
 
+class TransformSource(_Message):
+    """One object of a SageMaker transform job: its records go to the model raw.
+
+    The plan's ``bucket``/``key`` are what the workers read (the object, or its
+    inflated copy in staging); ``input_bucket``/``input_key`` name the object as
+    the user gave it, for errors; the output goes to ``output_bucket``/``output_key``.
+    """
+
+    kind: Literal[JobKind.TRANSFORM] = JobKind.TRANSFORM
+    settings: ObjectSettings
+    target_model: str  # the endpoint's TargetModel
+    environment: dict[str, str] = {}
+    input_bucket: str
+    input_key: str
+    output_bucket: str
+    output_key: str
+    transform_job_name: str
+    transform_index: int = Field(ge=0)
+
+    @property
+    def input_uri(self) -> str:
+        return f"s3://{self.input_bucket}/{self.input_key}"
+
+
 PlanSource = Annotated[
-    RowsSource | RecordsSource | ParquetSource | MediaSourcePlan, Field(discriminator="kind")
+    RowsSource | RecordsSource | ParquetSource | MediaSourcePlan | TransformSource,
+    Field(discriminator="kind"),
 ]
 _LINE_FIELDS = ("header", "data_start", "processing", "output_header", "media")
 
@@ -157,6 +183,9 @@ class ChunkPlan(_Message):
     # Rows and bytes per request the model takes (its card's batch limits).
     max_request_rows: int | None = Field(default=None, ge=1)
     max_request_bytes: int | None = Field(default=None, ge=1)
+    # Where chunk outputs go (None: ``bucket``); a transform object may be read
+    # from a bucket of the user's while its staging stays in byom's.
+    staging_bucket: str | None = None
     source: PlanSource
 
     @model_validator(mode="before")
@@ -172,6 +201,15 @@ class ChunkPlan(_Message):
         return self.source.kind
 
     @property
+    def staging(self) -> str:
+        """The bucket of the job's staging objects (chunk outputs, errors)."""
+        return self.staging_bucket or self.bucket
+
+    @property
+    def transform(self) -> TransformSource | None:
+        return self.source if isinstance(self.source, TransformSource) else None
+
+    @property
     def header(self) -> bool:
         """The first line is a header (CSV rows only)."""
         return isinstance(self.source, RowsSource) and self.source.header
@@ -185,7 +223,7 @@ class ChunkPlan(_Message):
 
     @property
     def processing(self) -> Processing | None:
-        if isinstance(self.source, MediaSourcePlan):
+        if isinstance(self.source, MediaSourcePlan | TransformSource):
             return None
         return self.source.processing
 
@@ -212,6 +250,8 @@ class ChunkPlan(_Message):
     @property
     def target_model(self) -> str | None:
         """The multi-model endpoint's TargetModel for this job, None for the default model."""
+        if isinstance(self.source, TransformSource):
+            return self.source.target_model
         if self.model_name is None or self.model_version is None:
             return None
         return target_model(self.model_name, self.model_version)

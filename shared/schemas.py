@@ -24,6 +24,7 @@ from shared.plans import (
     PlanSource,
     RecordsSource,
     RowsSource,
+    TransformSource,
 )
 
 # The bad-row policy and the chunk plan have modules of their own; named here too.
@@ -59,6 +60,7 @@ __all__ = [
     "S3ObjectCreatedDetail",
     "S3ObjectCreatedEvent",
     "ScheduleRequest",
+    "TransformSource",
 ]
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -249,6 +251,10 @@ class JobItem(BaseModel):
     model_version: str | None = None
     # The X-Ray id of the trace of the upload that created the job (shared/tracing.py).
     trace_id: str | None = None
+    # One object of a SageMaker transform job (shared/transform.py): the job's name
+    # and the object's place in it; None for an upload's job.
+    transform_job_name: str | None = None
+    transform_index: int | None = None
 
 
 class JobFinished(_Message):
