@@ -239,14 +239,14 @@ async def store_chunk(
     report when rows were rejected: the same for rows, records and images."""
     if rejected:
         await s3.put_object(
-            Bucket=plan.bucket,
+            Bucket=plan.staging,
             Key=naming.chunk_errors_key(plan.job_id, chunk.index),
             Body=errors_csv(rejected),
             ContentType=CSV,
         )
     key = naming.chunk_output_key(plan.job_id, chunk.index)
     await s3.put_object(
-        Bucket=plan.bucket,
+        Bucket=plan.staging,
         Key=key,
         Body=output,
         ContentType=content_type,
@@ -259,7 +259,7 @@ async def finished_earlier(s3: S3Client, plan: ChunkPlan, chunk: Chunk) -> Chunk
     """The chunk's stored result from an earlier attempt, if that attempt got so far."""
     key = naming.chunk_output_key(plan.job_id, chunk.index)
     try:
-        head = await s3.head_object(Bucket=plan.bucket, Key=key)
+        head = await s3.head_object(Bucket=plan.staging, Key=key)
     except ClientError as exc:
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
             return None

@@ -39,7 +39,10 @@ def inflate_to(
     max_bytes: int,
     max_ratio: int,
     uri: str,
+    target_bucket: str | None = None,
 ) -> Staged:
+    """Inflate ``bucket/key`` (version ``etag``) into ``target_key`` of
+    ``target_bucket`` (default: the same bucket)."""
     s3 = aws.s3()
     body = s3.get_object(Bucket=bucket, Key=key, IfMatch=aws.if_match(etag))["Body"]
     read = written = 0
@@ -47,7 +50,9 @@ def inflate_to(
     # wbits 16+MAX_WBITS: gzip framing; members are concatenated by looping below.
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        with MultipartWriter(s3, bucket, target_key, content_type=CSV_TYPE) as staged:
+        with MultipartWriter(
+            s3, target_bucket or bucket, target_key, content_type=CSV_TYPE
+        ) as staged:
             while block := body.read(_READ):
                 read += len(block)
                 data = block

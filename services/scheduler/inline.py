@@ -68,6 +68,8 @@ class _Transient(Exception):
 def eligible(plan: ChunkPlan, settings: Settings) -> bool:
     if plan.media is not None:  # images and video are decoded by the workers only
         return False
+    if plan.transform is not None:  # raw records, the workers' transform scorer only
+        return False
     rows_bytes = plan.size - plan.data_start
     # Formats, filters and joins need the workers' pyarrow: not in this bundle.
     plain = plan.processing is None
