@@ -19,7 +19,7 @@ def job_finished(job: JobItem) -> JobFinished:
     succeeded = job.state is JobState.SUCCEEDED
     return JobFinished(
         job_id=job.job_id,
-        status="SUCCEEDED" if succeeded else "FAILED",
+        status=job.state.value,  # terminal: checked above
         input_uri=f"s3://{job.bucket}/{job.input_key}",
         output_uri=f"s3://{job.bucket}/{job.output_key}" if succeeded else None,
         rows=job.rows,
@@ -31,6 +31,7 @@ def job_finished(job: JobItem) -> JobFinished:
         model_name=job.model_name,
         model_version=job.model_version,
         trace_id=job.trace_id,
+        retries=job.retries,
     )
 
 

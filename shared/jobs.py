@@ -32,7 +32,13 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
 }
+# A person's moves, outside the work's own: any live job may be cancelled, and a
+# job that FAILED or was CANCELLED may be run again (``retry``), keeping the chunks
+# it finished. A SUCCEEDED job is never reopened.
+CANCELLABLE: frozenset[JobState] = frozenset(s for s in TRANSITIONS if not s.terminal)
+RETRYABLE: frozenset[JobState] = frozenset({JobState.FAILED, JobState.CANCELLED})
 
 
 def sources_of(target: JobState) -> list[JobState]:
@@ -301,6 +307,79 @@ class JobStore:
         if errors_key:
             sets["errors_key"] = errors_key
         return self._transition(job_id, JobState.FAILED, sets)
+
+    def cancel(self, job_id: str, reason: str) -> JobItem | None:
+        """Move a live job to CANCELLED; None when it had ended already (or is unknown).
+
+        The chunks it counted stay counted (``done_chunks``), so a retry resumes.
+        """
+        values: dict[str, Any] = {
+            ":cancelled": JobState.CANCELLED.value,
+            ":now": _timestamp(),
+            ":error": reason[:2000],
+        }
+        values.update({f":from{i}": state.value for i, state in enumerate(sorted(CANCELLABLE))})
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key=_to_attrs({"job_id": job_id}),
+                UpdateExpression=(
+                    "SET #state = :cancelled, updated_at = :now, finished_at = :now, "
+                    "#error = :error"
+                ),
+                ConditionExpression="#state IN ("
+                + ", ".join(f":from{i}" for i in range(len(CANCELLABLE)))
+                + ")",
+                ExpressionAttributeNames={"#state": "state", "#error": "error"},
+                ExpressionAttributeValues=_to_attrs(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return JobItem.model_validate(_from_attrs(response["Attributes"]))
+
+    def reopen(self, job: JobItem, deadline_epoch: int) -> JobItem | None:
+        """Run an ended job again: ACCEPTED, one more retry, its ending forgotten.
+
+        Conditional on the job being as the caller read it (the same state and
+        retry count), so of two retries at once one wins; None for the other, or
+        when the job is not FAILED or CANCELLED. The counters and ``done_chunks``
+        stay: the new run scores only the chunks not counted.
+        """
+        if job.state not in RETRYABLE:
+            return None
+        values = {
+            ":accepted": JobState.ACCEPTED.value,
+            ":was": job.state.value,
+            ":retries": job.retries,
+            ":next": job.retries + 1,
+            ":deadline": deadline_epoch,
+            ":now": _timestamp(),
+        }
+        same_retries = "retries = :retries"
+        if job.retries == 0:  # an item written before items counted retries has none
+            same_retries = "(attribute_not_exists(retries) OR retries = :retries)"
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key=_to_attrs({"job_id": job.job_id}),
+                UpdateExpression=(
+                    "SET #state = :accepted, retries = :next, deadline_epoch = :deadline, "
+                    "updated_at = :now "
+                    "REMOVE batch_job_id, #error, finished_at, event_sent, errors_key"
+                ),
+                ConditionExpression="#state = :was AND " + same_retries,
+                ExpressionAttributeNames={"#state": "state", "#error": "error"},
+                ExpressionAttributeValues=_to_attrs(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return JobItem.model_validate(_from_attrs(response["Attributes"]))
 
     def overdue(self, now_epoch: int) -> list[JobItem]:
         """Live jobs whose deadline is before ``now_epoch``."""

@@ -80,10 +80,13 @@ class JobState(StrEnum):
     RUNNING = "RUNNING"  # at least one chunk finished
     SUCCEEDED = "SUCCEEDED"  # output object complete and visible
     FAILED = "FAILED"  # terminal, with a reason
+    # Terminal: stopped by a person (byom cancel, StopTransformJob), with the reason
+    # given; no output. A FAILED or CANCELLED job may be retried (shared/job_control.py).
+    CANCELLED = "CANCELLED"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED)
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 # --- S3 "Object Created" as EventBridge delivers it ------------------------------
@@ -255,6 +258,8 @@ class JobItem(BaseModel):
     # and the object's place in it; None for an upload's job.
     transform_job_name: str | None = None
     transform_index: int | None = None
+    # How often ``byom retry`` ran the job again (each run has its own Batch array).
+    retries: int = 0
 
 
 class JobFinished(_Message):
@@ -262,7 +267,8 @@ class JobFinished(_Message):
 
     version: Literal[1] = SCHEMA_VERSION
     job_id: str
-    status: Literal["SUCCEEDED", "FAILED"]
+    # CANCELLED: stopped by a person; ``error`` says who or why. Like FAILED, no output.
+    status: Literal["SUCCEEDED", "FAILED", "CANCELLED"]
     input_uri: str
     output_uri: str | None
     rows: int
@@ -275,3 +281,6 @@ class JobFinished(_Message):
     model_version: str | None = None
     # The upload's trace in X-Ray's form (1-<8 hex>-<24 hex>); None when not traced.
     trace_id: str | None = None
+    # Which run of the job ended: 0 the first, n after n retries. A retried job
+    # announces again, so subscribers dedupe on (job_id, retries).
+    retries: int = 0
