@@ -69,6 +69,7 @@ class Endpoint:
         backoff: float,
         backoff_max: float,
         target_model: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.client = client
         self.name = name
@@ -79,11 +80,21 @@ class Endpoint:
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.retries = 0
+        # Seconds one attempt may take (ModelClientConfig's InvocationsTimeoutInSeconds);
+        # an attempt past it counts as a transport error and is retried.
+        self.timeout = timeout
         tracing.trace_endpoint_calls(client)  # the server continues the caller's trace
 
-    async def invoke(self, payload: bytes, *, content_type: str, accept: str) -> bytes:
+    async def invoke(
+        self, payload: bytes, *, content_type: str | None, accept: str | None
+    ) -> bytes:
+        """The answer to one request; a header given as None is not sent."""
         last_error = "no attempt made"
-        target = {"TargetModel": self.target_model} if self.target_model else {}
+        headers = {"TargetModel": self.target_model} if self.target_model else {}
+        if content_type is not None:
+            headers["ContentType"] = content_type
+        if accept is not None:
+            headers["Accept"] = accept
         for attempt in range(1, self.attempts + 1):
             try:
                 async with self.limiter:
@@ -91,14 +102,11 @@ class Endpoint:
                     with tracing.aws_call(
                         "SageMaker Runtime", "InvokeEndpoint", **{RESEND_COUNT: attempt - 1}
                     ):
-                        response = await self.client.invoke_endpoint(
-                            EndpointName=self.name,
-                            ContentType=content_type,
-                            Accept=accept,
-                            Body=payload,
-                            **target,
-                        )
-                        body = await response["Body"].read()
+                        async with asyncio.timeout(self.timeout):
+                            response = await self.client.invoke_endpoint(
+                                EndpointName=self.name, Body=payload, **headers
+                            )
+                            body = await response["Body"].read()
                     chunk_timer.endpoint_call(time.monotonic() - started)
                 self.limiter.succeeded()
                 return body
@@ -116,7 +124,13 @@ class Endpoint:
                 elif status < 500:
                     raise ModelError(f"the endpoint rejected the request: {message}") from exc
                 last_error = f"HTTP {status} {code}: {message}"
-            except (TimeoutError, ConnectionError, HTTPClientError, ReadTimeoutError) as exc:
+            except TimeoutError as exc:
+                last_error = (
+                    f"no answer within {self.timeout:g} s"
+                    if self.timeout is not None
+                    else f"{type(exc).__name__}: {exc}"
+                )
+            except (ConnectionError, HTTPClientError, ReadTimeoutError) as exc:
                 # HTTPClientError covers a dropped keep-alive (ConnectionClosedError)
                 # and a body cut off mid-read (ResponseStreamingError).
                 last_error = f"{type(exc).__name__}: {exc}"

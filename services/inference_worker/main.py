@@ -44,28 +44,27 @@ def _failure(exc: Exception) -> ChunkFailure:
     return ChunkFailure(kind=kind, reason=f"{type(exc).__name__}: {exc}")
 
 
+def runtime_config(plan: ChunkPlan, settings: Settings) -> AioConfig:
+    """The endpoint client's settings: a transform object's InvocationsTimeoutInSeconds
+    is held per attempt by the scorer, so the socket waits at least that long."""
+    read_timeout = 60
+    concurrency = settings.invoke_concurrency
+    if plan.transform is not None:
+        read_timeout = max(read_timeout, plan.transform.settings.invocations_timeout_seconds + 5)
+        concurrency = max(concurrency, plan.transform.settings.max_concurrent)
+    return AioConfig(
+        retries={"total_max_attempts": 1},
+        max_pool_connections=concurrency * 2,
+        read_timeout=read_timeout,
+    )
+
+
 async def run(child: BatchChild, settings: Settings) -> int:
     session = aws.aio_session()
     region = settings.region
-    runtime_config = AioConfig(
-        retries={"total_max_attempts": 1},
-        max_pool_connections=settings.invoke_concurrency * 2,
-        read_timeout=60,
-    )
     async with AsyncExitStack() as stack:
         s3 = await stack.enter_async_context(session.create_client("s3", region_name=region))
         sqs = await stack.enter_async_context(session.create_client("sqs", region_name=region))
-        runtime = await stack.enter_async_context(
-            session.create_client("sagemaker-runtime", region_name=region, config=runtime_config)
-        )
-        endpoint = Endpoint(
-            runtime,
-            settings.endpoint_name,
-            concurrency=settings.invoke_concurrency,
-            attempts=settings.invoke_attempts,
-            backoff=settings.invoke_backoff_seconds,
-            backoff_max=settings.invoke_backoff_max_seconds,
-        )
         store = JobStore()
         logs.append_job_keys(child.byom_job_id)
         job = await asyncio.to_thread(store.get, child.byom_job_id)
@@ -75,6 +74,19 @@ async def run(child: BatchChild, settings: Settings) -> int:
             return 0
         plan_object = await s3.get_object(Bucket=settings.bucket, Key=child.byom_plan_key)
         plan = ChunkPlan.model_validate_json(await plan_object["Body"].read())
+        runtime = await stack.enter_async_context(
+            session.create_client(
+                "sagemaker-runtime", region_name=region, config=runtime_config(plan, settings)
+            )
+        )
+        endpoint = Endpoint(
+            runtime,
+            settings.endpoint_name,
+            concurrency=settings.invoke_concurrency,
+            attempts=settings.invoke_attempts,
+            backoff=settings.invoke_backoff_seconds,
+            backoff_max=settings.invoke_backoff_max_seconds,
+        )
         endpoint.target_model = plan.target_model
         mine = plan.chunks[child.aws_batch_job_array_index :: child.byom_array_size]
         uri = f"s3://{job.bucket}/{job.input_key}"  # errors name the upload, not staging

@@ -105,9 +105,27 @@ async def score_media(
     )
 
 
+async def score_transform(
+    s3: S3Client,
+    endpoint: Endpoint,
+    plan: ChunkPlan,
+    chunk: Chunk,
+    *,
+    uri: str,
+    output_key: str,
+    settings: Settings,
+) -> ChunkResult:
+    """A SageMaker transform object: raw records, sent, joined and filtered as
+    SageMaker does (``transform.py``)."""
+    from services.inference_worker.transform import score_transform as score
+
+    return await score(s3, endpoint, plan, chunk, uri=uri, output_key=output_key, settings=settings)
+
+
 SCORERS: dict[JobKind, Scorer] = {
     JobKind.ROWS: score_rows,
     JobKind.RECORDS: score_table,
     JobKind.PARQUET: score_table,
     JobKind.MEDIA: score_media,
+    JobKind.TRANSFORM: score_transform,
 }
