@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from cli import follow, joblogs, jobs, submit, views
+from cli import follow, joblogs, jobs, submit, transform, views
 from cli.target import LOCAL_ENDPOINT, Target, TargetError, local_target, stack_target
 from shared.schemas import BadRows, JobItem, JobState
 
@@ -64,6 +64,7 @@ app = _App(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(transform.app)
 
 EXIT_FAILED = 1  # the job FAILED
 EXIT_USAGE = 2  # a setting is wrong (as click's own usage errors)
