@@ -57,8 +57,9 @@ class MultipartWriter:
         if len(self.buffer) >= self.part_bytes:
             self._flush()
 
-    def copy(self, source_key: str) -> bool:
-        """Copy a whole object (of at least 5 MiB) in as the next part, server-side.
+    def copy(self, source_key: str, source_bucket: str | None = None) -> bool:
+        """Copy a whole object (of at least 5 MiB; of ``source_bucket``, default this
+        object's bucket) in as the next part, server-side.
 
         Only possible while nothing is buffered: a part before it would be too
         small. Returns False then, and the caller writes the bytes instead.
@@ -68,7 +69,7 @@ class MultipartWriter:
         number = len(self.parts) + 1
         copied = self.s3.upload_part_copy(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
-            CopySource={"Bucket": self.bucket, "Key": source_key},
+            CopySource={"Bucket": source_bucket or self.bucket, "Key": source_key},
         )  # fmt: skip
         self.parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
         return True

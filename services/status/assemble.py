@@ -16,10 +16,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.status.kinds import output_format_of
+from services.status.kinds import kind_of_job, output_format_of
 from shared import aws, naming
 from shared.errors import ByomError
-from shared.formats import CSV_TYPE, MEDIA_TYPE, Format
+from shared.formats import CSV_TYPE, MEDIA_TYPE, Format, JobKind
 from shared.multipart import MIN_PART, MultipartWriter
 from shared.schemas import JobItem
 from shared.settings import get_settings
@@ -98,11 +98,22 @@ def assemble(job: JobItem) -> int:
     assembler (``ASSEMBLERS``).
     """
     outputs = list_chunk_outputs(job)
+    if kind_of_job(job) is JobKind.TRANSFORM:
+        from services.status.assemble_transform import assemble_transform
+
+        return assemble_transform(job, outputs)
     return ASSEMBLERS[output_format_of(job)](job, outputs)
 
 
-def assemble_lines(job: JobItem, outputs: list[ChunkOutput]) -> int:
-    """Line outputs (CSV, JSON Lines) concatenated in chunk order.
+def assemble_lines(
+    job: JobItem,
+    outputs: list[ChunkOutput],
+    *,
+    target: tuple[str, str] | None = None,
+    content_type: str | None = None,
+) -> int:
+    """Line outputs (CSV, JSON Lines) concatenated in chunk order, into
+    ``target`` (bucket, key; default the job's output in its bucket).
 
     Group by group, in order: a finished group object of at least 5 MiB is copied
     server-side; anything else is read and gathered into parts here.
@@ -110,22 +121,21 @@ def assemble_lines(job: JobItem, outputs: list[ChunkOutput]) -> int:
     s3 = aws.s3()
     groups = _group_sizes(job)
     group_size = get_settings().output_group_chunks
-    content_type = MEDIA_TYPE[output_format_of(job)]
-    with MultipartWriter(s3, job.bucket, job.output_key, content_type=content_type) as output:
+    content_type = content_type or MEDIA_TYPE[output_format_of(job)]
+    bucket, key = target or (job.bucket, job.output_key)
+    with MultipartWriter(s3, bucket, key, content_type=content_type) as output:
         for group, first in enumerate(range(0, len(outputs), group_size)):
             members = outputs[first : first + group_size]
             joined = naming.group_output_key(job.job_id, group)
             if groups.get(joined) == sum(chunk.size for chunk in members):
                 members = [ChunkOutput(joined, groups[joined])]
             for piece in members:
-                if piece.size >= MIN_PART and output.copy(piece.key):
+                if piece.size >= MIN_PART and output.copy(piece.key, job.bucket):
                     continue
                 output.write(_read(piece.key, job.bucket))
         output.complete()
     total = sum(chunk.size for chunk in outputs)
-    log.info(
-        "output assembled", extra={"job_id": job.job_id, "key": job.output_key, "bytes": total}
-    )
+    log.info("output assembled", extra={"job_id": job.job_id, "key": key, "bytes": total})
     return total
 
 
