@@ -20,6 +20,7 @@ from shared import aws, media, metrics, naming
 from shared.events import publish_done
 from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
+from shared.transform_end import object_job_ended
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def announce(job: JobItem, store: JobStore) -> None:
     if job.state is JobState.FAILED:
         stop_workers(job)
         remove_output(job, store)
+    object_job_ended(job)  # a transform object's ending counts on its transform job
     if store.event_sent(job.job_id):
         # A crash between recording the event and tidying up would otherwise
         # leave staging behind for good; removing it again is harmless.
