@@ -17,6 +17,13 @@ OVERRIDE_VARIABLES = frozenset(
 )
 
 
+def array_name(job_id: str, run: int = 0) -> str:
+    """The name of a job's array: ``byom-<job id>``, and ``-r<n>`` for its n-th retry,
+    so that a retry never takes an earlier run's array for its own."""
+    # Batch names: up to 128 letters, digits, hyphens, underscores; job ids are hex.
+    return f"byom-{job_id}" if run == 0 else f"byom-{job_id}-r{run}"
+
+
 def is_duplicate(status_reason: str | None) -> bool:
     """Whether an array ended because the scheduler found it was a second submission."""
     return bool(status_reason) and str(status_reason).startswith(DUPLICATE_REASON)

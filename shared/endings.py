@@ -3,9 +3,11 @@
 Used by whichever service learns that a job is over: ingest (bad upload), status
 (last chunk, failed chunk, failed Batch child, dead letter) and the reaper.
 
-A FAILED job keeps nothing of its work: its array is terminated and its output
+A FAILED or CANCELLED job keeps no output: its array is terminated and its output
 object deleted, every time its ending is announced (idempotent, so a duplicate
-or a sweep by the reaper can redo what a crash left undone). Whatever a
+or a sweep by the reaper can redo what a crash left undone). The chunks it
+finished are set aside for ``byom retry`` (shared/resume.py) before its staging
+is removed. Whatever a
 terminated child still writes is followed by its completion message, and status
 sweeps the chunk's staging objects when that completion finds the job ended.
 """
@@ -16,7 +18,7 @@ import logging
 
 from botocore.exceptions import ClientError
 
-from shared import aws, media, metrics, naming
+from shared import aws, media, metrics, naming, resume
 from shared.events import publish_done
 from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
@@ -50,14 +52,16 @@ def announce(job: JobItem, store: JobStore) -> None:
     """Make a finished job's ending hold, send the done event unless it went out
     already, then tidy the staging area.
 
-    A FAILED job's work is undone first, also when the event went out before: a
+    A FAILED or CANCELLED job's output is undone first, also when the event went out before: a
     late assembly or write may have come after the first announcement. The event
     is sent before it is recorded as sent, so a crash in between sends it twice
     rather than never (subscribers dedupe on ``job_id``).
     """
-    if job.state is JobState.FAILED:
+    if job.state in (JobState.FAILED, JobState.CANCELLED):
         stop_workers(job)
         remove_output(job, store)
+        if job.transform_job_name is None:  # a transform object is not retried
+            resume.keep_finished(job)  # before staging goes: a retry resumes from it
     object_job_ended(job)  # a transform object's ending counts on its transform job
     if store.event_sent(job.job_id):
         # A crash between recording the event and tidying up would otherwise
@@ -82,7 +86,7 @@ def stop_workers(job: JobItem) -> None:
         return
     try:
         aws.batch().terminate_job(
-            jobId=job.batch_job_id, reason=f"byom job {job.job_id} ended FAILED"
+            jobId=job.batch_job_id, reason=f"byom job {job.job_id} ended {job.state.value}"
         )
     except ClientError as exc:
         # Batch's 4xx (ClientException): it no longer knows the job, so nothing runs.

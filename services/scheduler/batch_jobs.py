@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.batch_contract import DUPLICATE_REASON, OVERRIDE_VARIABLES, is_duplicate
+from shared.batch_contract import DUPLICATE_REASON, OVERRIDE_VARIABLES, array_name, is_duplicate
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -22,9 +22,8 @@ USABLE = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "
 LIVE = USABLE - {"SUCCEEDED"}
 
 
-def job_name(job_id: str) -> str:
-    # Batch names: up to 128 letters, digits, hyphens, underscores; job ids are hex.
-    return f"byom-{job_id}"
+def job_name(job_id: str, run: int = 0) -> str:
+    return array_name(job_id, run)
 
 
 def arrays_named(batch: BatchClient, queue: str, name: str) -> list[JobSummaryTypeDef]:

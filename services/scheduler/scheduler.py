@@ -84,7 +84,7 @@ def submit_array(
         {"name": "BYOM_ARRAY_SIZE", "value": str(sizing.children)},
     ]
     submit_args: dict[str, object] = {
-        "jobName": batch_jobs.job_name(job.job_id),
+        "jobName": batch_jobs.job_name(job.job_id, job.retries),
         "jobQueue": settings.batch_job_queue,
         "jobDefinition": settings.batch_job_definition,
         "containerOverrides": {"environment": environment},
@@ -123,11 +123,12 @@ def schedule(
         log.info("nothing to schedule", extra={"job_id": request.job_id})
         return None
     plan = read_plan(request.plan_key, settings)
-    if inline.eligible(plan, settings):
+    # A retry's plan lists only the chunks left: inline scores a whole one-chunk job.
+    if job.chunk_count <= 1 and inline.eligible(plan, settings):
         if job.state is JobState.ACCEPTED:
             inline.score_inline(plan, job, settings)
         return None
-    name = batch_jobs.job_name(job.job_id)
+    name = batch_jobs.job_name(job.job_id, job.retries)
     found = batch_jobs.arrays_named(batch, settings.batch_job_queue, name)
     usable = [array["jobId"] for array in found if batch_jobs.usable(array)]
     if usable:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from shared import logs
-from shared.batch_contract import is_duplicate
+from shared.batch_contract import array_name, is_duplicate
 from shared.endings import fail
 from shared.jobs import JobStore
 from shared.schemas import BatchJobStateChange
@@ -30,6 +30,8 @@ def handle_batch_event(event: BatchJobStateChange, store: JobStore | None = None
         return
     array = detail.jobId.split(":")[0]
     superseded = job.batch_job_id is not None and job.batch_job_id != array
+    # An array of a run before ``byom retry`` (its name says which run it was).
+    superseded = superseded or detail.jobName != array_name(job_id, job.retries)
     if superseded or is_duplicate(detail.statusReason):
         # A duplicate the scheduler terminated: its failure says nothing about the
         # job. An array not recorded yet (the scheduler died before recording it)

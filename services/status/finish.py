@@ -24,6 +24,11 @@ def succeed(job: JobItem, store: JobStore) -> None:
     output was completed, the loss of the SUCCEEDED write is seen here and the
     output just written is deleted again (``announce`` of a FAILED job does it).
     """
+    current = store.get(job.job_id)
+    if current is not None and current.state.terminal:
+        # Cancelled or failed since its last chunk was counted: no output at all.
+        announce(current, store)
+        return
     errors_key = assemble_errors(job) if job.bad_rows else None
     if kind_of_job(job) is JobKind.MEDIA:  # drawn images first, then the output
         media.publish_drawn(job.bucket, job.job_id, job.output_key)
@@ -31,7 +36,7 @@ def succeed(job: JobItem, store: JobStore) -> None:
     finished = store.succeed(job.job_id, errors_key) or store.get(job.job_id)
     if finished is None or not finished.state.terminal:
         return
-    if finished.state is JobState.FAILED:
+    if finished.state in (JobState.FAILED, JobState.CANCELLED):
         log.warning("job failed while its output was assembled", extra={"job_id": job.job_id})
         if errors_key and finished.errors_key != errors_key:
             aws.s3().delete_object(Bucket=job.bucket, Key=errors_key)

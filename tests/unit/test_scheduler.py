@@ -83,7 +83,8 @@ class FakeStore:
         self.batch_job_id = batch_job_id
 
     def get(self, job_id: str):
-        return type("Job", (), {"job_id": job_id, "batch_job_id": self.batch_job_id})()
+        job = {"job_id": job_id, "batch_job_id": self.batch_job_id, "retries": 0}
+        return type("Job", (), job)()
 
 
 @pytest.mark.parametrize(
