@@ -116,6 +116,9 @@ class TransformSource(_Message):
     output_key: str
     transform_job_name: str
     transform_index: int = Field(ge=0)
+    # GenerateInferenceId's time (SageMaker: the transform job's start, UTC, to the
+    # second): when ingest planned the object, the same for every chunk and retry.
+    inference_time: str = ""
 
     @property
     def input_uri(self) -> str:

@@ -169,18 +169,29 @@ def chunk_output(
     *,
     job_id: str,
     chunk: int,
+    inference_time: str = "",
 ) -> bytes:
     """The chunk's output bytes: per record when joins, filters or ids need it, else
     each request's answer as it came."""
     if not rules.per_record:
         return assembled(answers, settings.assemble_with)
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = inference_time or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     outputs: list[bytes] = []
     for group, answer in zip(groups, answers, strict=True):
         try:
             pieces = answer_records(answer, len(group))
         except RecordError as exc:
-            raise _Located(exc.reason, group[0], None, None) from exc
+            if rules.join or rules.inference_id:
+                raise _Located(exc.reason, group[0], None, None) from exc
+            # Only an output filter, and an answer that is not a line per record
+            # (one JSON document for the request): filtered whole, as SageMaker does.
+            try:
+                outputs.append(
+                    output_record(rules, b"", answer, inference_id="", inference_time="")
+                )
+            except RecordError as failure:
+                raise _Located(failure.reason, group[0], failure.column, None) from failure
+            continue
         for place, piece in zip(group, pieces, strict=True):
             record = records[place]
             identity = inference_id(job_id, chunk, record.index)
@@ -239,7 +250,7 @@ async def score_transform(
         )
         output = await asyncio.to_thread(
             chunk_output, rules, object_settings, records, groups, answers,
-            job_id=plan.job_id, chunk=chunk.index,
+            job_id=plan.job_id, chunk=chunk.index, inference_time=source.inference_time,
         )  # fmt: skip
     except _Located as exc:
         raise await _input_error(s3, plan, first, records, exc, source, uri) from None

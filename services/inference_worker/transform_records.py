@@ -15,7 +15,14 @@ record as an array of cells, a JSON record as its value.
   With SplitType None the whole object is the one record, so the whole answer
   goes under ``SageMakerOutput``.
 - GenerateInferenceId: JSON records get ``SageMakerInferenceId`` and
-  ``SageMakerInferenceTime``; CSV records get the two as last cells.
+  ``SageMakerInferenceTime``; CSV records get the two as last cells. The id is a
+  UUID derived from the job and the record (the same on a rerun; SageMaker's is
+  random); the time is when the object was planned. An answer that is not a JSON
+  object is put under ``SageMakerOutput`` first, so the two keys have a place.
+- InputFilter, the model, the join (with the record as uploaded), the inference
+  id, then the OutputFilter on the result. Without a join or ids, an answer that
+  is not one line per record (a JSON document for a MultiRecord request) is
+  filtered whole.
 """
 
 from __future__ import annotations
@@ -126,9 +133,10 @@ def select_cells(
 
 
 def select_json(selector: Selector, value: Any, setting: str) -> Any:
-    """What a selector picks of a JSON value: ``$.name`` the member itself; ``$[...]``
-    of names an object of those members; of indexes the elements (one index: that
-    element; otherwise an array)."""
+    """What a selector picks of a JSON value: one name (``$.name``, ``$['name']``) the
+    member's value (AWS's AutoGluon notebook reads ``$['class']`` so); several names
+    an object of those members; indexes the elements (one index: that element;
+    otherwise an array)."""
     items = selector.items
     if items is None:
         return value
@@ -140,7 +148,7 @@ def select_json(selector: Selector, value: Any, setting: str) -> Any:
             if missing:
                 raise SelectorError(f"the record has no member {missing[0]!r}")
             names = [item.value for item in items]  # type: ignore[union-attr]
-            if selector.text.startswith("$."):
+            if len(names) == 1:  # $.name and $['name']: the member's value
                 return value[names[0]]
             return {name: value[name] for name in names}
         if not isinstance(value, list):

@@ -10,6 +10,8 @@ one large object is scored by several array children at once; SplitType
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from services.ingest.inflate import inflate_to
 from shared import naming
 from shared.csvchunks import plan_ranges
@@ -67,6 +69,7 @@ def plan_transform(job_id: str, message: TransformObject) -> ChunkPlan:
         output_key=message.output_key,
         transform_job_name=message.transform_job_name,
         transform_index=message.index,
+        inference_time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     return ChunkPlan(
         job_id=job_id,
