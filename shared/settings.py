@@ -124,6 +124,22 @@ class Settings(BaseSettings):
     # The worker compute environment's MaxVcpus: arrays are sized not to exceed it.
     max_vcpus: int = Field(default=256, ge=1)
 
+    # SageMaker Batch Transform (services/transform/): models and transform jobs live
+    # in this table (shared/transform_store.py); each input object of a transform job
+    # goes to ingest as a message on its queue.
+    sagemaker_table: str = "byom-sagemaker"
+    ingest_queue_url: str = ""
+    # The account in the ARNs the SageMaker API answers with (the template passes the
+    # stack's own; moto's default account locally).
+    account_id: str = "123456789012"
+    # When set (the local stack: the model server's GET /execution-parameters),
+    # CreateTransformJob asks it for BatchStrategy, MaxPayloadInMB and
+    # MaxConcurrentTransforms the request leaves unset; otherwise SageMaker's defaults.
+    execution_parameters_url: str = ""
+    # At most this many input objects per transform job: each one is a byom job, and
+    # the job's record lists them all (DynamoDB items hold 400 KB).
+    max_transform_objects: int = Field(default=5000, ge=1)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

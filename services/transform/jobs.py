@@ -1,0 +1,334 @@
+"""CreateTransformJob, DescribeTransformJob, ListTransformJobs, StopTransformJob.
+
+A transform job is a set of input objects, each run as one byom job: creating
+one checks the request, registers the model's package, lists the objects,
+stores the job (InProgress) and sends one :class:`TransformObject` per object
+to the ingest queue. Status counts the objects' ends on the job's record
+(``shared/transform_store.py``) and settles it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from services.transform import inputs, registration
+from services.transform.listing import page, within
+from services.transform.models import model_arn
+from services.transform.requests import (
+    CreateTransformJob,
+    ListTransformJobs,
+    TransformJobNamed,
+    check_transform_job,
+    parse,
+)
+from services.transform.wording import RequestInvalid, ResourceInUse, ResourceNotFound
+from shared import aws
+from shared.settings import get_settings
+from shared.transform import (
+    ObjectSettings,
+    TransformObject,
+    TransformRecord,
+    TransformStatus,
+    object_job_id,
+)
+from shared.transform_store import NameTaken, TransformStore, describe
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+# SageMaker's values when neither the request nor the container chooses.
+DEFAULT_MAX_PAYLOAD_MB = 6
+DEFAULT_MAX_CONCURRENT = 1
+DEFAULT_BATCH_STRATEGY = "SingleRecord"
+DEFAULT_INVOCATIONS_TIMEOUT = 600
+DEFAULT_INVOCATIONS_RETRIES = 3
+# The container's execution parameters name strategies as the batch variables do.
+_STRATEGY_NAMES = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}
+
+
+def transform_job_arn(name: str) -> str:
+    settings = get_settings()
+    return f"arn:aws:sagemaker:{settings.region}:{settings.account_id}:transform-job/{name.lower()}"
+
+
+def not_found(name: str) -> ResourceNotFound:
+    return ResourceNotFound(f"Could not find requested job with name {name}")
+
+
+def execution_parameters() -> dict[str, Any]:
+    """The container's GET /execution-parameters, when the stack names one; {} otherwise
+    or when it does not answer (SageMaker then uses its defaults too)."""
+    url = get_settings().execution_parameters_url
+    if not url:
+        return {}
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            answer = json.loads(response.read() or b"{}")
+    except (urllib.error.URLError, OSError, ValueError):
+        log.info("no execution parameters", extra={"url": url})
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def resolved(request: CreateTransformJob) -> dict[str, Any]:
+    """The request with SageMaker's defaults filled in, as DescribeTransformJob shows it."""
+    values = request.model_dump(mode="json", exclude_none=True)
+    unset = [
+        member
+        for member in ("BatchStrategy", "MaxPayloadInMB", "MaxConcurrentTransforms")
+        if not values.get(member)
+    ]
+    container = execution_parameters() if unset else {}
+    strategy = _STRATEGY_NAMES.get(str(container.get("BatchStrategy")), DEFAULT_BATCH_STRATEGY)
+    defaults: dict[str, Any] = {
+        "BatchStrategy": strategy,
+        "MaxPayloadInMB": _positive(container.get("MaxPayloadInMB"), DEFAULT_MAX_PAYLOAD_MB),
+        "MaxConcurrentTransforms": _positive(
+            container.get("MaxConcurrentTransforms"), DEFAULT_MAX_CONCURRENT
+        ),
+    }
+    for member in unset:
+        # An explicit MaxPayloadInMB of 0 (no limit) is the user's, not unset.
+        if member == "MaxPayloadInMB" and request.MaxPayloadInMB == 0:
+            continue
+        values[member] = defaults[member]
+    client = values.setdefault("ModelClientConfig", {})
+    client.setdefault("InvocationsTimeoutInSeconds", DEFAULT_INVOCATIONS_TIMEOUT)
+    client.setdefault("InvocationsMaxRetries", DEFAULT_INVOCATIONS_RETRIES)
+    return values
+
+
+def _positive(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and value > 0 else default
+
+
+def object_settings(request: dict[str, Any]) -> ObjectSettings:
+    transform_input = request["TransformInput"]
+    output = request["TransformOutput"]
+    processing = request.get("DataProcessing", {})
+    payload_mb = request["MaxPayloadInMB"]
+    return ObjectSettings(
+        content_type=transform_input.get("ContentType"),
+        compression=transform_input.get("CompressionType", "None"),
+        split_type=transform_input.get("SplitType", "None"),
+        batch_strategy=request["BatchStrategy"],
+        max_payload_bytes=payload_mb * MIB if payload_mb else None,
+        max_concurrent=request["MaxConcurrentTransforms"],
+        accept=output.get("Accept"),
+        assemble_with=output.get("AssembleWith", "None"),
+        input_filter=processing.get("InputFilter"),
+        output_filter=processing.get("OutputFilter"),
+        join_source=processing.get("JoinSource") or "None",
+        generate_inference_id=bool(
+            request.get("DataCaptureConfig", {}).get("GenerateInferenceId", False)
+        ),
+        invocations_timeout_seconds=request["ModelClientConfig"]["InvocationsTimeoutInSeconds"],
+        invocations_max_retries=request["ModelClientConfig"]["InvocationsMaxRetries"],
+    )
+
+
+def batch_environment(request: dict[str, Any]) -> dict[str, str]:
+    """The variables a model sees in Batch Transform (SageMaker's container contract)."""
+    return {
+        "SAGEMAKER_BATCH": "true",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(request.get("MaxPayloadInMB", 0)),
+        "SAGEMAKER_BATCH_STRATEGY": (
+            "MULTI_RECORD" if request["BatchStrategy"] == "MultiRecord" else "SINGLE_RECORD"
+        ),
+        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": str(request["MaxConcurrentTransforms"]),
+    }
+
+
+def create_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[str, Any]:
+    request = parse(CreateTransformJob, body)
+    check_transform_job(request)
+    name = request.TransformJobName
+    arn = transform_job_arn(name)
+    if store.get(name) is not None:
+        raise _in_use(arn)
+    model = store.get_model(request.ModelName)
+    if model is None:
+        raise RequestInvalid(f'Could not find model "{model_arn(request.ModelName)}".')
+    values = resolved(request)
+    settings = object_settings(values)
+    s3 = aws.s3()
+    target = registration.register(s3, model.name, model.request)
+    container = registration.container_of(model.request)
+    environment = (
+        dict(container.get("Environment") or {})
+        | dict(request.Environment)
+        | batch_environment(values)
+    )
+    now = datetime.now(UTC)
+    record = TransformRecord(
+        name=name,
+        arn=arn,
+        status=TransformStatus.IN_PROGRESS,
+        request=values,
+        model_name=model.name,
+        creation_time=now,
+        last_modified_time=now,
+        transform_start_time=now,
+    )
+    source = request.TransformInput.DataSource.S3DataSource
+    limit = get_settings().max_transform_objects
+    try:
+        if source.S3DataType == "ManifestFile":
+            found = inputs.from_manifest(s3, source.S3Uri, limit)
+        else:
+            found = inputs.under_prefix(s3, source.S3Uri, limit)
+    except RequestInvalid as exc:
+        # As on SageMaker: the job is created, and fails saying what it could not read.
+        _create(store, record)
+        store.settle(record, reason=f"ClientError: {exc.message}")
+        return {"TransformJobArn": arn}
+    record = record.model_copy(
+        update={
+            "objects": len(found),
+            "object_jobs": [object_job_id(arn, index) for index in range(len(found))],
+        }
+    )
+    _create(store, record)
+    store.announce(record)
+    messages = []
+    for index, obj in enumerate(found):
+        output_bucket, output_key = inputs.output_key(
+            request.TransformOutput.S3OutputPath, obj.relative
+        )
+        messages.append(
+            TransformObject(
+                transform_job_name=name,
+                transform_job_arn=arn,
+                index=index,
+                objects=len(found),
+                bucket=obj.bucket,
+                key=obj.key,
+                etag=obj.etag,
+                size=obj.size,
+                output_bucket=output_bucket,
+                output_key=output_key,
+                settings=settings,
+                target_model=target,
+                environment=environment,
+            )
+        )
+    _send(messages)
+    return {"TransformJobArn": arn}
+
+
+def _in_use(arn: str) -> ResourceInUse:
+    return ResourceInUse(
+        "Job name must be unique within an AWS account and region, and a job with this "
+        f"name already exists ({arn})"
+    )
+
+
+def _create(store: TransformStore, record: TransformRecord) -> None:
+    try:
+        store.create(record)
+    except NameTaken:
+        raise _in_use(record.arn) from None
+
+
+def _send(messages: list[TransformObject]) -> None:
+    """Every object to ingest, ten to a batch; a batch entry refused is an error."""
+    queue_url = get_settings().ingest_queue_url
+    sqs = aws.sqs()
+    for start in range(0, len(messages), 10):
+        batch = messages[start : start + 10]
+        response = sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(message.index), "MessageBody": message.model_dump_json()}
+                for message in batch
+            ],
+        )
+        if response.get("Failed"):
+            raise RuntimeError(f"the ingest queue refused transform objects: {response['Failed']}")
+
+
+def describe_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[str, Any]:
+    name = parse(TransformJobNamed, body).TransformJobName
+    record = store.get(name)
+    if record is None:
+        raise not_found(name)
+    return describe(record)
+
+
+_SORT_KEYS = {
+    "Name": lambda record: record.name,
+    "CreationTime": lambda record: record.creation_time,
+    "Status": lambda record: (record.status.value, record.creation_time),
+}
+
+
+def list_transform_jobs(store: TransformStore, body: dict[str, Any]) -> dict[str, Any]:
+    request = parse(ListTransformJobs, body)
+    records = [
+        record
+        for record in store.list()
+        if (request.NameContains is None or request.NameContains.lower() in record.name.lower())
+        and (request.StatusEquals is None or record.status.value == request.StatusEquals)
+        and within(record.creation_time, request.CreationTimeAfter, request.CreationTimeBefore)
+        and within(
+            record.last_modified_time,
+            request.LastModifiedTimeAfter,
+            request.LastModifiedTimeBefore,
+        )
+    ]
+    chosen, token = page(
+        records,
+        _SORT_KEYS[request.SortBy],
+        descending=request.SortOrder == "Descending",
+        max_results=request.MaxResults,
+        next_token=request.NextToken,
+    )
+    answer: dict[str, Any] = {"TransformJobSummaries": [_summary(record) for record in chosen]}
+    if token:
+        answer["NextToken"] = token
+    return answer
+
+
+def _summary(record: TransformRecord) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "TransformJobName": record.name,
+        "TransformJobArn": record.arn,
+        "CreationTime": record.creation_time,
+        "LastModifiedTime": record.last_modified_time,
+        "TransformJobStatus": record.status.value,
+    }
+    if record.transform_end_time is not None:
+        summary["TransformEndTime"] = record.transform_end_time
+    if record.failure_reason:
+        summary["FailureReason"] = record.failure_reason
+    return summary
+
+
+def stop_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[str, Any]:
+    """Stopping; every object job not ended yet is cancelled, and the job is Stopped
+    when the last one has ended (status counts them as for any end)."""
+    name = parse(TransformJobNamed, body).TransformJobName
+    record = store.request_stop(name)
+    if record is None:
+        raise not_found(name)
+    if record.status is TransformStatus.STOPPING:
+        _cancel_objects(store, record)
+    return {}
+
+
+def _cancel_objects(store: TransformStore, record: TransformRecord) -> None:
+    from shared import job_control  # imports the job store: only a stop needs it
+
+    reason = f"transform job {record.name} was stopped"
+    for index, job_id in enumerate(record.object_jobs):
+        try:
+            job_control.cancel(job_id, reason=reason)
+        except job_control.JobNotFound:
+            # Ingest has not planned this object yet (it plans none of a stopping
+            # job): it has ended as far as the transform job is concerned.
+            store.object_ended(record.name, index, failed=False)

@@ -1,0 +1,99 @@
+"""A SageMaker model's package in byom's model registry, for the endpoint to load.
+
+The model's ``PrimaryContainer.ModelDataUrl`` (a ``model.tar.gz``, a byom
+package) is copied to ``<models prefix><ModelName>/<version>/model.tar.gz`` in
+byom's bucket, beside ``container.json`` = ``{"image": Image, "environment":
+Environment}``, which the model server reads when it loads that target (the
+container's serving defaults follow its image; the environment, with
+``SAGEMAKER_PROGRAM``, reaches the model). The version is a digest of the
+source's ETag, the image and the environment: the same model registers once,
+and a changed package or environment is a new target the endpoint loads afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from services.transform.requests import s3_location
+from services.transform.wording import RequestInvalid
+from shared.model_registry import package_key, target_model
+from shared.settings import get_settings
+
+CONTAINER_FILE = "container.json"
+
+
+def container_of(model_request: dict[str, Any]) -> dict[str, Any]:
+    """The one container a model runs (PrimaryContainer, or a single Containers item)."""
+    if primary := model_request.get("PrimaryContainer"):
+        container: dict[str, Any] = primary
+        return container
+    containers = model_request.get("Containers") or []
+    if len(containers) == 1:
+        only: dict[str, Any] = containers[0]
+        return only
+    raise RequestInvalid(
+        "byom runs a model of one container: give PrimaryContainer (an inference "
+        f"pipeline of {len(containers)} containers is not supported)."
+    )
+
+
+def model_data(model_request: dict[str, Any]) -> tuple[str, str]:
+    """(bucket, key) of the model's package; RequestInvalid when it has none byom reads."""
+    url = container_of(model_request).get("ModelDataUrl")
+    if not url:
+        raise RequestInvalid(
+            "byom serves a model from PrimaryContainer.ModelDataUrl, a model.tar.gz in S3; "
+            "the model gives none."
+        )
+    if not url.startswith("s3://"):
+        raise RequestInvalid(f"ModelDataUrl {url!r}: byom reads s3:// URIs only.")
+    return s3_location(url)
+
+
+def check_model_data(s3: Any, model_request: dict[str, Any]) -> None:
+    """CreateModel's check that the model data is there (as SageMaker's)."""
+    if not (container_of(model_request).get("ModelDataUrl")):
+        return  # a model without data can be created; a transform job refuses it
+    bucket, key = model_data(model_request)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError:
+        raise RequestInvalid(f"Could not find model data at s3://{bucket}/{key}.") from None
+
+
+def version_of(etag: str, image: str | None, environment: dict[str, str]) -> str:
+    payload = json.dumps(
+        {"etag": etag.strip('"'), "image": image, "environment": environment}, sort_keys=True
+    )
+    return "sm-" + hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def register(s3: Any, model_name: str, model_request: dict[str, Any]) -> str:
+    """Put the model's package in the registry (once); the endpoint's TargetModel for it."""
+    settings = get_settings()
+    container = container_of(model_request)
+    bucket, key = model_data(model_request)
+    try:
+        source = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError:
+        raise RequestInvalid(f"Could not find model data at s3://{bucket}/{key}.") from None
+    environment: dict[str, str] = container.get("Environment") or {}
+    image: str | None = container.get("Image")
+    version = version_of(source["ETag"], image, environment)
+    target = package_key(settings.models_prefix, model_name, version)
+    try:
+        s3.head_object(Bucket=settings.bucket, Key=target)
+    except ClientError:
+        # container.json first: once the package is there, so is how to serve it.
+        s3.put_object(
+            Bucket=settings.bucket,
+            Key=f"{settings.models_prefix}{model_name}/{version}/{CONTAINER_FILE}",
+            Body=json.dumps({"image": image, "environment": environment}).encode(),
+            ContentType="application/json",
+        )
+        s3.copy({"Bucket": bucket, "Key": key}, settings.bucket, target)
+    return target_model(model_name, version)
