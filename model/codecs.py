@@ -2,7 +2,8 @@
 
 One module for both ways a package is served, over the same three types
 (`text/csv`, `application/json`, `application/x-npy`), neither of which ever
-unpickles:
+unpickles, plus `text/libsvm` where a container profile reads it
+(model/server/containers.py: SageMaker's XGBoost container):
 
 - **Rows for a flavor** (`read_rows`, `write_answer`): strict. A body is rows of
   float32 features of the model's width; the first bad line, cell or instance is
@@ -24,7 +25,7 @@ import contextlib
 import io
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from model.flavors.base import BadRequest, first_line
+from model.libsvm import parse_libsvm
 
 CSV = "text/csv"
 JSON = "application/json"
 NPY = "application/x-npy"
+LIBSVM = "text/libsvm"
+# The names SageMaker's XGBoost container reads as libsvm (its data_utils).
+LIBSVM_TYPES = (LIBSVM, "text/x-libsvm", "libsvm")
 TYPES = (CSV, JSON, NPY)
 # Accept values that take whatever type the request has.
 WILDCARDS = ("*/*", "text/*", "application/*", "")
@@ -190,6 +195,8 @@ def format_json(predictions: np.ndarray) -> bytes:
 
 Decoder = Callable[[bytes, "int | None"], np.ndarray]
 DECODERS: dict[str, Decoder] = {CSV: parse_csv, JSON: parse_json, NPY: parse_npy}
+# Read only where a container profile says so (model/server/containers.py).
+LIBSVM_DECODERS: dict[str, Decoder] = dict.fromkeys(LIBSVM_TYPES, parse_libsvm)
 ENCODERS: dict[str, Callable[[np.ndarray], bytes]] = {
     CSV: format_csv,
     JSON: format_json,
@@ -210,11 +217,17 @@ def answer_type(accept: str | None, content_type: str) -> str:
     raise NotAcceptable(f"cannot answer with {accept!r}; accept {CSV}, {JSON} or {NPY}")
 
 
-def read_rows(body: bytes, content_type: str, feature_count: int | None) -> np.ndarray:
+def read_rows(
+    body: bytes,
+    content_type: str,
+    feature_count: int | None,
+    decoders: Mapping[str, Decoder] = DECODERS,
+) -> np.ndarray:
     """The body as a 2-D float32 array of `feature_count` columns (when known)."""
-    decoder = DECODERS.get(content_type)
+    decoder = decoders.get(content_type)
     if decoder is None:
-        raise UnsupportedFormat(f"cannot read {content_type!r}; send {CSV}, {NPY} or {JSON}")
+        readable = ", ".join(sorted(decoders))
+        raise UnsupportedFormat(f"cannot read {content_type!r}; send one of {readable}")
     return decoder(body, feature_count)
 
 

@@ -17,6 +17,12 @@ one codec module). As in the toolkit, CSV and JSON
 bodies reach the script as `str`, others as `bytes`, and a missing or `*/*`
 Accept becomes `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` (`application/json`).
 
+A model's container settings (container.json, model/server/container_settings.py)
+give it an environment: `SAGEMAKER_PROGRAM` picks the script, the script's own
+module reads the variables through `os.environ`/`os.getenv` without the server's
+environment changing (model/script_environment.py), and
+`SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` is the Accept for a request without one.
+
 Running a package's code is the operator's choice: `load_script` refuses unless
 `allow_code` (`BYOM_ALLOW_MODEL_CODE=true`). With it, a `code/requirements.txt`
 is installed into `code/.byom-lib` of the model directory, never into byom's own
@@ -40,7 +46,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +62,7 @@ from model.codecs import decode as decode
 from model.codecs import encode as encode
 from model.flavors.base import BadRequest, ModelLoadError
 from model.manifest import MANIFEST_FILE
+from model.script_environment import script_builtins
 
 CODE_DIR = "code"
 DEFAULT_PROGRAM = "inference.py"
@@ -63,6 +70,7 @@ REQUIREMENTS = "requirements.txt"
 LIB_DIR = ".byom-lib"
 UTF8_TYPES = (CSV, JSON)
 DEFAULT_ACCEPT = JSON
+DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 ALLOW_SETTING = "BYOM_ALLOW_MODEL_CODE"
 # Requirements installed when the image was built: <folder>/requirements.txt says which.
 PREINSTALLED_SETTING = "BYOM_PREINSTALLED_LIB"
@@ -205,7 +213,7 @@ def _on_path(folders: list[Path]) -> Iterator[None]:
                 sys.path.remove(entry)
 
 
-def _import(path: Path) -> ModuleType:
+def _import(path: Path, environment: Mapping[str, str] | None = None) -> ModuleType:
     # A name of its own per script, so that two models' inference.py never meet in
     # sys.modules and neither shadows a module of byom's.
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
@@ -213,6 +221,8 @@ def _import(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ModelLoadError(path, "cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
+    if environment:  # the model's variables, seen through `os` by this module only
+        module.__dict__["__builtins__"] = script_builtins(environment)
     sys.modules[spec.name] = module
     try:
         spec.loader.exec_module(module)
@@ -238,14 +248,19 @@ def load_script(
     allow_code: bool = False,
     program: str | None = None,
     run: Runner = subprocess.run,
+    environment: Mapping[str, str] | None = None,
 ) -> ScriptModel | None:
     """The package's inference script as a model, or None when the package has none.
+
+    `environment` is what the script sees in `os.environ` besides the process's
+    variables; its `SAGEMAKER_PROGRAM` names the script unless `program` does.
 
     Raises `ModelLoadError` when it has one (or a non-empty requirements.txt) and
     `allow_code` is off, and when the script breaks the toolkit's contract.
     """
     model_dir = Path(model_dir)
-    path = script_path(model_dir, program)
+    environment = environment or {}
+    path = script_path(model_dir, program or environment.get("SAGEMAKER_PROGRAM"))
     code_dir = model_dir / CODE_DIR
     requirements = code_dir / REQUIREMENTS
     if path is None:
@@ -270,8 +285,10 @@ def load_script(
         )
     lib = install_requirements(code_dir, run)
     with _on_path([code_dir, *([lib] if lib is not None else [])]):
-        module = _import(path)
-        return ScriptModel(module, path, model_dir)
+        module = _import(path, environment)
+        model = ScriptModel(module, path, model_dir)
+    model.default_accept = environment.get(DEFAULT_ACCEPT_VARIABLE) or DEFAULT_ACCEPT
+    return model
 
 
 class ScriptModel:

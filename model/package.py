@@ -31,7 +31,7 @@ import sys
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -232,13 +232,14 @@ def load_package(
     limits: PackageLimits | None = None,
     allow_code: bool = False,
     program: str | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> Model:
     """The model of the package at `path`, held to its manifest when it has one.
 
     An archive is extracted under `workdir` (default: a temporary directory,
     removed when the process exits). A package with `code/inference.py` (or the
     script `program` names) is served by that script, only with `allow_code`
-    (model/inference_script.py).
+    (model/inference_script.py); `environment` is what that script sees.
     """
     path = Path(path)
     if is_archive(path) and path.is_file() and workdir is None:
@@ -247,7 +248,9 @@ def load_package(
     model_dir = prepare(path, workdir or Path(tempfile.gettempdir()), limits)
     manifest = read_manifest(model_dir) if model_dir.is_dir() else None
     if model_dir.is_dir():
-        script = load_script(model_dir, allow_code=allow_code, program=program)
+        script = load_script(
+            model_dir, allow_code=allow_code, program=program, environment=environment
+        )
         if script is not None:
             return script
     if manifest is None:

@@ -6,8 +6,11 @@ SageMaker's 6 MiB limit, applies an injected fault, picks the model (the one the
 route chose, else the target model the request names, else the endpoint's own)
 and scores it off the event loop: image models through the cross-request batcher
 (vision.py), inference scripts with their own functions, flavors with the rows
-codecs (model/codecs.py). Whatever fails ends as a `Problem` with its status;
-the route decides how that looks (problems.py).
+codecs (model/codecs.py). A target model's container settings pick the serving
+defaults of the image it names (model/server/containers.py): the Accept and
+Content-Type a request leaves out, the types read, the answer's shape. Whatever
+fails ends as a `Problem` with its status; the route decides how that looks
+(problems.py).
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from model.codecs import answer_type, media_type, read_rows, write_answer
+from model.codecs import media_type, read_rows
 from model.flavors import BadRequest, Model
 from model.flavors.detector import VisionModel
 from model.inference_script import RequestHandler
 from model.manifest import MAX_PAYLOAD
 from model.server import vision
 from model.server.batching import Batchers
+from model.server.container_settings import NONE, ContainerSettings
+from model.server.containers import defaults_for
 from model.server.faults import Faults
 from model.server.multi_model import ModelCache, TargetMissing, TargetUnloadable
 from model.server.problems import InjectedFault, Problem, TargetNotFound
@@ -51,14 +56,23 @@ class State:
 STATE = web.AppKey("state", State)
 
 
-def score(model: Model, body: bytes, content_type: str, accept: str | None) -> tuple[bytes, str]:
+def score(
+    model: Model,
+    body: bytes,
+    content_type: str,
+    accept: str | None,
+    container: ContainerSettings = NONE,
+) -> tuple[bytes, str]:
     """The response body and its type: parse, predict, format, all off the event loop."""
+    defaults = defaults_for(container.image)
     if isinstance(model, RequestHandler):
         # A SageMaker inference script reads the body and writes the answer itself.
-        return model.handle(body, content_type, accept)
-    answer = answer_type(accept, content_type)
-    rows = read_rows(body, content_type, model.feature_count)
-    return write_answer(model.predict(rows), answer), answer
+        return model.handle(body, content_type or defaults.script_content_type, accept)
+    content_type = content_type or defaults.content_type or ""
+    environment = container.environment
+    answer = defaults.answer_type(accept, content_type, environment)
+    rows = read_rows(body, content_type, model.feature_count, defaults.decoders)
+    return defaults.writer(model.predict(rows), answer, environment), answer
 
 
 async def invoke(request: web.Request, chosen: Model | None = None) -> web.Response:
@@ -74,10 +88,11 @@ async def invoke(request: web.Request, chosen: Model | None = None) -> web.Respo
     fault = state.faults.take()
     if fault is not None:
         raise InjectedFault(fault, f"injected fault ({state.faults.count} more to come)")
+    container = NONE
     if chosen is not None:
         model = chosen
     elif target := request.headers.get(TARGET_MODEL_HEADER):
-        model = await target_model(state, target)
+        model, container = await target_model(state, target)
     elif state.model is None:
         raise Problem(500, f"the model is not loaded: {state.load_error}")
     else:
@@ -92,7 +107,13 @@ async def invoke(request: web.Request, chosen: Model | None = None) -> web.Respo
             )
         else:
             payload, answer = await loop.run_in_executor(
-                state.executor, score, model, body, content_type, request.headers.get("Accept")
+                state.executor,
+                score,
+                model,
+                body,
+                content_type,
+                request.headers.get("Accept"),
+                container,
             )
     except BadRequest as exc:
         raise Problem(exc.status, str(exc)) from exc
@@ -104,8 +125,9 @@ async def invoke(request: web.Request, chosen: Model | None = None) -> web.Respo
     return web.Response(body=payload, content_type=answer)
 
 
-async def target_model(state: State, target: str) -> Model:
-    """The model a multi-model request names, loaded on first use (off the event loop)."""
+async def target_model(state: State, target: str) -> tuple[Model, ContainerSettings]:
+    """The model a multi-model request names and its container settings, loaded on
+    first use (off the event loop)."""
     if state.models is None:
         raise TargetNotFound(
             400,
@@ -114,7 +136,7 @@ async def target_model(state: State, target: str) -> Model:
         )
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(state.executor, state.models.get, target)
+        return await loop.run_in_executor(state.executor, state.models.served, target)
     except TargetMissing as exc:
         raise TargetNotFound(404, str(exc)) from exc
     except TargetUnloadable as exc:

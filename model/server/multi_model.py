@@ -12,6 +12,13 @@ ValidationError, as SageMaker does); one that is there but does not load raises
 `TargetUnloadable` with the package's reason. Neither is cached, so a package
 published later is found.
 
+A target `<name>/<version>/model.tar.gz` may have a `container.json` beside it
+(model/server/container_settings.py): the image it would run in on SageMaker
+(model/server/containers.py picks that image's serving defaults) and the
+environment its inference script sees (`SAGEMAKER_PROGRAM` among it). It is read
+before the package, at most `MAX_BYTES` of it; a missing one means byom's
+defaults, one that breaks the schema makes the target unloadable, with the rule.
+
 On a SageMaker multi-model endpoint SageMaker fetches and extracts each package
 itself and tells the container what to load (`model/server/mme_api.py`): `add`,
 `peek` and `remove` serve that API from the same bounded LRU. Those models'
@@ -34,6 +41,14 @@ from pathlib import Path
 from model.errors import ByomModelError
 from model.flavors import Model, ModelLoadError
 from model.package import PackageLimits, is_archive, load_package
+from model.server.container_settings import (
+    MAX_BYTES,
+    NONE,
+    ContainerSettings,
+    ContainerSettingsError,
+    parse_settings,
+    settings_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +73,12 @@ class _Entry:
     model: Model
     url: str  # where it was loaded from
     folder: Path | None  # files of ours to remove on unloading; None: not ours
+    container: ContainerSettings = NONE  # its container.json; none: byom's defaults
 
 
 Fetch = Callable[[str, Path], None]  # (URL of the package, local file to write)
+# (URL, limit) -> at most limit + 1 bytes of the object, or None when there is none
+ReadSmall = Callable[[str, int], "bytes | None"]
 
 
 def s3_fetch(url: str, out: Path) -> None:
@@ -79,6 +97,34 @@ def s3_fetch(url: str, out: Path) -> None:
         raise
 
 
+def s3_read_small(url: str, limit: int) -> bytes | None:
+    """The first `limit` + 1 bytes of `s3://bucket/key`, or None for a missing object;
+    never reads more, however large the object is."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    try:
+        response = boto3.client("s3").get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = exc.response.get("Error", {}).get("Code", "")
+        if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    body = response["Body"]
+    try:
+        data: bytes = body.read(limit + 1)
+    finally:
+        body.close()
+    return data
+
+
+def no_settings(url: str, limit: int) -> bytes | None:
+    """A `ReadSmall` that finds nothing: for caches given a `Fetch` of their own."""
+    return None
+
+
 class ModelCache:
     """Loaded target models, least recently used first; safe to call from many threads."""
 
@@ -93,6 +139,7 @@ class ModelCache:
         threads: int = 1,
         limits: PackageLimits | None = None,
         fetch: Fetch = s3_fetch,
+        read_small: ReadSmall | None = None,
     ) -> None:
         # None: no registry to fetch targets from, only models added with `add`.
         self.prefix = prefix if prefix is None or prefix.endswith("/") else prefix + "/"
@@ -106,6 +153,9 @@ class ModelCache:
         self.threads = threads
         self.limits = limits
         self.fetch = fetch
+        if read_small is None:
+            read_small = s3_read_small if fetch is s3_fetch else no_settings
+        self.read_small = read_small
         self._loaded: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -207,27 +257,47 @@ class ModelCache:
 
     def get(self, target: str) -> Model:
         """The model for `target`, loaded on first use."""
+        return self.served(target)[0]
+
+    def served(self, target: str) -> tuple[Model, ContainerSettings]:
+        """The model for `target` and its container settings, loaded on first use."""
         if not _TARGET.fullmatch(target) or ".." in target.split("/"):
             raise TargetMissing(f"{target!r} is not a valid target model name")
         with self._lock:
             if target in self._loaded:
                 self._loaded.move_to_end(target)
-                return self._loaded[target].model
+                entry = self._loaded[target]
+                return entry.model, entry.container
             loading = self._loading.setdefault(target, threading.Lock())
         with loading:  # one load per target, however many requests wait for it
             with self._lock:
                 if target in self._loaded:
                     self._loaded.move_to_end(target)
-                    return self._loaded[target].model
+                    entry = self._loaded[target]
+                    return entry.model, entry.container
             try:
-                model, folder = self._load(target)
+                entry = self._load(target)
             finally:
                 with self._lock:
                     self._loading.pop(target, None)
-            self._insert(target, _Entry(model, self.url(target), folder))
-        return model
+            self._insert(target, entry)
+        return entry.model, entry.container
 
-    def _load(self, target: str) -> tuple[Model, Path]:
+    def container(self, target: str) -> ContainerSettings:
+        """The target's container.json, or byom's defaults when it has none."""
+        key = settings_key(target)
+        if key is None:
+            return NONE
+        data = self.read_small(self.url(key), MAX_BYTES)
+        if data is None:
+            return NONE
+        try:
+            return parse_settings(data)
+        except ContainerSettingsError as exc:
+            raise TargetUnloadable(f"target model {target!r}: {key}: {exc}") from exc
+
+    def _load(self, target: str) -> _Entry:
+        container = self.container(target)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="target-", dir=self.cache_dir))
         try:
@@ -247,6 +317,7 @@ class ModelCache:
                     allow_pickle=self.allow_pickle,
                     threads=self.threads,
                     allow_code=self.allow_code,
+                    environment=container.environment,
                 )
             except ModelLoadError as exc:
                 raise TargetUnloadable(f"target model {target!r} cannot be loaded: {exc}") from exc
@@ -254,5 +325,6 @@ class ModelCache:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        log.info("loaded target model %s: %s", target, model.description)
-        return model, folder
+        image = f" (image {container.image})" if container.image else ""
+        log.info("loaded target model %s%s: %s", target, image, model.description)
+        return _Entry(model, self.url(target), folder, container)

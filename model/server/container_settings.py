@@ -1,0 +1,110 @@
+"""`container.json`: the container a registry target would run in on SageMaker.
+
+Beside a registry target `models/<name>/<version>/model.tar.gz` may sit
+`models/<name>/<version>/container.json`, written when a SageMaker model is
+registered for a transform job (the SageMaker API's CreateModel `Image` and
+`Environment`, plus the batch variables of the job)::
+
+    {"image": "123.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+     "environment": {"SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_BATCH": "true"}}
+
+Both keys are optional; no other key is allowed. The file is untrusted input and
+is held to SageMaker's own limits on `Environment`: at most `MAX_ENTRIES`
+variables, names matching `NAME` (1 to 1024 characters), values at most
+`MAX_VALUE` characters; `image` at most `MAX_IMAGE` characters without control
+characters; the whole file at most `MAX_BYTES`. A file that breaks any of these
+is refused with `ContainerSettingsError` naming the rule, and the target does not load.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from model.errors import ByomModelError
+
+FILE_NAME = "container.json"
+PACKAGE_NAME = "model.tar.gz"
+MAX_ENTRIES = 100
+MAX_VALUE = 1024
+MAX_IMAGE = 255
+# 100 names and values of 1024 characters, JSON-escaped at worst 6 bytes each.
+MAX_BYTES = 2 * MAX_ENTRIES * MAX_VALUE * 6 + 4096
+NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,1023}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ContainerSettingsError(ByomModelError):
+    """A container.json that breaks the schema; says which rule."""
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """The image a target names and the environment its code sees."""
+
+    image: str | None = None
+    environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+NONE = ContainerSettings()
+
+
+def settings_key(target: str) -> str | None:
+    """Where the container.json of `target` would be: beside a `.../model.tar.gz`;
+    None for targets of other names, which have none."""
+    folder, slash, name = target.rpartition("/")
+    if not slash or name != PACKAGE_NAME:
+        return None
+    return f"{folder}/{FILE_NAME}"
+
+
+def _environment(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict):
+        raise ContainerSettingsError("environment must be an object of names to strings")
+    if len(value) > MAX_ENTRIES:
+        raise ContainerSettingsError(
+            f"environment has {len(value)} variables; at most {MAX_ENTRIES}"
+        )
+    for name, text in value.items():
+        if not NAME.fullmatch(name):
+            shown = name if len(name) <= 40 else name[:37] + "..."
+            raise ContainerSettingsError(
+                f"environment: {shown!r} is not a variable name ({NAME.pattern})"
+            )
+        if not isinstance(text, str):
+            raise ContainerSettingsError(f"environment: {name} must be a string")
+        if len(text) > MAX_VALUE:
+            raise ContainerSettingsError(
+                f"environment: {name} is {len(text)} characters; at most {MAX_VALUE}"
+            )
+    return MappingProxyType(dict(value))
+
+
+def parse_settings(data: bytes) -> ContainerSettings:
+    """The settings in a container.json's bytes; `ContainerSettingsError` says why not."""
+    if len(data) > MAX_BYTES:
+        raise ContainerSettingsError(f"{FILE_NAME} is over {MAX_BYTES} bytes")
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ContainerSettingsError(f"{FILE_NAME} is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ContainerSettingsError(f"{FILE_NAME} must be an object")
+    unknown = sorted(set(document) - {"image", "environment"})
+    if unknown:
+        raise ContainerSettingsError(
+            f"{FILE_NAME}: unknown key {unknown[0]!r}; expected image and environment"
+        )
+    image = document.get("image")
+    if image is not None and (
+        not isinstance(image, str) or not image or len(image) > MAX_IMAGE or _CONTROL.search(image)
+    ):
+        raise ContainerSettingsError(
+            f"image must be a non-empty string of at most {MAX_IMAGE} characters"
+        )
+    environment = _environment(document.get("environment", {}))
+    return ContainerSettings(image, environment)
