@@ -53,6 +53,10 @@ a single PUT's request body and CopyObject's source.
    a foreign ``Origin``, a ``Sec-Fetch-Site`` from another page. boto3 and the AWS CLI
    send neither header, so they pass.
 
+6. SageMaker's model and transform-job operations are byom's own
+   (``services/transform/api.py``), answered in this process behind the same guard
+   (``infra/local/sagemaker_dispatch.py``); moto keeps every other SageMaker operation.
+
 Written against moto 5.2.5 (pinned); tests/integration/test_local_s3.py checks the
 semantics against plain moto and the bytes read per request, so an upgrade that changes
 the patched functions fails there.
@@ -91,6 +95,7 @@ from moto.s3.utils import compute_checksum
 from moto.settings import S3_UPLOAD_PART_MIN_SIZE, get_s3_default_key_buffer_size
 from moto.utilities.utils import md5_hash
 
+from infra.local.sagemaker_dispatch import SageMakerDispatch
 from shared.loopback import refusal
 
 CHUNK = 1024 * 1024  # bytes per read while streaming or copying: bounds memory per request
@@ -458,7 +463,8 @@ class LoopbackOnly:
 
 
 def loopback_only() -> None:
-    """Serve moto behind :class:`LoopbackOnly`, with its global CORS off (idempotent)."""
+    """Serve moto behind :class:`LoopbackOnly`, with its global CORS off (idempotent);
+    byom's SageMaker operations are answered by byom (``sagemaker_dispatch.py``)."""
     # Read by create_backend_app when it builds each service's app, so this takes
     # effect although moto.settings read MOTO_DISABLE_GLOBAL_CORS at import.
     werkzeug_app.DISABLE_GLOBAL_CORS = True  # type: ignore[attr-defined]
@@ -467,7 +473,7 @@ def loopback_only() -> None:
         return
 
     def run_simple(hostname: str, port: int, application: WsgiApp, **options: Any) -> None:
-        run(hostname, port, LoopbackOnly(application, port), **options)
+        run(hostname, port, LoopbackOnly(SageMakerDispatch(application), port), **options)
 
     run_simple.loopback_only = True  # type: ignore[attr-defined]
     server.run_simple = run_simple  # type: ignore[attr-defined,assignment]

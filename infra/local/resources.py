@@ -21,6 +21,13 @@ class Resources:
     event_bus: str
     queue_urls: dict[str, str]
     dlq_urls: dict[str, str]
+    sagemaker_table: str = "byom-sagemaker"
+
+
+def queue_url(endpoint_url: str, name: str, prefix: str = "byom") -> str:
+    """The URL moto gives byom's queue ``name`` (``ingest``...), known before it exists:
+    the moto process itself is told the ingest queue's URL when it starts."""
+    return f"{endpoint_url}/{ACCOUNT}/{prefix}-{name}"
 
 
 def client(service: str, endpoint_url: str, region: str) -> Any:
@@ -54,6 +61,7 @@ def bootstrap(
     bucket: str,
     jobs_table: str,
     event_bus: str,
+    sagemaker_table: str = "byom-sagemaker",
     input_prefix: str = "input/",
     batch_job_queue: str = "byom-workers",
     prefix: str = "byom",
@@ -127,7 +135,14 @@ def bootstrap(
         KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    return Resources(bucket, jobs_table, event_bus, queue_urls, dlq_urls)
+    # SageMaker's models and transform jobs (shared/transform_store.py).
+    dynamodb.create_table(
+        TableName=sagemaker_table,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return Resources(bucket, jobs_table, event_bus, queue_urls, dlq_urls, sagemaker_table)
 
 
 def subscribe_done_events(

@@ -66,6 +66,7 @@ class StackConfig:
     bucket: str = "byom-local"
     region: str = "us-east-1"
     jobs_table: str = "byom-jobs"
+    sagemaker_table: str = "byom-sagemaker"
     event_bus: str = "byom-events"
     endpoint_name: str = "byom-model"
     batch_parallel: int = 8  # children at once; they mostly wait on I/O
@@ -190,6 +191,17 @@ class LocalStack:
             env["BYOM_STATUS_QUEUE_URL"] = self.resources.queue_urls["status"]
         return env
 
+    def sagemaker_env(self) -> dict[str, str]:
+        """What the SageMaker API (served in the moto process) needs beside the rest:
+        its table, the ingest queue, and the model server's execution parameters."""
+        return {
+            "BYOM_SAGEMAKER_TABLE": self.config.sagemaker_table,
+            "BYOM_INGEST_QUEUE_URL": resources.queue_url(self.endpoint_url, "ingest"),
+            "BYOM_EXECUTION_PARAMETERS_URL": (
+                f"http://127.0.0.1:{self.model_port}/execution-parameters"
+            ),
+        }
+
     def _service(
         self, name: str, command: list[str], extra: dict[str, str] | None = None
     ) -> Service:
@@ -211,6 +223,46 @@ class LocalStack:
             raise
         return self
 
+    def start_aws_only(self) -> LocalStack:
+        """Only the local AWS (moto, with byom's SageMaker API) and byom's resources:
+        nothing consumes the queues, so a test sees what was sent to them."""
+        try:
+            self._bootstrap(self._start_moto())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_moto(self) -> Service:
+        moto = self._service(
+            "moto",
+            [sys.executable, "-m", "infra.local.moto_server", "-H", "127.0.0.1",
+             "-p", str(self.moto_port)],
+            self.sagemaker_env(),
+        )  # fmt: skip
+        moto.start()
+        return moto
+
+    def _bootstrap(self, moto: Service) -> None:
+        wait_until(
+            lambda: moto.check_alive() and http_ok(f"{self.endpoint_url}/moto-api/"),
+            timeout=30,
+            what="moto server",
+        )
+        self.resources = resources.bootstrap(
+            self.endpoint_url,
+            self.config.region,
+            bucket=self.config.bucket,
+            jobs_table=self.config.jobs_table,
+            event_bus=self.config.event_bus,
+            sagemaker_table=self.config.sagemaker_table,
+            input_prefix=self.chosen_settings.get("BYOM_INPUT_PREFIX", "input/"),
+            visibility_timeout=self.config.visibility_timeout,
+            max_receive_count=self.config.max_receive_count,
+        )
+        # The SageMaker API was told the ingest queue's URL before the queue existed.
+        assert self.resources.queue_urls["ingest"] == self.sagemaker_env()["BYOM_INGEST_QUEUE_URL"]
+
     def _start(self) -> None:
         python = sys.executable
         # First, so that no process's first spans find nobody to take them.
@@ -223,11 +275,7 @@ class LocalStack:
             ],
         )  # fmt: skip
         receiver.start()
-        moto = self._service(
-            "moto",
-            [python, "-m", "infra.local.moto_server", "-H", "127.0.0.1", "-p", str(self.moto_port)],
-        )
-        moto.start()
+        moto = self._start_moto()
         model = self._service(
             "model-server",
             [
@@ -242,21 +290,8 @@ class LocalStack:
             | self.config.model_server_env,
         )  # fmt: skip
         model.start()
-        wait_until(
-            lambda: moto.check_alive() and http_ok(f"{self.endpoint_url}/moto-api/"),
-            timeout=30,
-            what="moto server",
-        )
-        self.resources = resources.bootstrap(
-            self.endpoint_url,
-            self.config.region,
-            bucket=self.config.bucket,
-            jobs_table=self.config.jobs_table,
-            event_bus=self.config.event_bus,
-            input_prefix=self.chosen_settings.get("BYOM_INPUT_PREFIX", "input/"),
-            visibility_timeout=self.config.visibility_timeout,
-            max_receive_count=self.config.max_receive_count,
-        )
+        self._bootstrap(moto)
+        assert self.resources is not None
         worker = self.config.worker_command
         # Warm starts fork from this Python; another Python's children are executed.
         preload = ["--preload", WORKER_MODULE] if worker is None else []
