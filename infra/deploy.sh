@@ -194,6 +194,7 @@ fi
 bus="$(output EventBusName)"
 table="$(output JobsTableName)"
 topic="$(output AlarmTopicArn)"
+sagemaker_api="$(output SageMakerApiUrl)"
 dashboard="$(output DashboardName)"
 
 cat << EOF
@@ -213,6 +214,13 @@ for example into an SQS queue of yours whose policy lets events.amazonaws.com se
     --event-pattern '{"source":["byom"],"detail-type":["byom.job.finished"]}'
   aws events put-targets --rule my-byom-sub --event-bus-name $bus \\
     --targets Id=1,Arn=<your queue ARN>
+
+SageMaker Batch Transform, with your CreateTransformJob request as it is (models,
+inputs and manifests under s3://$bucket/models/ and input/, S3OutputPath under output/):
+  byom --stack $stack transform --cli-input-json file://job.json
+  byom --stack $stack transform describe <TransformJobName>
+The API is $sagemaker_api (SageMakerApiUrl), IAM-signed for service lambda: callers
+need lambda:InvokeFunctionUrl and lambda:InvokeFunction on byom-$stage-sagemaker-api.
 
 Alarms: aws sns subscribe --topic-arn $topic --protocol email --notification-endpoint you@example.com
 Dashboard: https://$region.console.aws.amazon.com/cloudwatch/home?region=$region#dashboards:name=$dashboard

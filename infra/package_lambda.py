@@ -27,14 +27,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "requirements.lock"
 
-# What the Lambda handlers import: shared/ and the three services that run as
-# functions (the worker runs in its image, not in Lambda).
+# What the Lambda handlers import: shared/ and the services that run as
+# functions, SageMaker's API among them (the worker runs in its image, not in Lambda).
 LAMBDA_SOURCES = (
     "shared",
     "services/__init__.py",
     "services/ingest",
     "services/scheduler",
     "services/status",
+    "services/transform",
 )
 # Their direct dependencies; requirements.lock pins these and everything they pull in.
 LAMBDA_REQUIREMENTS = (

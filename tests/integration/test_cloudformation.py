@@ -184,6 +184,7 @@ def test_stack_creates_every_resource_moto_supports(deployed: Deployed) -> None:
         "IngestQueuePolicy",
         "StatusQueuePolicy",
         "Images",
+        "TransformApiUrl",
     }
     assert deployed.cascaded == CASCADED
     listed = deployed.client("cloudformation").list_stack_resources(
@@ -253,6 +254,24 @@ def test_jobs_table_is_on_demand(deployed: Deployed) -> None:
     ttl = dynamodb.describe_time_to_live(TableName=deployed.outputs["JobsTableName"])
     if ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED":  # moto 5.2.5 drops it
         assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
+
+
+def test_sagemaker_table_and_api_function(deployed: Deployed) -> None:
+    dynamodb = deployed.client("dynamodb")
+    name = deployed.outputs["SageMakerTableName"]
+    assert name == f"byom-{deployed.stage}-sagemaker"
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    if "SSEDescription" in table:  # moto may drop it; test_template_transform.py checks it
+        assert table["SSEDescription"]["Status"] == "ENABLED"
+    function = deployed.client("lambda").get_function_configuration(
+        FunctionName=f"byom-{deployed.stage}-sagemaker-api"
+    )
+    assert function["Handler"] == "services.transform.handler.handler"
+    assert function["Runtime"] == "python3.12"
+    # moto cannot create the function URL (AWS::Lambda::Url), so not its output.
+    assert "SageMakerApiUrl" not in deployed.outputs
 
 
 def test_rules_route_to_the_right_queues(deployed: Deployed) -> None:
@@ -366,7 +385,7 @@ def test_services_read_exactly_what_the_stack_outputs(deployed: Deployed) -> Non
     lambda_ = deployed.client("lambda")
     outputs, stage = deployed.outputs, deployed.stage
     expected = {variable: outputs[output] for variable, output in wiring().items()}
-    for function in ("ingest", "scheduler", "status", "dead-letters", "reaper"):
+    for function in ("ingest", "scheduler", "status", "dead-letters", "reaper", "sagemaker-api"):
         environment = lambda_.get_function_configuration(FunctionName=f"byom-{stage}-{function}")[
             "Environment"
         ]["Variables"]
@@ -404,9 +423,10 @@ def test_services_read_exactly_what_the_stack_outputs(deployed: Deployed) -> Non
     assert expected["BYOM_REGION"] == REGION
     deployed.client("s3").head_bucket(Bucket=expected["BYOM_BUCKET"])
     deployed.client("dynamodb").describe_table(TableName=expected["BYOM_JOBS_TABLE"])
+    deployed.client("dynamodb").describe_table(TableName=expected["BYOM_SAGEMAKER_TABLE"])
     deployed.client("events").describe_event_bus(Name=expected["BYOM_EVENT_BUS"])
     sqs = deployed.client("sqs")
-    for variable in ("BYOM_SCHEDULER_QUEUE_URL", "BYOM_STATUS_QUEUE_URL"):
+    for variable in ("BYOM_SCHEDULER_QUEUE_URL", "BYOM_STATUS_QUEUE_URL", "BYOM_INGEST_QUEUE_URL"):
         # moto's CloudFormation answers with the AWS host; the path is the queue.
         account_and_name = expected[variable].split("amazonaws.com/", 1)[1]
         actual = sqs.get_queue_url(QueueName=account_and_name.split("/")[1])["QueueUrl"]

@@ -48,6 +48,9 @@ WHERE_THINGS_LIVE = {
     "endpoint_name",
     "batch_job_queue",
     "batch_job_definition",
+    # SageMaker's models and transform jobs, and where the API sends their objects.
+    "sagemaker_table",
+    "ingest_queue_url",
 }
 # The job definition cannot name itself; the worker never submits jobs anyway.
 NOT_FOR_THE_WORKER = {"BYOM_BATCH_JOB_DEFINITION"}
@@ -256,7 +259,8 @@ def test_wiring_covers_every_resource_setting() -> None:
 def test_services_get_exactly_the_outputs() -> None:
     outputs = load_template()["Outputs"]
     services = lambda_environments() | {"JobDefinition": worker_environment()}
-    assert len(services) == 6
+    # Five queue-driven functions, the SageMaker API and the worker.
+    assert len(services) == 7
     for service, environment in services.items():
         unknown = set(environment) - settings_env_names()
         assert not unknown, f"{service} gets settings that do not exist: {unknown}"

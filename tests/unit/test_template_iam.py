@@ -115,7 +115,8 @@ def test_missing_keys_are_404_where_services_look_for_them() -> None:
 
 
 def test_batch_jobs_are_stopped_only_where_byom_submitted_them() -> None:
-    stoppers = {"SchedulerRole", "StatusRole", "ReaperRole", "DeadLettersRole"}
+    # StopTransformJob stops its objects' arrays as byom cancel does.
+    stoppers = {"SchedulerRole", "StatusRole", "ReaperRole", "DeadLettersRole", "TransformApiRole"}
     for role in resources("AWS::IAM::Role"):
         terminate = granting(role, "batch:TerminateJob")
         assert bool(terminate) == (role in stoppers), role
