@@ -30,7 +30,9 @@ from shared.schemas import (
     ParquetSource,
     RecordsSource,
     RowsSource,
+    TransformSource,
 )
+from shared.transform import ObjectSettings
 from tests.unit.test_records import CSV
 
 
@@ -79,6 +81,18 @@ def test_the_plan_is_one_variant_per_kind_and_old_plans_still_read() -> None:
         _plan(source=RecordsSource(processing=CSV.model_copy(update={"content": Format.JSONL}))),
         _plan(source=ParquetSource(processing=CSV.model_copy(update={"content": Format.PARQUET}))),
         _plan(source=MediaSourcePlan(media=media)),
+        _plan(
+            source=TransformSource(
+                settings=ObjectSettings(),
+                target_model="m/1/model.tar.gz",
+                input_bucket="b",
+                input_key="k",
+                output_bucket="o",
+                output_key="k.out",
+                transform_job_name="t",
+                transform_index=0,
+            )
+        ),
     ]
     assert [p.kind for p in plans] == list(JobKind)
     for plan in plans:
