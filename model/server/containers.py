@@ -26,16 +26,21 @@ registry, account, region and tag do not matter):
   default Accept, as both containers read it; an Accept of `*/*` counts as none
   where the container has a default.
 
-An inference script (code/inference.py) is served as the SageMaker inference
-toolkit serves it on every image: no Accept is `application/json` (or
+An inference script (code/inference.py, or `SAGEMAKER_PROGRAM`) is served as
+the framework containers serve one (script mode, sagemaker-containers' worker on
+both images): no Accept is `application/json` (or
 `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`); a missing Content-Type is
-`application/json` on the scikit-learn image (sagemaker-containers' rule), and
-on the others reaches the script's `input_fn` as `""` (the toolkit passes None).
+`application/json` on both images, and on any other image reaches the script's
+`input_fn` as `""` (byom's rule, as before).
 
 Documented differences: byom answers `application/x-npy` on every image and
-never `application/jsonlines` or recordio-protobuf; the scikit-learn image calls
-`model.predict` while byom's sklearn flavor gives the positive class's probability
-(model/flavors/sklearn_flavor.py); image (vision) models keep byom's behaviour.
+never `application/jsonlines` or recordio-protobuf, and reads neither parquet nor
+recordio-protobuf; the XGBoost container answers an empty body with 204, byom
+refuses it (400); in script mode the XGBoost container's default `input_fn`
+reads libsvm into a DMatrix, byom's default is the toolkit's (CSV, JSON, NPY);
+the scikit-learn image calls `model.predict` while byom's sklearn flavor gives
+the positive class's probability (model/flavors/sklearn_flavor.py); image
+(vision) models keep byom's behaviour.
 """
 
 from __future__ import annotations
@@ -121,7 +126,7 @@ XGBOOST = ContainerDefaults(
     "sagemaker-xgboost",
     accept=CSV,
     content_type="text/libsvm",
-    script_content_type="",
+    script_content_type=JSON,
     decoders={**DECODERS, **LIBSVM_DECODERS},
     writer=xgboost_answer,
 )

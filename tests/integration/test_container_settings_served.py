@@ -214,7 +214,7 @@ def test_a_script_sees_its_environment_and_program(server):
         "at_call": None,
         "batch": "true",
         "strategy": "MULTI_RECORD",
-        "content_type": "application/json",  # the scikit-learn image's missing type
+        "content_type": "application/json",  # script mode's missing type
         "accept": "application/json",
         "script": "serve.py",
     }

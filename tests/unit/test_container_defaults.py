@@ -291,3 +291,13 @@ def test_the_cache_loads_a_target_with_its_container_json(script_package, tmp_pa
         cache.get("bad/1/model.tar.gz")
     assert cache.loaded() == ["s/1/model.tar.gz", "plain/1/model.tar.gz"]
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_script_mode_reads_a_missing_content_type_as_json_on_both_images(script_package):
+    model = load_script(script_package, allow_code=True)
+    assert model is not None
+    for image in (XGBOOST_IMAGE, SKLEARN_IMAGE):
+        body, answer = score(model, b"[1]", "", None, ContainerSettings(image))
+        assert answer == "application/json" and json.loads(body)["program"] == "inference.py"
+    with pytest.raises(UnsupportedFormat):  # byom's own rule: the script's input_fn gets ""
+        score(model, b"[1]", "", None)
