@@ -109,12 +109,17 @@ def describe(record: TransformRecord) -> dict[str, Any]:
 
 
 def event_detail(record: TransformRecord) -> dict[str, Any]:
-    """The state-change event's detail: :func:`describe`, times in epoch milliseconds
-    as SageMaker's events carry them."""
-    return {
-        key: int(value.timestamp() * 1000) if isinstance(value, datetime) else value
+    """The state-change event's detail: :func:`describe`, times as ISO 8601 to the
+    second (``2018-10-06T12:26:13Z``) and the tags as an object, as SageMaker's events
+    carry them."""
+    detail = {
+        key: value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if isinstance(value, datetime)
+        else value
         for key, value in describe(record).items()
     }
+    detail["Tags"] = {tag["Key"]: tag["Value"] for tag in record.request.get("Tags", [])}
+    return detail
 
 
 class TransformStore:

@@ -44,7 +44,8 @@ MIB = 1024 * 1024
 # SageMaker's values when neither the request nor the container chooses.
 DEFAULT_MAX_PAYLOAD_MB = 6
 DEFAULT_MAX_CONCURRENT = 1
-DEFAULT_BATCH_STRATEGY = "SingleRecord"
+# SageMaker runs a job that sets none of them as MultiRecord (docs/sagemaker-transform.md).
+DEFAULT_BATCH_STRATEGY = "MultiRecord"
 DEFAULT_INVOCATIONS_TIMEOUT = 600
 DEFAULT_INVOCATIONS_RETRIES = 3
 # The container's execution parameters name strategies as the batch variables do.
@@ -56,8 +57,10 @@ def transform_job_arn(name: str) -> str:
     return f"arn:aws:sagemaker:{settings.region}:{settings.account_id}:transform-job/{name.lower()}"
 
 
-def not_found(name: str) -> ResourceNotFound:
-    return ResourceNotFound(f"Could not find requested job with name {name}")
+def not_found(name: str) -> RequestInvalid:
+    """DescribeTransformJob's answer for an unknown name: a ValidationException, as
+    SageMaker's (the waiter counts it a failure)."""
+    return RequestInvalid(f"Could not find requested job with name {name}")
 
 
 def execution_parameters() -> dict[str, Any]:
@@ -75,9 +78,23 @@ def execution_parameters() -> dict[str, Any]:
     return answer if isinstance(answer, dict) else {}
 
 
-def resolved(request: CreateTransformJob) -> dict[str, Any]:
-    """The request with SageMaker's defaults filled in, as DescribeTransformJob shows it."""
+def described(request: CreateTransformJob) -> dict[str, Any]:
+    """The request as DescribeTransformJob shows it: as sent, with the defaults SageMaker
+    shows filled in (the filters, compression, split, assembly and output key), and
+    without BatchStrategy, MaxPayloadInMB or MaxConcurrentTransforms when not sent."""
     values = request.model_dump(mode="json", exclude_none=True)
+    processing = values.setdefault("DataProcessing", {})
+    processing.setdefault("InputFilter", "$")
+    processing.setdefault("OutputFilter", "$")
+    processing.setdefault("JoinSource", "None")
+    values["TransformOutput"].setdefault("KmsKeyId", "")
+    return values
+
+
+def resolved(request: CreateTransformJob) -> dict[str, Any]:
+    """The values the job runs with: the request's, else the container's execution
+    parameters, else SageMaker's defaults."""
+    values = described(request)
     unset = [
         member
         for member in ("BatchStrategy", "MaxPayloadInMB", "MaxConcurrentTransforms")
@@ -107,41 +124,46 @@ def _positive(value: Any, default: int) -> int:
     return value if isinstance(value, int) and value > 0 else default
 
 
-def object_settings(request: dict[str, Any]) -> ObjectSettings:
-    transform_input = request["TransformInput"]
-    output = request["TransformOutput"]
-    processing = request.get("DataProcessing", {})
-    payload_mb = request["MaxPayloadInMB"]
+def object_settings(values: dict[str, Any]) -> ObjectSettings:
+    """How each object runs, from :func:`resolved`'s values."""
+    transform_input = values["TransformInput"]
+    output = values["TransformOutput"]
+    processing = values["DataProcessing"]
+    payload_mb = values["MaxPayloadInMB"]
     return ObjectSettings(
         content_type=transform_input.get("ContentType"),
-        compression=transform_input.get("CompressionType", "None"),
-        split_type=transform_input.get("SplitType", "None"),
-        batch_strategy=request["BatchStrategy"],
+        compression=transform_input["CompressionType"],
+        split_type=transform_input["SplitType"],
+        batch_strategy=values["BatchStrategy"],
         max_payload_bytes=payload_mb * MIB if payload_mb else None,
-        max_concurrent=request["MaxConcurrentTransforms"],
+        max_concurrent=values["MaxConcurrentTransforms"],
         accept=output.get("Accept"),
-        assemble_with=output.get("AssembleWith", "None"),
-        input_filter=processing.get("InputFilter"),
-        output_filter=processing.get("OutputFilter"),
-        join_source=processing.get("JoinSource") or "None",
+        assemble_with=output["AssembleWith"],
+        # "$" is the whole record: no filter.
+        input_filter=None if processing["InputFilter"] == "$" else processing["InputFilter"],
+        output_filter=None if processing["OutputFilter"] == "$" else processing["OutputFilter"],
+        join_source=processing["JoinSource"],
         generate_inference_id=bool(
-            request.get("DataCaptureConfig", {}).get("GenerateInferenceId", False)
+            values.get("DataCaptureConfig", {}).get("GenerateInferenceId", False)
         ),
-        invocations_timeout_seconds=request["ModelClientConfig"]["InvocationsTimeoutInSeconds"],
-        invocations_max_retries=request["ModelClientConfig"]["InvocationsMaxRetries"],
+        invocations_timeout_seconds=values["ModelClientConfig"]["InvocationsTimeoutInSeconds"],
+        invocations_max_retries=values["ModelClientConfig"]["InvocationsMaxRetries"],
     )
 
 
-def batch_environment(request: dict[str, Any]) -> dict[str, str]:
-    """The variables a model sees in Batch Transform (SageMaker's container contract)."""
-    return {
-        "SAGEMAKER_BATCH": "true",
-        "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(request.get("MaxPayloadInMB", 0)),
-        "SAGEMAKER_BATCH_STRATEGY": (
-            "MULTI_RECORD" if request["BatchStrategy"] == "MultiRecord" else "SINGLE_RECORD"
-        ),
-        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": str(request["MaxConcurrentTransforms"]),
-    }
+def batch_environment(request: CreateTransformJob) -> dict[str, str]:
+    """The variables a model sees in Batch Transform: SAGEMAKER_BATCH always, the other
+    three only when the request sets them (SageMaker's container contract)."""
+    environment = {"SAGEMAKER_BATCH": "true"}
+    if request.MaxPayloadInMB is not None:
+        environment["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(request.MaxPayloadInMB)
+    if request.BatchStrategy is not None:
+        environment["SAGEMAKER_BATCH_STRATEGY"] = (
+            "MULTI_RECORD" if request.BatchStrategy == "MultiRecord" else "SINGLE_RECORD"
+        )
+    if request.MaxConcurrentTransforms:
+        environment["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(request.MaxConcurrentTransforms)
+    return environment
 
 
 def create_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[str, Any]:
@@ -154,22 +176,21 @@ def create_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[st
     model = store.get_model(request.ModelName)
     if model is None:
         raise RequestInvalid(f'Could not find model "{model_arn(request.ModelName)}".')
-    values = resolved(request)
-    settings = object_settings(values)
+    settings = object_settings(resolved(request))
     s3 = aws.s3()
     target = registration.register(s3, model.name, model.request)
     container = registration.container_of(model.request)
     environment = (
         dict(container.get("Environment") or {})
         | dict(request.Environment)
-        | batch_environment(values)
+        | batch_environment(request)
     )
     now = datetime.now(UTC)
     record = TransformRecord(
         name=name,
         arn=arn,
         status=TransformStatus.IN_PROGRESS,
-        request=values,
+        request=described(request),
         model_name=model.name,
         creation_time=now,
         last_modified_time=now,
@@ -315,7 +336,7 @@ def stop_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[str,
     name = parse(TransformJobNamed, body).TransformJobName
     record = store.request_stop(name)
     if record is None:
-        raise not_found(name)
+        raise ResourceNotFound(f"Could not find requested job with name {name}")
     if record.status is TransformStatus.STOPPING:
         _cancel_objects(store, record)
     return {}

@@ -43,7 +43,13 @@ def container_of(model_request: dict[str, Any]) -> dict[str, Any]:
 
 def model_data(model_request: dict[str, Any]) -> tuple[str, str]:
     """(bucket, key) of the model's package; RequestInvalid when it has none byom reads."""
-    url = container_of(model_request).get("ModelDataUrl")
+    container = container_of(model_request)
+    url = container.get("ModelDataUrl")
+    if not url and container.get("ModelDataSource"):
+        raise RequestInvalid(
+            "SageMaker Batch currently doesn't support Model entity with container definitions "
+            "which use ModelDataSource attribute"
+        )
     if not url:
         raise RequestInvalid(
             "byom serves a model from PrimaryContainer.ModelDataUrl, a model.tar.gz in S3; "

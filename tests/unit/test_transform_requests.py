@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.transform import api, listing
-from services.transform.jobs import batch_environment, object_settings, resolved
+from services.transform.jobs import batch_environment, described, object_settings, resolved
 from services.transform.requests import (
     CreateModel,
     CreateTransformJob,
@@ -268,33 +268,58 @@ def test_list_requests_check_their_enums_and_ranges() -> None:
     assert "[InProgress, Completed, Failed, Stopping, Stopped]" in message
 
 
-def test_defaults_are_resolved_as_describe_shows_them() -> None:
-    values = resolved(parse(CreateTransformJob, job()))
+def test_describe_shows_the_defaults_sagemaker_shows_and_not_the_unset_limits() -> None:
+    values = described(parse(CreateTransformJob, job()))
+    assert values["DataProcessing"] == {
+        "InputFilter": "$",
+        "OutputFilter": "$",
+        "JoinSource": "None",
+    }
+    assert values["TransformInput"]["CompressionType"] == "None"
+    assert values["TransformOutput"] == {
+        "S3OutputPath": "s3://b/out/",
+        "AssembleWith": "Line",
+        "KmsKeyId": "",
+    }
+    for member in ("BatchStrategy", "MaxPayloadInMB", "MaxConcurrentTransforms"):
+        assert member not in values
+
+
+def test_a_job_that_sets_no_limits_runs_with_sagemakers_defaults() -> None:
+    request = parse(CreateTransformJob, job())
+    values = resolved(request)
     assert values["MaxPayloadInMB"] == 6
     assert values["MaxConcurrentTransforms"] == 1
-    assert values["BatchStrategy"] == "SingleRecord"
+    assert values["BatchStrategy"] == "MultiRecord"
     assert values["ModelClientConfig"] == {
         "InvocationsTimeoutInSeconds": 600,
         "InvocationsMaxRetries": 3,
     }
     settings = object_settings(values)
     assert settings.max_payload_bytes == 6 * 1024 * 1024
+    assert settings.batch_strategy == "MultiRecord"
     assert settings.split_type == "Line"
     assert settings.assemble_with == "Line"
     assert settings.content_type == "text/csv"
-    assert batch_environment(values) == {
-        "SAGEMAKER_BATCH": "true",
-        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "6",
-        "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD",
-        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "1",
-    }
+    assert settings.input_filter is None  # "$": the whole record
+    # The batch variables the request did not set are not passed.
+    assert batch_environment(request) == {"SAGEMAKER_BATCH": "true"}
 
 
-def test_no_payload_limit_stays_zero() -> None:
-    values = resolved(parse(CreateTransformJob, job(MaxPayloadInMB=0, BatchStrategy="MultiRecord")))
+def test_the_batch_variables_carry_what_the_request_sets() -> None:
+    request = parse(
+        CreateTransformJob,
+        job(MaxPayloadInMB=0, BatchStrategy="SingleRecord", MaxConcurrentTransforms=4),
+    )
+    values = resolved(request)
     assert values["MaxPayloadInMB"] == 0
     assert object_settings(values).max_payload_bytes is None
-    assert batch_environment(values)["SAGEMAKER_BATCH_STRATEGY"] == "MULTI_RECORD"
+    assert batch_environment(request) == {
+        "SAGEMAKER_BATCH": "true",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0",
+        "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD",
+        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4",
+    }
 
 
 def test_the_api_answers_errors_as_sagemaker_does() -> None:
