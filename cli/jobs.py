@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from cli.target import Target
 from services.ingest.ingest import Upload, retry_job_id
 from shared import naming
@@ -40,6 +42,23 @@ def find(target: Target, job: str) -> JobItem:
         ids = ", ".join(sorted(m.job_id for m in matches)[:5])
         raise JobNotFound(f"{len(matches)} jobs start with {job!r}: {ids}")
     return matches[0]
+
+
+def of_transform_job(target: Target, name: str) -> list[JobItem]:
+    """The jobs of a SageMaker transform job's objects, in object order."""
+    return store(target).of_transform_job(name)
+
+
+def transform_status(target: Target, name: str) -> str | None:
+    """The transform job's own status (its record), None when it cannot be read."""
+    try:
+        from shared.transform_store import TransformStore
+
+        record = TransformStore(target.sagemaker_table, client=target.client("dynamodb")).get(name)
+    except (ImportError, ClientError, BotoCoreError):
+        # No table (an older stack) or no access: the objects' jobs still show.
+        return None
+    return record.status.value if record is not None else None
 
 
 def job_id_for_upload(target: Target, key: str, etag: str, last_modified: datetime) -> str:

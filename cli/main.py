@@ -27,8 +27,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from cli import follow, joblogs, jobs, submit, transform, views
+from cli import control, follow, joblogs, jobs, submit, transform, views
 from cli.target import LOCAL_ENDPOINT, Target, TargetError, local_target, stack_target
+from shared.errors import ByomError
+from shared.job_groups import TransformGroup
 from shared.schemas import BadRows, JobItem, JobState
 
 
@@ -244,7 +246,7 @@ def _show_result(job: JobItem) -> None:
         if job.errors_key:
             out.print(views.plain(f"errors  {jobs.uri(job, job.errors_key)}"))
         return
-    fail(f"job {job.job_id} FAILED after {duration}: {job.error}")
+    fail(f"job {job.job_id} {job.state.value} after {duration}: {job.error}")
 
 
 @app.command()
@@ -258,7 +260,7 @@ def status(
         bool, typer.Option("--json", help="One JSON job item per line instead of a table.")
     ] = False,
 ) -> None:
-    """A table of recent jobs, or one job in detail."""
+    """A table of recent jobs, or one job in detail; a transform job's name lists its objects."""
     target = _target(ctx)
     out = views.console()
     if job is None:
@@ -267,7 +269,16 @@ def status(
         try:
             items = [jobs.find(target, job)]
         except jobs.JobNotFound as exc:
-            fail(str(exc))
+            objects = jobs.of_transform_job(target, job)
+            if not objects:
+                fail(str(exc))
+            if json_lines:
+                for item in objects:
+                    print(item.model_dump_json())
+                return
+            group = TransformGroup(job, tuple(objects))
+            out.print(views.transform_table(group, jobs.transform_status(target, job)))
+            return
     if json_lines:
         for item in items:
             print(item.model_dump_json())
@@ -278,6 +289,79 @@ def status(
         out.print(views.jobs_table(items))
     else:
         out.print(views.plain(f"no jobs yet in {target.jobs_table}"))
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="A job id (or a prefix of one).")],
+    reason: Annotated[
+        str, typer.Option(help="Why; the job's error and done event say it.")
+    ] = "by byom cancel",
+) -> None:
+    """Stop a job: its Batch array ends, no output is written, the job stays, CANCELLED.
+
+    Its done event goes out with status CANCELLED. byom retry runs it again later.
+    """
+    target = _target(ctx)
+    found = _find(target, job)
+    try:
+        ended = control.cancel(target, found.job_id, reason)
+    except ByomError as exc:
+        fail(str(exc))
+    out = views.console()
+    if ended.state is JobState.CANCELLED and found.state is not JobState.CANCELLED:
+        out.print(Text.assemble(views.state(ended.state), " ", views.plain(ended.job_id)))
+        out.print(f"run it again, from the chunks it finished: byom retry {ended.job_id}")
+        return
+    fail(f"job {ended.job_id} had ended already: {ended.state.value}")
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="A job id (or a prefix of one).")],
+    wait: Annotated[bool, typer.Option(help="Show progress until the job ends.")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up after this many seconds.")
+    ] = None,
+) -> None:
+    """Run a FAILED or CANCELLED job again; the chunks it finished are not scored again.
+
+    Exit status with --wait: 0 when the job SUCCEEDED, 1 otherwise.
+    """
+    target = _target(ctx)
+    found = _find(target, job)
+    try:
+        retried = control.retry(target, found.job_id)
+    except ByomError as exc:
+        fail(str(exc))
+    out = views.console()
+    left = retried.chunk_count - retried.chunks_done
+    out.print(
+        views.plain(
+            f"job {retried.job_id} runs again (retry {retried.retries}): "
+            f"{left} of {retried.chunk_count} chunks to score"
+        )
+    )
+    if not wait:
+        out.print(f"follow it with: byom status {retried.job_id}")
+        return
+    try:
+        final = _show_progress(target, retried.job_id, timeout)
+    except KeyboardInterrupt:
+        out.print(f"stopped watching; the job goes on: byom status {retried.job_id}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except TimeoutError as exc:
+        fail(f"{exc}; it may still finish: byom status {retried.job_id}")
+    _show_result(final)
+
+
+def _find(target: Target, job: str) -> JobItem:
+    try:
+        return jobs.find(target, job)
+    except jobs.JobNotFound as exc:
+        fail(str(exc))
 
 
 @app.command()

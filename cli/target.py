@@ -27,6 +27,9 @@ OUTPUT_TABLE = "JobsTableName"
 OUTPUT_BUS = "EventBusName"
 OUTPUT_REGION = "Region"
 OUTPUT_LOG_GROUPS = "LogGroupNames"
+OUTPUT_SCHEDULER_QUEUE = "SchedulerQueueUrl"  # byom retry sends the retried run there
+OUTPUT_SAGEMAKER_TABLE = "SageMakerTableName"
+LOCAL_SCHEDULER_QUEUE = "byom-scheduler"  # the local stack's (infra/local/resources.py)
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5)
 
@@ -45,6 +48,9 @@ class Target:
     endpoint_url: str | None = None  # None: AWS itself
     log_dir: Path | None = None  # local: the stack's log files
     log_groups: tuple[str, ...] = field(default=())  # AWS: the stack's log groups
+    # None locally: the local stack's queue is looked up by name when needed.
+    scheduler_queue_url: str | None = None
+    sagemaker_table: str = "byom-sagemaker"
 
     @property
     def local(self) -> bool:
@@ -102,6 +108,8 @@ def from_outputs(outputs: dict[str, str], *, region: str, endpoint_url: str | No
         event_bus=outputs[OUTPUT_BUS],
         endpoint_url=endpoint_url,
         log_groups=groups,
+        scheduler_queue_url=outputs.get(OUTPUT_SCHEDULER_QUEUE) or None,
+        sagemaker_table=outputs.get(OUTPUT_SAGEMAKER_TABLE) or "byom-sagemaker",
     )
 
 

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from cli import jobs
 from cli.joblogs import LogLine
+from shared.job_groups import TransformGroup, grouped
 from shared.schemas import JobItem, JobState
 
 STATE_STYLES = {
@@ -21,6 +22,15 @@ STATE_STYLES = {
     JobState.RUNNING: "yellow",
     JobState.SUCCEEDED: "green",
     JobState.FAILED: "bold red",
+    JobState.CANCELLED: "magenta",
+}
+# A transform job's status, SageMaker's words (shared/transform.py).
+TRANSFORM_STYLES = {
+    "InProgress": "yellow",
+    "Stopping": "magenta",
+    "Completed": "green",
+    "Failed": "bold red",
+    "Stopped": "magenta",
 }
 
 
@@ -71,28 +81,74 @@ def state(job_state: JobState) -> Text:
     return Text(job_state.value, style=STATE_STYLES[job_state])
 
 
-def jobs_table(items: list[JobItem], now: datetime | None = None) -> Table:
-    now = now or datetime.now(UTC)
-    table = Table(title="byom jobs, latest first", title_justify="left", expand=False)
+def _short(error: str | None) -> Text:
+    error = error or ""
+    return plain(error if len(error) <= 80 else error[:77] + "...")
+
+
+def _new_jobs_table(title: str) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
     for name, justify in [
         ("job", "left"), ("input", "left"), ("state", "left"), ("chunks", "right"),
         ("rows", "right"), ("bad rows", "right"), ("model", "left"), ("duration", "right"),
         ("error", "left"),
     ]:  # fmt: skip
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for job in items:
-        error = job.error or ""
-        table.add_row(
-            plain(job.job_id),
-            plain(job.input_key),
-            state(job.state),
-            f"{job.chunks_done}/{job.chunk_count}",
-            f"{job.rows:,}",
-            f"{job.bad_rows:,}",
-            plain(jobs.model_label(job)),
-            seconds(jobs.duration_seconds(job, now)),
-            plain(error if len(error) <= 80 else error[:77] + "..."),
-        )
+    return table
+
+
+def _add_job(table: Table, job: JobItem, now: datetime, indent: str = "") -> None:
+    label = job.job_id if not indent else f"{indent}{job.transform_index}: {job.job_id}"
+    table.add_row(
+        plain(label),
+        plain(job.input_key),
+        state(job.state),
+        f"{job.chunks_done}/{job.chunk_count}",
+        f"{job.rows:,}",
+        f"{job.bad_rows:,}",
+        plain(jobs.model_label(job)),
+        seconds(jobs.duration_seconds(job, now)),
+        _short(job.error),
+    )
+
+
+def _add_group(table: Table, group: TransformGroup, now: datetime, status: str) -> None:
+    """The transform job's row, then one indented row per object."""
+    duration = max(jobs.duration_seconds(job, now) for job in group.objects)
+    table.add_row(
+        plain(f"transform {group.name}"),
+        plain(f"{len(group.objects)} objects"),
+        Text(status, style=TRANSFORM_STYLES.get(status, "")),
+        f"{group.chunks_done}/{group.chunk_count}",
+        f"{group.rows:,}",
+        f"{group.bad_rows:,}",
+        plain(jobs.model_label(group.objects[0])),
+        seconds(duration),
+        _short(group.first_error),
+    )
+    for job in group.objects:
+        _add_job(table, job, now, indent="  ")
+
+
+def jobs_table(items: list[JobItem], now: datetime | None = None) -> Table:
+    """Recent jobs; a transform job's objects are listed under it."""
+    now = now or datetime.now(UTC)
+    table = _new_jobs_table("byom jobs, latest first")
+    for entry in grouped(items):
+        if isinstance(entry, TransformGroup):
+            _add_group(table, entry, now, entry.status)
+        else:
+            _add_job(table, entry, now)
+    return table
+
+
+def transform_table(
+    group: TransformGroup, status: str | None = None, now: datetime | None = None
+) -> Table:
+    """One transform job and its objects; ``status`` is its record's, when read."""
+    now = now or datetime.now(UTC)
+    table = _new_jobs_table(f"transform job {group.name}")
+    _add_group(table, group, now, status or group.status)
     return table
 
 
@@ -117,6 +173,9 @@ def job_detail(job: JobItem, now: datetime | None = None) -> Table:
         ("finished", job.finished_at.isoformat() if job.finished_at else None),
         ("duration", seconds(jobs.duration_seconds(job, now))),
         ("Batch job", _plain_or_none(job.batch_job_id)),
+        ("retries", str(job.retries) if job.retries else None),
+        ("transform job", plain(f"{job.transform_job_name}, object {job.transform_index}")
+         if job.transform_job_name else None),
         ("error", plain(job.error, "red") if job.error else None),
     ]  # fmt: skip
     for name, value in rows:
@@ -131,7 +190,8 @@ def _plain_or_none(value: str | None) -> Text | None:
 
 def event_line(detail: dict[str, Any]) -> Text:
     status = str(detail.get("status", "?"))
-    text = plain(f"{status:<9}", "green" if status == "SUCCEEDED" else "bold red")
+    style = {"SUCCEEDED": "green", "CANCELLED": "magenta"}.get(status, "bold red")
+    text = plain(f"{status:<9}", style)
     text.append_text(plain(f" {detail.get('job_id', '?')}  {detail.get('input_uri', '?')}"))
     if detail.get("output_uri"):
         text.append_text(plain(f" -> {detail['output_uri']}"))

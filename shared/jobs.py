@@ -416,6 +416,13 @@ class JobStore:
         jobs = self._scan("attribute_exists(#state)")
         return sorted(jobs, key=lambda job: job.created_at, reverse=True)[:limit]
 
+    def of_transform_job(self, name: str) -> list[JobItem]:
+        """The jobs of a SageMaker transform job's objects, in object order."""
+        jobs = self._scan(
+            "attribute_exists(#state) AND transform_job_name = :name", {":name": name}
+        )
+        return sorted(jobs, key=lambda job: (job.transform_index or 0, job.job_id))
+
     def starting_with(self, prefix: str) -> list[JobItem]:
         """The jobs whose id starts with ``prefix``."""
         return self._scan(
