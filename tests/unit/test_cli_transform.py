@@ -28,6 +28,7 @@ from cli.main import app
 
 KEY, SECRET, TOKEN = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token"
 CREDENTIALS = Credentials(KEY, SECRET, TOKEN)
+ARN = "arn:aws:sagemaker:us-east-1:1:transform-job/j"
 FUNCTION_URL = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-west-1.on.aws/"
 JOB = {
     "TransformJobName": "churn-2026-12-06",
@@ -181,11 +182,11 @@ class FakeSageMaker(BaseHTTPRequestHandler):
         scope = verify_sigv4("POST", url, dict(self.headers.items()), body, "test")
         operation = self.headers["X-Amz-Target"].removeprefix("SageMaker.")
         self.received.append({"operation": operation, "scope": scope, "body": json.loads(body)})
+        answer: dict[str, str]
         if operation == "CreateTransformJob":
-            status, answer = (
-                200,
-                {"TransformJobArn": "arn:aws:sagemaker:us-east-1:1:transform-job/j"},
-            )
+            status, answer = 200, {"TransformJobArn": ARN}
+        elif operation == "StopTransformJob":  # an operation without output: an empty body
+            status, answer = 200, {}
         else:
             status, answer = 400, {"__type": "ResourceNotFound", "message": "Could not find job"}
         data = json.dumps(answer).encode()
@@ -227,13 +228,15 @@ def test_command_sends_the_request_and_prints_the_answer(
         app, ["--endpoint-url", fake_sagemaker, "transform", "--cli-input-json", f"file://{job}"]
     )
     assert created.exit_code == 0, created.output
-    assert json.loads(created.stdout) == {
-        "TransformJobArn": "arn:aws:sagemaker:us-east-1:1:transform-job/j"
-    }
+    assert json.loads(created.stdout) == {"TransformJobArn": ARN}
     missing = runner.invoke(app, ["--endpoint-url", fake_sagemaker, "transform", "describe", "j"])
     assert missing.exit_code == 1
     assert "DescribeTransformJob: ResourceNotFound: Could not find job" in missing.output
-    (create, describe) = FakeSageMaker.received
+    stopped = runner.invoke(app, ["--endpoint-url", fake_sagemaker, "transform", "stop", "j"])
+    assert stopped.exit_code == 0, stopped.output
+    assert "stopping j" in stopped.stdout
+    (create, describe, stop) = FakeSageMaker.received
+    assert stop["operation"] == "StopTransformJob"
     assert create == {
         "operation": "CreateTransformJob",
         "scope": create["scope"] | {"service": "sagemaker", "region": "us-east-1"},
