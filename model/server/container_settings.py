@@ -9,11 +9,16 @@ registered for a transform job (the SageMaker API's CreateModel `Image` and
      "environment": {"SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_BATCH": "true"}}
 
 Both keys are optional; no other key is allowed. The file is untrusted input and
-is held to SageMaker's own limits on `Environment`: at most `MAX_ENTRIES`
-variables, names matching `NAME` (1 to 1024 characters), values at most
-`MAX_VALUE` characters; `image` at most `MAX_IMAGE` characters without control
-characters; the whole file at most `MAX_BYTES`. A file that breaks any of these
-is refused with `ContainerSettingsError` naming the rule, and the target does not load.
+is held to SageMaker's own limits on the environments it merges: a model's
+`Environment` (at most 100 variables, values at most 1024 characters), the
+transform job's on top (at most 16, values at most 10240) and the four batch
+variables (`SAGEMAKER_BATCH`, `SAGEMAKER_BATCH_STRATEGY`,
+`SAGEMAKER_MAX_PAYLOAD_IN_MB`, `SAGEMAKER_MAX_CONCURRENT_TRANSFORMS`): so at most
+`MAX_ENTRIES` variables, names matching `NAME` (1 to 1024 characters, SageMaker's
+pattern for both), values at most `MAX_VALUE` characters; `image` at most
+`MAX_IMAGE` characters (CreateModel's limit) without control characters; the
+whole file at most `MAX_BYTES`. A file that breaks any of these is refused with
+`ContainerSettingsError` naming the rule, and the target does not load.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from model.errors import ByomModelError
 
 FILE_NAME = "container.json"
 PACKAGE_NAME = "model.tar.gz"
-MAX_ENTRIES = 100
-MAX_VALUE = 1024
+MAX_ENTRIES = 100 + 16 + 4
+MAX_VALUE = 10240
+MAX_NAME = 1024
 MAX_IMAGE = 255
-# 100 names and values of 1024 characters, JSON-escaped at worst 6 bytes each.
-MAX_BYTES = 2 * MAX_ENTRIES * MAX_VALUE * 6 + 4096
+# Every name and value at its longest, JSON-escaped at worst 12 bytes a character
+# (a surrogate pair as two \uXXXX): about 16 MiB, read once per target load.
+MAX_BYTES = MAX_ENTRIES * (MAX_NAME + MAX_VALUE) * 12 + 4096
 NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,1023}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

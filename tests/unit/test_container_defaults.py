@@ -70,8 +70,8 @@ def test_container_json_is_read_strictly():
         b'{"environment": {"1A": "x"}}': "is not a variable name",
         b'{"environment": {"A-B": "x"}}': "is not a variable name",
         b'{"environment": {"A": 1}}': "A must be a string",
-        json.dumps({"environment": {"A": "x" * 1025}}).encode(): "at most 1024",
-        json.dumps({"environment": {f"V{i}": "" for i in range(101)}}).encode(): "at most 100",
+        json.dumps({"environment": {"A": "x" * 10241}}).encode(): "at most 10240",
+        json.dumps({"environment": {f"V{i}": "" for i in range(121)}}).encode(): "at most 120",
         json.dumps({"environment": {"A" * 1025: "x"}}).encode(): "is not a variable name",
         b" " * (MAX_BYTES + 1): "over",
         b"[" * 100_000: "not JSON",
@@ -79,10 +79,11 @@ def test_container_json_is_read_strictly():
     for data, reason in refused.items():
         with pytest.raises(ContainerSettingsError, match=reason):
             parse_settings(data)
-    # SageMaker's limits themselves are allowed.
-    widest = {f"V{i}": "x" * 1024 for i in range(100)} | {"A" * 1024: ""}
-    del widest["V0"]
-    assert len(parse_settings(json.dumps({"environment": widest}).encode()).environment) == 100
+    # SageMaker's limits themselves are allowed: a model's 100 variables, a transform
+    # job's 16 (values up to 10240 characters) and the 4 batch variables.
+    widest = {f"V{i}": "\U0001f600" * 10240 for i in range(119)} | {"A" * 1024: ""}
+    data = json.dumps({"image": "x" * 255, "environment": widest}).encode()
+    assert len(parse_settings(data).environment) == 120
 
 
 def test_only_a_model_tar_gz_target_has_container_json_beside_it():
