@@ -115,10 +115,15 @@ def json_value(data: bytes, what: str = "the record") -> Any:
         return json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RecordError(f"{what} is not JSON: {exc}") from exc
+    except RecursionError:  # arrays nested thousands deep: refused, not a crash
+        raise RecordError(f"{what} is JSON nested too deeply to read") from None
 
 
 def json_bytes(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except RecursionError:
+        raise RecordError("the record is JSON nested too deeply to write") from None
 
 
 def select_cells(
@@ -241,7 +246,7 @@ def answer_value(answer: bytes) -> Any:
     text = answer.strip()
     try:
         return json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return text.decode("utf-8", errors="replace")
 
 

@@ -124,3 +124,10 @@ def test_the_ingest_queue_takes_transform_objects_beside_s3_events(monkeypatch):
 
 def test_the_job_id_is_the_object_s_so_a_redelivery_finds_its_job():
     assert object_job_id(ARN, 2) == object_job_id(ARN, 2) != object_job_id(ARN, 1)
+
+
+def test_a_transform_object_always_runs_on_batch_however_small():
+    from services.scheduler import inline
+
+    plan = plan_transform.plan_transform("t1", message(100, split_type="Line"))
+    assert not inline.eligible(plan, get_settings())
