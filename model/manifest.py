@@ -51,7 +51,7 @@ from model.image_spec import ImageSpec
 
 # A model's [processing] table is the card's defaults, checked by the one model of
 # upload options (shared/options.py), so a default and an upload setting mean the same.
-from shared.processing import ProcessingDefaults as Processing
+from shared.processing import ProcessingDefaults
 
 MANIFEST_FILE = "byom.toml"
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -139,6 +139,9 @@ class OutputSchema(_Table):
 class BatchLimits(_Table):
     max_rows: int | None = Field(default=None, ge=1)
     max_bytes: int | None = Field(default=None, ge=1024, le=MAX_PAYLOAD)
+
+
+Processing = ProcessingDefaults  # the name manifests' readers have always used
 
 
 class Manifest(_Table):
