@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shared import tracing
+from shared.job_groups import TransformGroup, grouped
 from shared.schemas import JobItem, JobState
 
 MAX_TIMELINE_SPANS = 2000
@@ -31,7 +32,12 @@ th { background: #f4f6f8; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .state { font-weight: 600; padding: 0 .35rem; border-radius: .25rem; }
 .state-SUCCEEDED { background: #d8f5dd; color: #135c22; }
-.state-FAILED { background: #fde0e0; color: #8a1414; }
+.state-FAILED, .state-Failed { background: #fde0e0; color: #8a1414; }
+.state-CANCELLED, .state-Stopped, .state-Stopping { background: #f3e3f7; color: #6a1b7a; }
+.state-Completed { background: #d8f5dd; color: #135c22; }
+.state-InProgress { background: #dde9fd; color: #123f8a; }
+tr.transform td { background: #fafbfc; border-top: 2px solid #e3e6ea; }
+tr.transform-object td:first-child { padding-left: 1.6rem; }
 .state-RUNNING, .state-SUBMITTED { background: #dde9fd; color: #123f8a; }
 .state-ACCEPTED { background: #f2f2f2; color: #444; }
 .error { color: #8a1414; white-space: pre-wrap; word-break: break-word; }
@@ -127,24 +133,60 @@ def _job_url(job_id: str) -> str:
     return f"/jobs/{quote(job_id, safe='')}"
 
 
+def _job_row(job: JobItem) -> str:
+    error = escape(job.error or "")
+    label = escape(job.job_id[:12])
+    attributes = f'data-job-id="{escape(job.job_id)}"'
+    if job.transform_job_name is not None:
+        label = f"{job.transform_index}: {label}"
+        attributes += f' class="transform-object" data-transform="{escape(job.transform_job_name)}"'
+    return (
+        f"<tr {attributes}>"
+        f'<td><a href="{_job_url(job.job_id)}">{label}</a></td>'
+        f"<td>{escape(job.input_key)}</td>"
+        f"<td>{_state(job)}</td>"
+        f"<td>{_progress(job)}</td>"
+        f'<td class="num">{job.rows:,}</td>'
+        f'<td class="num">{job.bad_rows:,}</td>'
+        f"<td>{_model(job)}</td>"
+        f"<td>{escape(job.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td>"
+        f'<td class="num">{_duration(job)}</td>'
+        f'<td class="error">{error}</td>'
+        "</tr>"
+    )
+
+
+def _transform_row(group: TransformGroup) -> str:
+    """A SageMaker transform job's own row, above its objects' rows."""
+    status = group.status
+    count, done = group.chunk_count, min(group.chunks_done, group.chunk_count)
+    ended = sum(job.state.terminal for job in group.objects)
+    return (
+        f'<tr class="transform" data-transform-job="{escape(group.name)}">'
+        f"<td>transform {escape(group.name)}</td>"
+        f"<td>{len(group.objects)} objects, {ended} ended</td>"
+        f'<td><span class="state state-{status}" data-state="{status}">{status}</span></td>'
+        f'<td><progress value="{done}" max="{count or 1}"></progress> '
+        f'<span class="progress-text">{done}/{count} chunks</span></td>'
+        f'<td class="num">{group.rows:,}</td>'
+        f'<td class="num">{group.bad_rows:,}</td>'
+        f"<td>{_model(group.objects[0])}</td>"
+        f"<td>{escape(group.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td>"
+        "<td></td>"
+        f'<td class="error">{escape(group.first_error or "")}</td>'
+        "</tr>"
+    )
+
+
 def jobs_fragment(jobs: Iterable[JobItem]) -> str:
+    """Recent jobs; a transform job's objects are listed under its own row."""
     rows = []
-    for job in jobs:
-        error = escape(job.error or "")
-        rows.append(
-            f'<tr data-job-id="{escape(job.job_id)}">'
-            f'<td><a href="{_job_url(job.job_id)}">{escape(job.job_id[:12])}</a></td>'
-            f"<td>{escape(job.input_key)}</td>"
-            f"<td>{_state(job)}</td>"
-            f"<td>{_progress(job)}</td>"
-            f'<td class="num">{job.rows:,}</td>'
-            f'<td class="num">{job.bad_rows:,}</td>'
-            f"<td>{_model(job)}</td>"
-            f"<td>{escape(job.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td>"
-            f'<td class="num">{_duration(job)}</td>'
-            f'<td class="error">{error}</td>'
-            "</tr>"
-        )
+    for entry in grouped(jobs):
+        if isinstance(entry, TransformGroup):
+            rows.append(_transform_row(entry))
+            rows += [_job_row(job) for job in entry.objects]
+        else:
+            rows.append(_job_row(entry))
     body = "".join(rows) or '<tr><td colspan="10" class="muted">no jobs yet</td></tr>'
     return f"""<h1>byom jobs</h1>
 <table id="jobs">
@@ -310,7 +352,7 @@ def job_fragment(
 <dt>input</dt><dd>{_object_link("input", f"s3://{job.bucket}/{job.input_key}", links.input)}</dd>
 <dt>output</dt><dd>{_object_link("output", output_uri, links.output)}</dd>
 <dt>errors</dt><dd>{_object_link("errors report", errors_uri, links.errors)}</dd>
-</dl>
+{_control_facts(job)}</dl>
 {error}
 <h2>Timeline</h2>
 {_timeline(spans)}
@@ -319,6 +361,19 @@ def job_fragment(
 <h2>Errors report</h2>
 {report}
 </section>"""
+
+
+def _control_facts(job: JobItem) -> str:
+    """Its transform job (if an object of one) and how often it was retried."""
+    facts = ""
+    if job.transform_job_name is not None:
+        facts += (
+            f"<dt>transform job</dt><dd>{escape(job.transform_job_name)}, "
+            f"object {job.transform_index}</dd>\n"
+        )
+    if job.retries:
+        facts += f"<dt>retries</dt><dd>{job.retries}</dd>\n"
+    return facts
 
 
 def not_found(job_id: str) -> str:

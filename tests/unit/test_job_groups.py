@@ -106,3 +106,22 @@ def test_the_command_points_the_services_code_at_a_deployed_stack():
         "BYOM_JOBS_TABLE": "t", "BYOM_EVENT_BUS": "e", "BYOM_SAGEMAKER_TABLE": "sm",
         "BYOM_SCHEDULER_QUEUE_URL": "https://sqs/q",
     }  # fmt: skip
+
+
+def test_the_dashboard_lists_a_transform_job_above_its_objects():
+    from infra.local.dashboard_views import Links, job_fragment, jobs_fragment
+
+    items = [job("u1", 0), obj("t1", "nightly", 1, 1), obj("t0", "nightly", 0, 1)]
+    items.append(job("c1", 2, JobState.CANCELLED, error="cancelled: <by me>"))
+    html = jobs_fragment(items)
+    order = [html.index(marker) for marker in (
+        'data-job-id="c1"', 'data-transform-job="nightly"', 'data-job-id="t0"',
+        'data-job-id="t1"', 'data-job-id="u1"',
+    )]  # fmt: skip
+    assert order == sorted(order)
+    assert 'data-state="Completed"' in html and 'data-state="CANCELLED"' in html
+    assert "&lt;by me&gt;" in html  # escaped as every other error
+    page = job_fragment(
+        items[1].model_copy(update={"retries": 1}), [], Links(None, None, None), None, settled=True
+    )
+    assert "nightly, object 1" in page and "<dt>retries</dt><dd>1</dd>" in page
