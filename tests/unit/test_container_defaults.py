@@ -57,6 +57,8 @@ def test_container_json_is_read_strictly():
     assert settings.image == XGBOOST_IMAGE
     assert dict(settings.environment) == {"SAGEMAKER_PROGRAM": "serve.py"}
     assert parse_settings(b"{}") == ContainerSettings()
+    # What the API writes for a model without an Image.
+    assert parse_settings(b'{"image": null, "environment": {}}') == ContainerSettings()
     refused = {
         b"[]": "must be an object",
         b"{nope": "not JSON",
