@@ -11,6 +11,8 @@ import http.server
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -546,3 +548,37 @@ def test_objects_ending_settle_the_job_once(stack, sm, s3, events, byom_clients)
     events.of("ends-bad", "InProgress")
     assert events.statuses("ends-good") == ["InProgress", "Completed"]
     assert store.object_ended("no-such-job", 0, failed=False) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://attacker.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Host": "evil.example"},
+    ],
+)
+def test_the_loopback_guard_stands_before_the_sagemaker_api(stack, headers) -> None:
+    request = urllib.request.Request(
+        stack.endpoint_url + "/",
+        data=b"{}",
+        method="POST",
+        headers={
+            "X-Amz-Target": "SageMaker.ListTransformJobs",
+            "Content-Type": "application/x-amz-json-1.1",
+        }
+        | headers,
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    refused.value.close()
+    # The same request from this machine's own client is answered.
+    own = urllib.request.Request(
+        stack.endpoint_url + "/",
+        data=b"{}",
+        method="POST",
+        headers={"X-Amz-Target": "SageMaker.ListTransformJobs"},
+    )
+    with urllib.request.urlopen(own, timeout=10) as answer:
+        assert "TransformJobSummaries" in json.loads(answer.read())
