@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from typing import Any
@@ -355,3 +356,25 @@ def test_lists_page_through_every_item_once() -> None:
     assert seen == sorted(items, reverse=True)
     with pytest.raises(RequestInvalid, match="NextToken is not valid"):
         listing.page(items, lambda item: item, descending=False, max_results=5, next_token="!!")
+
+
+def test_the_lambda_answers_a_function_url_event_as_sagemaker_does() -> None:
+    from services.transform.handler import handler
+
+    body = json.dumps(job(TransformJobName="bad_name")).encode()
+    answer = handler(
+        {
+            "headers": {"X-Amz-Target": "SageMaker.CreateTransformJob"},
+            "body": base64.b64encode(body).decode(),
+            "isBase64Encoded": True,
+        },
+        None,
+    )
+    assert answer["statusCode"] == 400
+    assert answer["headers"]["x-amzn-ErrorType"] == "ValidationException"
+    assert json.loads(answer["body"])["message"].startswith(
+        "1 validation error detected: Value 'bad_name' at 'transformJobName'"
+    )
+    unknown = handler({"headers": {"x-amz-target": "SageMaker.CreateEndpoint"}, "body": "{}"}, None)
+    assert unknown["statusCode"] == 400
+    assert json.loads(unknown["body"])["__type"] == "UnknownOperationException"
