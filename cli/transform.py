@@ -50,6 +50,11 @@ TARGET_PREFIX = "SageMaker."
 # The function may take its whole timeout (300 s) to copy a package and announce
 # thousands of objects before it answers.
 READ_TIMEOUT_SECONDS = 330.0
+ACCESS_HINT = (
+    "the SageMaker API's function URL admits requests signed by principals of the stack's "
+    "account allowed lambda:InvokeFunctionUrl and lambda:InvokeFunction on "
+    "byom-<stage>-sagemaker-api"
+)
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -137,10 +142,15 @@ def parse_answer(operation: str, status: int, headers: dict[str, str], body: byt
     )
     if status >= 300 or "Error" in parsed:
         error = parsed.get("Error", {})
+        code = str(error.get("Code") or "")
+        if not code or code == str(status):
+            # Lambda's own refusals (a function URL's 403) name the error in a header.
+            lowered = {name.lower(): value for name, value in headers.items()}
+            code = lowered.get("x-amzn-errortype", "").split(":")[0] or f"HTTP {status}"
         raise ApiError(
             operation,
             status,
-            str(error.get("Code") or f"HTTP {status}"),
+            code,
             str(error.get("Message") or body[:500].decode("utf-8", "replace")),
         )
     parsed.pop("ResponseMetadata", None)
@@ -259,7 +269,10 @@ def _send(ctx: typer.Context, operation: str, params: dict[str, Any]) -> Any:
         api = api_for(context.where, local=context.local)
         return call(api, operation, params, credentials_for(api))
     except ByomError as exc:
-        views.console(stderr=True).print(views.error_line(str(exc)))
+        err = views.console(stderr=True)
+        err.print(views.error_line(str(exc)))
+        if isinstance(exc, ApiError) and exc.status == 403 and not context.local:
+            err.print(views.plain(ACCESS_HINT))
         code = EXIT_USAGE if isinstance(exc, TransformCommandError) else EXIT_FAILED
         raise typer.Exit(code) from None
 

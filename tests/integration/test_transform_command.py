@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import Any
 import boto3
 import pytest
 
+from cli import transform
+from infra.local.processes import Service, free_port, wait_until
 from infra.local.stack import REPO, LocalStack, StackConfig
 from shared.transform import TransformObject
 
@@ -47,22 +50,78 @@ def client(stack: LocalStack, service: str) -> Any:
     )
 
 
-def byom(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+def byom(
+    stack: LocalStack, *args: str, where: tuple[str, ...] = (), secret: str = "test"
+) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
         "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_SECRET_ACCESS_KEY": secret,
         "AWS_DEFAULT_REGION": "us-east-1",
     }
+    command = [sys.executable, "-m", "cli", "--endpoint-url", stack.endpoint_url, *where]
     return subprocess.run(
-        [sys.executable, "-m", "cli", "--endpoint-url", stack.endpoint_url, "transform", *args],
+        [*command, "transform", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
         env=env,
         timeout=120,
     )
+
+
+@pytest.fixture(scope="module")
+def function_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The template's handler behind an IAM-checking function URL, as deployed."""
+    port = free_port()
+    env = {
+        name: value
+        for name, value in (stack.base_env() | stack.sagemaker_env()).items()
+        if not name.startswith("OTEL_")
+    }
+    service = Service(
+        name="function-url",
+        command=[sys.executable, "-m", "tests.integration.function_url", "--port", str(port)],
+        env=env,
+        log_path=tmp_path_factory.mktemp("function-url") / "function-url.log",
+        cwd=REPO,
+    )
+    service.start()
+    try:
+        wait_until(lambda: service.check_alive() and listening(port), timeout=30, what="URL")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        service.stop()
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def deployed(stack: LocalStack, function_url: str) -> str:
+    """A stack whose outputs name the function URL, as byom's template's do."""
+    name = "byom-urltest"
+    template = {
+        "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "Region": {"Value": "us-east-1"},
+            transform.OUTPUT_API_URL: {"Value": function_url},
+        },
+    }
+    cloudformation = client(stack, "cloudformation")
+    cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template))
+    wait_until(
+        lambda: (
+            cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+            == "CREATE_COMPLETE"
+        ),
+        timeout=30,
+        what="stack",
+    )
+    return name
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +224,31 @@ def test_unknown_job_is_sagemakers_error(stack: LocalStack) -> None:
     assert "DescribeTransformJob: ValidationException: Could not find requested job" in (
         missing.stderr
     )
+
+
+def test_deployed_stack_path_signs_for_lambda_and_runs_the_same_api(
+    stack: LocalStack, job_json: Path, deployed: str, tmp_path: Path
+) -> None:
+    request = json.loads(job_json.read_text()) | {"TransformJobName": "url-job"}
+    job = tmp_path / "url-job.json"
+    job.write_text(json.dumps(request))
+    on_aws = ("--stack", deployed)
+    created = byom(stack, "--cli-input-json", f"file://{job}", where=on_aws)
+    assert created.returncode == 0, created.stderr
+    arn = json.loads(created.stdout)["TransformJobArn"]
+    assert arn.endswith(":transform-job/url-job")
+    # The function's answer and the local API's are one store's, one shape.
+    described = byom(stack, "describe", "url-job", where=on_aws)
+    assert described.returncode == 0, described.stderr
+    answer = client(stack, "sagemaker").describe_transform_job(TransformJobName="url-job")
+    answer.pop("ResponseMetadata")
+    assert json.loads(described.stdout) == iso(answer)
+    # --local goes to the local stack even with --stack.
+    local = byom(stack, "--local", "describe", "url-job", where=on_aws)
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout) == json.loads(described.stdout)
+    # Without a valid signature the URL refuses the request.
+    refused = byom(stack, "describe", "url-job", where=on_aws, secret="not-the-secret")
+    assert refused.returncode == 1
+    assert "DescribeTransformJob: AccessDeniedException: Forbidden" in refused.stderr
+    assert "lambda:InvokeFunctionUrl" in refused.stderr

@@ -8,10 +8,8 @@ socket that answers as SageMaker's JSON protocol does.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import threading
-import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +23,7 @@ from typer.testing import CliRunner
 
 from cli import transform
 from cli.main import app
+from tests.sigv4 import verify_sigv4
 
 KEY, SECRET, TOKEN = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token"
 CREDENTIALS = Credentials(KEY, SECRET, TOKEN)
@@ -41,51 +40,6 @@ JOB = {
     "TransformOutput": {"S3OutputPath": "s3://b/output/churn/", "AssembleWith": "Line"},
     "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
 }
-
-
-def verify_sigv4(
-    method: str, url: str, headers: dict[str, str], body: bytes, secret: str
-) -> dict[str, str]:
-    """Recompute the request's SigV4 signature from its parts; returns the scope."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    # The HTTP client sends Host from the URL (as urllib does).
-    lowered.setdefault("host", urllib.parse.urlsplit(url).netloc)
-    authorization = lowered["authorization"]
-    algorithm, rest = authorization.split(" ", 1)
-    assert algorithm == "AWS4-HMAC-SHA256"
-    fields = dict(part.strip().split("=", 1) for part in rest.split(","))
-    access_key, date, region, service, terminator = fields["Credential"].split("/")
-    assert terminator == "aws4_request"
-    signed = fields["SignedHeaders"].split(";")
-    parsed = urllib.parse.urlsplit(url)
-    canonical_headers = "".join(f"{name}:{' '.join(lowered[name].split())}\n" for name in signed)
-    payload_hash = hashlib.sha256(body).hexdigest()
-    canonical = "\n".join(
-        [
-            method,
-            parsed.path or "/",
-            parsed.query,
-            canonical_headers,
-            ";".join(signed),
-            payload_hash,
-        ]
-    )
-    amz_date = lowered["x-amz-date"]
-    scope = f"{date}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        [algorithm, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = f"AWS4{secret}".encode()
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(expected, fields["Signature"]), "signature does not verify"
-    return {
-        "access_key": access_key,
-        "region": region,
-        "service": service,
-        "signed": ";".join(signed),
-    }
 
 
 def prepared(api: transform.Api, operation: str, params: dict[str, Any]) -> AWSPreparedRequest:
@@ -157,6 +111,15 @@ def test_answers_and_errors_are_read_as_botocore_reads_them() -> None:
         "Could not find model",
     )
     assert str(raised.value) == "CreateTransformJob: ValidationException: Could not find model"
+    # A function URL's own refusal names its error in a header, as Lambda sends it.
+    with pytest.raises(transform.ApiError) as denied:
+        transform.parse_answer(
+            "DescribeTransformJob",
+            403,
+            {"x-amzn-ErrorType": "AccessDeniedException"},
+            b'{"Message":"Forbidden"}',
+        )
+    assert (denied.value.code, denied.value.message) == ("AccessDeniedException", "Forbidden")
 
 
 def test_stack_without_the_api_output_is_named() -> None:
