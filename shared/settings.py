@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     # CreateTransformJob asks it for BatchStrategy, MaxPayloadInMB and
     # MaxConcurrentTransforms the request leaves unset; otherwise SageMaker's defaults.
     execution_parameters_url: str = ""
+    # The source of a transform job's state-change events (on the default bus).
+    # SageMaker's own locally; EventBridge keeps "aws." sources to AWS's services,
+    # so the template sets one of byom's own.
+    transform_event_source: str = "aws.sagemaker"
     # At most this many input objects per transform job: each one is a byom job, and
     # the job's record lists them all (DynamoDB items hold 400 KB).
     max_transform_objects: int = Field(default=5000, ge=1)

@@ -30,7 +30,6 @@ from shared.settings import get_settings
 from shared.transform import (
     DEFAULT_BUS,
     EVENT_DETAIL_TYPE,
-    EVENT_SOURCE,
     TransformRecord,
     TransformStatus,
 )
@@ -331,7 +330,7 @@ class TransformStore:
         response = aws.events().put_events(
             Entries=[
                 {
-                    "Source": EVENT_SOURCE,
+                    "Source": get_settings().transform_event_source,
                     "DetailType": EVENT_DETAIL_TYPE,
                     "Detail": json.dumps(event_detail(record)),
                     "EventBusName": DEFAULT_BUS,

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from services.transform import api, listing
-from services.transform.jobs import batch_environment, described, object_settings, resolved
+from services.transform.job_settings import (
+    batch_environment,
+    described,
+    object_settings,
+    resolved,
+)
 from services.transform.requests import (
     CreateModel,
     CreateTransformJob,
