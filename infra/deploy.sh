@@ -196,6 +196,12 @@ table="$(output JobsTableName)"
 topic="$(output AlarmTopicArn)"
 sagemaker_api="$(output SageMakerApiUrl)"
 dashboard="$(output DashboardName)"
+# A transform job's model is a registry model the endpoint loads by TargetModel,
+# which only a multi-model endpoint does.
+transform_note="Its jobs need a multi-model endpoint: deploy again with --multi-model."
+if [[ "$multi_model" == true ]]; then
+  transform_note="Each SageMaker model is registered under s3://$bucket/models/ and loaded by name."
+fi
 
 cat << EOF
 
@@ -221,6 +227,7 @@ inputs and manifests under s3://$bucket/models/ and input/, S3OutputPath under o
   byom --stack $stack transform describe <TransformJobName>
 The API is $sagemaker_api (SageMakerApiUrl), IAM-signed for service lambda: callers
 need lambda:InvokeFunctionUrl and lambda:InvokeFunction on byom-$stage-sagemaker-api.
+$transform_note
 
 Alarms: aws sns subscribe --topic-arn $topic --protocol email --notification-endpoint you@example.com
 Dashboard: https://$region.console.aws.amazon.com/cloudwatch/home?region=$region#dashboards:name=$dashboard

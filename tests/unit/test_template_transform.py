@@ -8,6 +8,7 @@ transform job and send SageMaker's state-change event to the default bus.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cli import transform
@@ -169,3 +170,5 @@ def test_deploy_script_tells_how_to_run_a_transform_job() -> None:
     text = DEPLOY_SH.read_text()
     assert transform.OUTPUT_API_URL in text
     assert "byom --stack" in text and "transform --cli-input-json" in text
+    # The jobs' models are loaded by TargetModel: a single-model stack is told so.
+    assert re.search(r'transform_note=".*--multi-model', text)
