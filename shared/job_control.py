@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from shared import aws, naming, resume
 from shared.endings import announce
@@ -96,14 +97,15 @@ def _read_plan(job: JobItem) -> ChunkPlan:
     return ChunkPlan.model_validate_json(body)
 
 
-def pending_plan(job: JobItem, plan: ChunkPlan) -> ChunkPlan:
-    """The plan of the chunks the job has not counted, as the retry's array runs it.
+def pending_plan(job: JobItem, plan: ChunkPlan, reused: Iterable[int]) -> ChunkPlan:
+    """The plan of the chunks not reused, as the retry's array runs it.
 
-    When every chunk was counted (the job ended between its last count and its
+    When every chunk is reused (the job ended between its last count and its
     assembly) the last chunk is scored again: its completion, a duplicate,
     assembles the output.
     """
-    pending = tuple(chunk for chunk in plan.chunks if chunk.index not in job.done_chunks)
+    skip = set(reused)
+    pending = tuple(chunk for chunk in plan.chunks if chunk.index not in skip)
     update: dict[str, object] = {"chunks": pending or plan.chunks[-1:]}
     if plan.key.startswith(naming.staging_prefix(job.job_id)):
         # An inflated upload, copied back: a copy may carry another ETag.
@@ -121,7 +123,10 @@ def retry(job_id: str, store: JobStore | None = None) -> JobItem:
         raise JobNotFound(f"no job {job_id!r} in table {store.table}")
     _retryable(job)
     restored = resume.restore_kept(job, remove=False)
-    plan = pending_plan(job, _read_plan(job))
+    # What is really there decides, not the item's counters: a chunk whose kept
+    # output is missing (keeping failed, or it expired) is scored again.
+    counted = resume.counted_chunks(job, job.done_chunks)
+    plan = pending_plan(job, _read_plan(job), counted)
     run = job.retries + 1
     plan_key = retry_plan_key(job.job_id, run)
     aws.s3().put_object(
@@ -131,7 +136,7 @@ def retry(job_id: str, store: JobStore | None = None) -> JobItem:
         ContentType="application/json",
     )
     deadline = int(time.time()) + settings.job_deadline_seconds
-    reopened = store.reopen(job, deadline)
+    reopened = store.reopen(job, deadline, counted)
     if reopened is None:
         raise NotRetryable(f"job {job_id} changed while it was retried (retried already?)")
     request = ScheduleRequest(job_id=job.job_id, chunk_count=len(plan.chunks), plan_key=plan_key)

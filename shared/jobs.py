@@ -340,24 +340,37 @@ class JobStore:
             raise
         return JobItem.model_validate(_from_attrs(response["Attributes"]))
 
-    def reopen(self, job: JobItem, deadline_epoch: int) -> JobItem | None:
+    def reopen(
+        self, job: JobItem, deadline_epoch: int, counted: dict[int, tuple[int, int]]
+    ) -> JobItem | None:
         """Run an ended job again: ACCEPTED, one more retry, its ending forgotten.
 
         Conditional on the job being as the caller read it (the same state and
         retry count), so of two retries at once one wins; None for the other, or
-        when the job is not FAILED or CANCELLED. The counters and ``done_chunks``
-        stay: the new run scores only the chunks not counted.
+        when the job is not FAILED or CANCELLED. ``counted`` (chunk index ->
+        rows, bad rows) are the chunks the new run reuses: the counters start
+        from them, and the new run scores and counts the others.
         """
         if job.state not in RETRYABLE:
             return None
-        values = {
+        values: dict[str, Any] = {
             ":accepted": JobState.ACCEPTED.value,
             ":was": job.state.value,
             ":retries": job.retries,
             ":next": job.retries + 1,
             ":deadline": deadline_epoch,
             ":now": _timestamp(),
+            ":done": len(counted),
+            ":rows": sum(rows for rows, _ in counted.values()),
+            ":bad": sum(bad for _, bad in counted.values()),
         }
+        sets = "chunks_done = :done, #rows = :rows, bad_rows = :bad"
+        removes = "batch_job_id, #error, finished_at, event_sent, errors_key"
+        if counted:
+            values[":chunks"] = set(counted)
+            sets += ", done_chunks = :chunks"
+        else:  # DynamoDB has no empty sets
+            removes += ", done_chunks"
         same_retries = "retries = :retries"
         if job.retries == 0:  # an item written before items counted retries has none
             same_retries = "(attribute_not_exists(retries) OR retries = :retries)"
@@ -367,11 +380,10 @@ class JobStore:
                 Key=_to_attrs({"job_id": job.job_id}),
                 UpdateExpression=(
                     "SET #state = :accepted, retries = :next, deadline_epoch = :deadline, "
-                    "updated_at = :now "
-                    "REMOVE batch_job_id, #error, finished_at, event_sent, errors_key"
+                    f"updated_at = :now, {sets} REMOVE {removes}"
                 ),
                 ConditionExpression="#state = :was AND " + same_retries,
-                ExpressionAttributeNames={"#state": "state", "#error": "error"},
+                ExpressionAttributeNames={"#state": "state", "#error": "error", "#rows": "rows"},
                 ExpressionAttributeValues=_to_attrs(values),
                 ReturnValues="ALL_NEW",
             )

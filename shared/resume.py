@@ -18,7 +18,9 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from shared import aws, naming
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared import aws, chunk_output, naming
 from shared.schemas import JobItem
 from shared.settings import get_settings
 
@@ -63,8 +65,18 @@ def keep_finished(job: JobItem) -> int:
     """Copy what a retry can reuse out of the job's staging; returns how many objects.
 
     Repeatable: an announcement made again finds staging removed and copies
-    nothing, and never deletes what was kept.
+    nothing, and never deletes what was kept. Never in the way of the ending:
+    a copy that fails is logged, and a retry then scores those chunks again
+    (it counts only the chunk outputs it finds, :func:`counted_chunks`).
     """
+    try:
+        return _keep(job)
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("work not kept for a retry", extra={"job_id": job.job_id, "error": str(exc)})
+        return 0
+
+
+def _keep(job: JobItem) -> int:
     s3 = aws.s3()
     staging = naming.staging_prefix(job.job_id)
     kept = kept_prefix(job.job_id)
@@ -93,6 +105,27 @@ def restore_kept(job: JobItem, *, remove: bool = True) -> int:
     if remove:
         remove_kept(job, keys)
     return len(keys)
+
+
+def counted_chunks(job: JobItem, indexes: frozenset[int]) -> dict[int, tuple[int, int]]:
+    """Of these chunks, those whose output is in staging with its counts recorded:
+    index -> (rows, bad rows). A retry counts exactly these as done."""
+    s3 = aws.s3()
+
+    def counts(index: int) -> tuple[int, int] | None:
+        key = naming.chunk_output_key(job.job_id, index)
+        try:
+            head = s3.head_object(Bucket=job.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise
+        return chunk_output.counts(head.get("Metadata", {}))
+
+    ordered = sorted(indexes)
+    with ThreadPoolExecutor(_COPIES_IN_FLIGHT) as pool:
+        found = list(pool.map(counts, ordered))
+    return {index: result for index, result in zip(ordered, found, strict=True) if result}
 
 
 def remove_kept(job: JobItem, keys: list[str] | None = None) -> None:

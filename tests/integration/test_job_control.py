@@ -15,7 +15,7 @@ import pytest
 
 from services.status import finish
 from services.status.status import handle_status_message
-from shared import aws, job_control, naming, resume
+from shared import aws, chunk_output, job_control, naming, resume
 from shared.jobs import JobStore
 from shared.schemas import Chunk, ChunkDone, ChunkPlan, JobItem, JobState, ScheduleRequest
 from tests.integration.test_endings import CREATED, Env, env, stored  # noqa: F401 (fixture)
@@ -66,7 +66,8 @@ def chunk_done(env: Env, job: JobItem, index: int, body: bytes | None = None) ->
     """A worker's write of one chunk's output, then its completion through status."""
     key = naming.chunk_output_key(job.job_id, index)
     body = body if body is not None else f"0.{index}\n".encode()
-    env.s3.put_object(Bucket=env.bucket, Key=key, Body=body)
+    metadata = chunk_output.metadata(1, 0)  # the counts a worker records on its output
+    env.s3.put_object(Bucket=env.bucket, Key=key, Body=body, Metadata=metadata)
     done = ChunkDone(job_id=job.job_id, chunk_index=index, attempt=1, rows=1, output_key=key)
     handle_status_message(done.model_dump_json())
 
@@ -198,6 +199,28 @@ def test_two_retries_at_once_make_one_run(env: Env, scheduler_queue: str) -> Non
     store: Any = JobStore()
     stale = store.get(job.job_id)
     job_control.retry(job.job_id)
-    assert store.reopen(stale, 2**40) is None  # the second, reading the job as it was
+    assert store.reopen(stale, 2**40, {}) is None  # the second, reading the job as it was
     assert stored(env, job.job_id).retries == 1
     aws.sqs().purge_queue(QueueUrl=scheduler_queue)
+
+
+def test_a_chunk_whose_kept_output_is_gone_is_scored_again(
+    env: Env,  # noqa: F811
+    scheduler_queue: str,
+) -> None:
+    job = planned_job(env, "input/lost-kept.csv")
+    chunk_done(env, job, 0)
+    chunk_done(env, job, 2)
+    chunk_failed(job, 1)
+    lost = resume.kept_prefix(job.job_id) + "out/000002.csv"
+    env.s3.delete_object(Bucket=env.bucket, Key=lost)  # keeping failed, or it expired
+    retried = job_control.retry(job.job_id)
+    assert (retried.chunks_done, retried.rows, retried.done_chunks) == (1, 1, {0})
+    request = json.loads(env.sqs.receive_message(QueueUrl=scheduler_queue)["Messages"][0]["Body"])
+    body = env.s3.get_object(Bucket=env.bucket, Key=request["plan_key"])["Body"].read()
+    assert [c.index for c in ChunkPlan.model_validate_json(body).chunks] == [1, 2]
+    env.store.mark_submitted(job.job_id, "batch-array-2")
+    chunk_done(env, job, 2)
+    chunk_done(env, job, 1)
+    assert stored(env, job.job_id).state is JobState.SUCCEEDED
+    assert stored(env, job.job_id).rows == 3
