@@ -52,10 +52,11 @@ def announce(job: JobItem, store: JobStore) -> None:
     """Make a finished job's ending hold, send the done event unless it went out
     already, then tidy the staging area.
 
-    A FAILED or CANCELLED job's output is undone first, also when the event went out before: a
-    late assembly or write may have come after the first announcement. The event
-    is sent before it is recorded as sent, so a crash in between sends it twice
-    rather than never (subscribers dedupe on ``job_id``).
+    A FAILED or CANCELLED job's output is undone first, also when the event went
+    out before: a late assembly or write may have come after the first
+    announcement. The event is sent before it is recorded as sent, so a crash in
+    between sends it twice rather than never (subscribers dedupe on ``job_id``
+    and ``retries``).
     """
     if job.state in (JobState.FAILED, JobState.CANCELLED):
         stop_workers(job)
