@@ -62,7 +62,8 @@ def sagemaker(stack):
 
 def completed(stack, sagemaker, name: str) -> dict:
     described = wait_for_job(sagemaker, name)
-    assert described["TransformJobStatus"] == "Completed", (described, stack.logs())
+    status, reason = described["TransformJobStatus"], described.get("FailureReason")
+    assert status == "Completed", f"{name}: {status}: {reason}\n{stack.logs()}"
     return described
 
 
