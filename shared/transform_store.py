@@ -1,7 +1,8 @@
 """SageMaker's models and transform jobs, in their DynamoDB table.
 
 One table (setting ``sagemaker_table``), hash key ``pk``: ``model#<ModelName>``
-for a model, ``transform#<TransformJobName>`` for a transform job
+for a model, ``transform#<TransformJobName>`` for a transform job, the name in
+lower case (:func:`key`)
 (:class:`shared.transform.TransformRecord`). Every change is a conditional write:
 a name is created once, an object's end is counted once (its index goes into the
 number set ``ended_objects`` in the same write as the counters, as
@@ -46,6 +47,14 @@ MAX_FAILURE_REASON = 1024
 _LIVE = (TransformStatus.IN_PROGRESS.value, TransformStatus.STOPPING.value)
 
 _serializer = TypeSerializer()
+
+
+def key(kind: str, name: str) -> str:
+    """An item's ``pk``. SageMaker's names are unique whatever their case (its ARNs
+    carry them in lower case), so the key does too; the item keeps the name as given."""
+    return kind + name.lower()
+
+
 _deserializer = TypeDeserializer()
 
 
@@ -166,7 +175,7 @@ class TransformStore:
         """Store a new model; :class:`NameTaken` when the name is taken."""
         self._put_new(
             {
-                "pk": MODEL + model.name,
+                "pk": key(MODEL, model.name),
                 "name": model.name,
                 "arn": model.arn,
                 "creation_time": _iso(model.creation_time),
@@ -175,7 +184,7 @@ class TransformStore:
         )
 
     def get_model(self, name: str) -> StoredModel | None:
-        item = self._get(MODEL + name)
+        item = self._get(key(MODEL, name))
         return None if item is None else _model(item)
 
     def list_models(self) -> list[StoredModel]:
@@ -184,7 +193,7 @@ class TransformStore:
     def delete_model(self, name: str) -> bool:
         """False when there was no such model."""
         response = self.client.delete_item(
-            TableName=self.table, Key=_attrs({"pk": MODEL + name}), ReturnValues="ALL_OLD"
+            TableName=self.table, Key=_attrs({"pk": key(MODEL, name)}), ReturnValues="ALL_OLD"
         )
         return bool(response.get("Attributes"))
 
@@ -194,10 +203,10 @@ class TransformStore:
         """Store a new transform job; :class:`NameTaken` when the name is taken."""
         values = record.model_dump(mode="json", exclude_none=True)
         values["request"] = json.dumps(record.request)
-        self._put_new({"pk": TRANSFORM + record.name, **values})
+        self._put_new({"pk": key(TRANSFORM, record.name), **values})
 
     def get(self, name: str) -> TransformRecord | None:
-        item = self._get(TRANSFORM + name)
+        item = self._get(key(TRANSFORM, name))
         return None if item is None else _record(item)
 
     def list(self) -> list[TransformRecord]:
@@ -210,7 +219,7 @@ class TransformStore:
         try:
             response = self.client.update_item(
                 TableName=self.table,
-                Key=_attrs({"pk": TRANSFORM + name}),
+                Key=_attrs({"pk": key(TRANSFORM, name)}),
                 UpdateExpression=expression,
                 ConditionExpression=f"attribute_exists(pk) AND ({condition})",
                 ExpressionAttributeValues=_attrs(values),
@@ -342,7 +351,7 @@ class TransformStore:
             raise ByomError(f"could not send the event of transform job {record.name}: {response}")
         self.client.update_item(
             TableName=self.table,
-            Key=_attrs({"pk": TRANSFORM + record.name}),
+            Key=_attrs({"pk": key(TRANSFORM, record.name)}),
             UpdateExpression="SET announced = :status",
             ExpressionAttributeValues=_attrs({":status": record.status.value}),
         )

@@ -582,3 +582,19 @@ def test_the_loopback_guard_stands_before_the_sagemaker_api(stack, headers) -> N
     )
     with urllib.request.urlopen(own, timeout=10) as answer:
         assert "TransformJobSummaries" in json.loads(answer.read())
+
+
+def test_names_are_unique_whatever_their_case(stack, sm, s3) -> None:
+    # SageMaker's ARNs carry names in lower case: "Case-Job" and "case-job" would be one
+    # job's ARN, and so one set of object jobs.
+    create_model(sm, "Case-Model")
+    with pytest.raises(ClientError) as model_taken:
+        create_model(sm, "case-model")
+    assert error_of(model_taken)[1].startswith("Cannot create already existing model")
+    put_objects(s3, ["case-in/a.csv"])
+    sm.create_transform_job(**job_request("Case-Job", "Case-Model", f"s3://{BUCKET}/case-in/"))
+    with pytest.raises(sm.exceptions.ResourceInUse):
+        sm.create_transform_job(**job_request("case-job", "case-model", f"s3://{BUCKET}/case-in/"))
+    described = sm.describe_transform_job(TransformJobName="CASE-JOB")
+    assert described["TransformJobName"] == "Case-Job"
+    assert described["ModelName"] == "Case-Model"
