@@ -114,9 +114,9 @@ def mark_kept_outputs(aws, stack, job_id: str) -> dict[str, bytes]:
     s3, bucket = aws["s3"], stack.config.bucket
     marked = {}
     for key in keys_under(s3, bucket, resume.kept_prefix(job_id) + "out/"):
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        marked[key] = body.replace(b"\n", b" \n")
-        s3.put_object(Bucket=bucket, Key=key, Body=marked[key])
+        stored = s3.get_object(Bucket=bucket, Key=key)
+        marked[key] = stored["Body"].read().replace(b"\n", b" \n")
+        s3.put_object(Bucket=bucket, Key=key, Body=marked[key], Metadata=stored["Metadata"])
     return marked
 
 
