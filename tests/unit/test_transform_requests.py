@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.transform import api, listing
+from services.transform import api, inputs, listing
 from services.transform.job_settings import (
     batch_environment,
     described,
@@ -383,3 +383,53 @@ def test_the_lambda_answers_a_function_url_event_as_sagemaker_does() -> None:
     unknown = handler({"headers": {"x-amz-target": "SageMaker.CreateEndpoint"}, "body": "{}"}, None)
     assert unknown["statusCode"] == 400
     assert json.loads(unknown["body"])["__type"] == "UnknownOperationException"
+
+
+class _Listing:
+    """list_objects_v2's paginator over a few keys, as S3 lists them (key order)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def get_paginator(self, name: str) -> _Listing:
+        assert name == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
+        chosen = sorted(k for k in self.keys if k.startswith(Prefix))
+        return [{"Contents": [{"Key": k, "ETag": '"e"', "Size": 1} for k in chosen]}]
+
+
+@pytest.mark.parametrize(
+    ("uri", "relatives"),
+    [
+        # The key after the prefix's last "/": a folder prefix, a key's own name, and a
+        # prefix that ends inside a name (SageMaker's guide: the output then repeats it).
+        ("s3://b/in/", ["a.csv", "b/c.csv"]),
+        ("s3://b/in/a.csv", ["a.csv"]),
+        ("s3://b/in", ["in/a.csv", "in/b/c.csv", "inside/d.csv"]),
+    ],
+)
+def test_each_object_under_a_prefix_in_key_order_and_its_relative_name(
+    uri: str, relatives: list[str]
+) -> None:
+    s3 = _Listing(["in/b/c.csv", "in/a.csv", "in/folder/", "inside/d.csv", "other/e.csv"])
+    found = inputs.under_prefix(s3, uri, limit=10)
+    assert [obj.relative for obj in found] == relatives
+
+
+def test_outputs_go_under_the_output_path_with_out() -> None:
+    assert inputs.output_key("s3://out-bucket/results", "b/c.csv") == (
+        "out-bucket",
+        "results/b/c.csv.out",
+    )
+    assert inputs.output_key("s3://out-bucket/results/", "a.csv")[1] == "results/a.csv.out"
+    assert inputs.output_key("s3://out-bucket", "a.csv")[1] == "a.csv.out"
+
+
+def test_a_prefix_past_the_limit_is_refused_and_an_empty_one_named() -> None:
+    s3 = _Listing([f"in/{i}.csv" for i in range(5)])
+    with pytest.raises(RequestInvalid, match="more than 3 objects"):
+        inputs.under_prefix(s3, "s3://b/in/", limit=3)
+    with pytest.raises(inputs.NoInput, match='No S3 objects found under S3 URL "s3://b/none/"'):
+        inputs.under_prefix(s3, "s3://b/none/", limit=3)
