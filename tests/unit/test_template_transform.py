@@ -19,11 +19,13 @@ from tests.unit.test_template import (
     DEPLOY_SH,
     as_list,
     granting,
+    lambda_environments,
     listable_prefixes,
     load_template,
     object_resources,
     resource,
     resources,
+    worker_environment,
 )
 
 API_ROLE = "TransformApiRole"
@@ -140,6 +142,21 @@ def test_every_function_that_ends_jobs_may_settle_a_transform_job() -> None:
             assert target in (DEFAULT_BUS_ARN, {"Fn::GetAtt": ["EventBus", "Arn"]}), role
     # The .out files are assembled where byom's outputs are.
     assert "output/*" in object_resources("StatusRole", "s3:PutObject")
+
+
+def test_state_change_events_carry_a_source_eventbridge_accepts() -> None:
+    # PutEvents refuses "aws." sources from anyone but AWS's own services.
+    environments = [*lambda_environments().values(), worker_environment()]
+    (source,) = {environment["BYOM_TRANSFORM_EVENT_SOURCE"] for environment in environments}
+    assert isinstance(source, str) and not source.startswith("aws."), source
+    assert Settings.model_fields["transform_event_source"].default == "aws.sagemaker"
+    # Only that source may go to the default bus.
+    (statement,) = [
+        s
+        for s in resource("JobEndingPolicy")["Properties"]["PolicyDocument"]["Statement"]
+        if s["Resource"] == DEFAULT_BUS_ARN
+    ]
+    assert statement["Condition"] == {"StringEquals": {"events:source": source}}
 
 
 def test_every_function_is_alarmed_and_logged() -> None:
