@@ -21,6 +21,7 @@ from bench import data, peers, report
 from bench.byom_run import ByomStack, JobRun
 from bench.ray_peer import RayUnavailable, run_ray
 from bench.report import LIMIT, Row
+from bench.transform_run import run_transform
 from bench.verify import check_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +63,12 @@ def byom_row(run: JobRun, note: str = "") -> Row:
     chunks = f"{run.detail.get('chunks')} chunk(s)"
     notes = "; ".join(part for part in (chunks, note) if part)
     return peak_row("byom (local stack)", run.rows, run.seconds, run.peaks, notes)
+
+
+def transform_row(run: JobRun) -> Row:
+    chunks = f"{run.detail.get('chunks', '?')} chunk(s)"
+    note = f"CreateTransformJob -> Completed; {chunks}; MultiRecord, 6 MB requests"
+    return peak_row("byom transform job (local stack)", run.rows, run.seconds, run.peaks, note)
 
 
 def single_machine_rows(path: Path, rows: int, args: argparse.Namespace) -> list[Row]:
@@ -117,6 +124,9 @@ def scaling_figures(args: argparse.Namespace, sizes: list[int]) -> tuple[list[Ro
         for size in sizes:
             print(f"  byom, {size:,} rows ...", flush=True)
             rows.append(byom_row(stack.run_file(data.rows_file(size))))
+        # The largest size again, as a SageMaker transform job on the same stack.
+        print(f"  byom transform job, {max(sizes):,} rows ...", flush=True)
+        rows.append(transform_row(run_transform(stack, data.rows_file(max(sizes)))))
         print(f"  byom, the sample file x{SAMPLE_UPLOADS} ...", flush=True)
         median = stack.median_latency(data.SAMPLE, SAMPLE_UPLOADS)
         lines.append(
