@@ -27,8 +27,9 @@ from services.transform.wording import RequestInvalid, constraint_message, coral
 from shared.selectors import SelectorError, parse_selector
 
 
-# SageMaker's patterns (botocore's service model), matched whole.
 def _text(pattern: str | None = None, *, min_length: int = 0, max_length: int) -> Text:
+    """A string member as SageMaker's model (botocore's) constrains it, the pattern
+    matched whole."""
     return Text(
         strict=True,
         min_length=min_length or None,
