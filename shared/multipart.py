@@ -27,8 +27,10 @@ class MultipartWriter:
         *,
         part_bytes: int = DEFAULT_PART,
         content_type: str = "binary/octet-stream",
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.s3, self.bucket, self.key = s3, bucket, key
+        self.metadata = metadata or {}
         self.part_bytes = max(part_bytes, MIN_PART)
         self.content_type = content_type
         self.upload_id = ""
@@ -37,7 +39,7 @@ class MultipartWriter:
 
     def __enter__(self) -> MultipartWriter:
         self.upload_id = self.s3.create_multipart_upload(
-            Bucket=self.bucket, Key=self.key, ContentType=self.content_type
+            Bucket=self.bucket, Key=self.key, ContentType=self.content_type, Metadata=self.metadata
         )["UploadId"]
         return self
 

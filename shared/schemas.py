@@ -258,6 +258,8 @@ class JobItem(BaseModel):
     # and the object's place in it; None for an upload's job.
     transform_job_name: str | None = None
     transform_index: int | None = None
+    # Where ``output_key`` is, when not in ``bucket`` (a transform object's ``.out``).
+    output_bucket: str | None = None
     # How often ``byom retry`` ran the job again (each run has its own Batch array).
     retries: int = 0
 

@@ -111,6 +111,7 @@ def assemble_lines(
     *,
     target: tuple[str, str] | None = None,
     content_type: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> int:
     """Line outputs (CSV, JSON Lines) concatenated in chunk order, into
     ``target`` (bucket, key; default the job's output in its bucket).
@@ -123,7 +124,7 @@ def assemble_lines(
     group_size = get_settings().output_group_chunks
     content_type = content_type or MEDIA_TYPE[output_format_of(job)]
     bucket, key = target or (job.bucket, job.output_key)
-    with MultipartWriter(s3, bucket, key, content_type=content_type) as output:
+    with MultipartWriter(s3, bucket, key, content_type=content_type, metadata=metadata) as output:
         for group, first in enumerate(range(0, len(outputs), group_size)):
             members = outputs[first : first + group_size]
             joined = naming.group_output_key(job.job_id, group)

@@ -13,6 +13,7 @@ from services.status.assemble import ChunkOutput, assemble_lines
 from shared import aws
 from shared.errors import ByomError
 from shared.schemas import ChunkPlan, JobItem
+from shared.transform_end import OUTPUT_JOB_METADATA
 
 OUTPUT_TYPE = "application/octet-stream"  # when the job gave no Accept
 
@@ -29,4 +30,6 @@ def assemble_transform(job: JobItem, outputs: list[ChunkOutput]) -> int:
         outputs,
         target=(source.output_bucket, source.output_key),
         content_type=source.settings.accept or OUTPUT_TYPE,
+        # Whose it is: a job that ends FAILED or stopped removes only its own .out.
+        metadata={OUTPUT_JOB_METADATA: job.job_id},
     )

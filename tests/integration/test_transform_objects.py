@@ -300,6 +300,8 @@ def test_a_failing_object_has_no_out_and_its_reason_names_line_and_column(stack,
     s3 = stack.client("s3")
     listed = s3.list_objects_v2(Bucket=OUT_BUCKET, Prefix=f"out/{case.name}/")
     assert [o["Key"] for o in listed.get("Contents", [])] == [case.output_key("in/good.csv")]
+    head = s3.head_object(Bucket=OUT_BUCKET, Key=case.output_key("in/good.csv"))
+    assert head["Metadata"]["byom-job-id"] == object_job_id(case.arn, 0)  # whose .out it is
     record = store.get(case.name)
     assert record.status is TransformStatus.FAILED
     assert record.objects_ended == 2 and record.objects_failed == 1

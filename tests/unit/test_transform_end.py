@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from shared import transform_store
+from shared import aws, transform_store
 from shared.schemas import JobItem, JobState
 from shared.transform_end import object_job_ended
 
@@ -19,10 +20,35 @@ class FakeStore:
         FakeStore.calls.append((name, index, failed, reason))
 
 
+class FakeS3:
+    """Objects by (bucket, key) -> metadata."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, str]] = {}
+
+    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        if (Bucket, Key) not in self.objects:
+            raise ClientError(
+                {"Error": {"Code": "404"}, "ResponseMetadata": {"HTTPStatusCode": 404}},
+                "HeadObject",
+            )
+        return {"Metadata": self.objects[(Bucket, Key)]}
+
+    def delete_object(self, *, Bucket: str, Key: str) -> None:
+        self.objects.pop((Bucket, Key), None)
+
+
 @pytest.fixture(autouse=True)
 def fake_store(monkeypatch):
     FakeStore.calls = []
     monkeypatch.setattr(transform_store, "TransformStore", FakeStore)
+
+
+@pytest.fixture
+def s3(monkeypatch) -> FakeS3:
+    fake = FakeS3()
+    monkeypatch.setattr(aws, "s3", lambda: fake)
+    return fake
 
 
 def job(state: JobState, **fields: Any) -> JobItem:
@@ -39,7 +65,7 @@ def test_a_succeeded_object_is_counted_as_not_failed():
     assert FakeStore.calls == [("tj", 4, False, None)]
 
 
-def test_a_failed_object_is_counted_with_its_reason():
+def test_a_failed_object_is_counted_with_its_reason(s3):
     reason = "s3://b/in/a.csv, line 7, column 4: the model rejected the record"
     object_job_ended(job(JobState.FAILED, transform_job_name="tj", transform_index=0, error=reason))
     assert FakeStore.calls == [("tj", 0, True, reason)]
@@ -49,3 +75,25 @@ def test_an_upload_s_job_or_an_unfinished_one_is_not_counted():
     object_job_ended(job(JobState.SUCCEEDED))
     object_job_ended(job(JobState.RUNNING, transform_job_name="tj", transform_index=0))
     assert FakeStore.calls == []
+
+
+def test_a_stopped_or_failed_object_loses_the_out_it_wrote_but_not_another_job_s(s3):
+    # Its assembly finished just before the stop won: the .out is this job's own.
+    s3.objects[("results", "out/a.csv.out")] = {"byom-job-id": "t1"}
+    s3.objects[("results", "out/b.csv.out")] = {"byom-job-id": "an-earlier-job"}
+    fields = {"transform_job_name": "tj", "transform_index": 0, "output_bucket": "results"}
+    object_job_ended(job(JobState.FAILED, **fields))
+    assert ("results", "out/a.csv.out") not in s3.objects
+    object_job_ended(
+        job(JobState.FAILED, **fields).model_copy(update={"output_key": "out/b.csv.out"})
+    )
+    assert ("results", "out/b.csv.out") in s3.objects
+    assert [call[2] for call in FakeStore.calls] == [True, True]
+
+
+def test_a_succeeded_object_keeps_its_out(s3):
+    s3.objects[("results", "out/a.csv.out")] = {"byom-job-id": "t1"}
+    object_job_ended(
+        job(JobState.SUCCEEDED, transform_job_name="tj", transform_index=0, output_bucket="results")
+    )
+    assert ("results", "out/a.csv.out") in s3.objects
