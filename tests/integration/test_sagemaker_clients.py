@@ -157,6 +157,16 @@ def test_aws_cli_creates_runs_waits_describes_and_lists(
     assert summary["TransformJobStatus"] == "Completed"
     assert {"CreationTime", "TransformEndTime", "LastModifiedTime"} <= summary.keys()
 
+    described_model = aws_json(
+        endpoint, region, "sagemaker", "describe-model", "--model-name", "cli-xgb"
+    )
+    assert described_model["PrimaryContainer"]["ModelDataUrl"] == xgb_model_url
+    models = aws_json(endpoint, region, "sagemaker", "list-models", "--name-contains", "cli-xgb")
+    assert [m["ModelName"] for m in models["Models"]] == ["cli-xgb"]
+    aws_json(endpoint, region, "sagemaker", "delete-model", "--model-name", "cli-xgb")
+    gone = aws(endpoint, region, "sagemaker", "describe-model", "--model-name", "cli-xgb")
+    assert gone.returncode != 0 and "ValidationException" in gone.stderr
+
 
 def test_aws_cli_stops_a_job_and_no_output_appears(stack, s3, sagemaker, xgb_model_url, tmp_path):
     bucket, endpoint, region = stack.config.bucket, stack.endpoint_url, stack.config.region
@@ -221,8 +231,10 @@ def test_boto3_waiter_and_list_filters_sorting_and_paging(stack, s3, sagemaker, 
         NameContains="page-", SortBy="CreationTime", SortOrder="Descending",
         StatusEquals="Completed", PaginationConfig={"PageSize": 1},
     )  # fmt: skip
-    newest_first = [s["TransformJobName"] for page in pages for s in page["TransformJobSummaries"]]
-    assert newest_first == list(reversed(names))
+    summaries = [s for page in pages for s in page["TransformJobSummaries"]]
+    assert sorted(s["TransformJobName"] for s in summaries) == sorted(names)
+    times = [s["CreationTime"] for s in summaries]
+    assert times == sorted(times, reverse=True)  # newest first
     assert (
         sagemaker.list_transform_jobs(NameContains="page-", StatusEquals="Failed")[
             "TransformJobSummaries"
