@@ -17,11 +17,12 @@ def job_finished(job: JobItem) -> JobFinished:
         raise ValueError(f"job {job.job_id} is {job.state}, not finished")
     finished = job.finished_at or job.updated_at
     succeeded = job.state is JobState.SUCCEEDED
+    output_bucket = job.output_bucket or job.bucket  # a transform object's .out: the user's
     return JobFinished(
         job_id=job.job_id,
         status=job.state.value,  # terminal: checked above
-        input_uri=f"s3://{job.bucket}/{job.input_key}",
-        output_uri=f"s3://{job.bucket}/{job.output_key}" if succeeded else None,
+        input_uri=f"s3://{job.input_bucket or job.bucket}/{job.input_key}",
+        output_uri=f"s3://{output_bucket}/{job.output_key}" if succeeded else None,
         rows=job.rows,
         chunks=job.chunk_count,
         duration_seconds=round((finished - job.created_at).total_seconds(), 3),

@@ -258,7 +258,9 @@ class JobItem(BaseModel):
     # and the object's place in it; None for an upload's job.
     transform_job_name: str | None = None
     transform_index: int | None = None
-    # Where ``output_key`` is, when not in ``bucket`` (a transform object's ``.out``).
+    # Where ``input_key`` and ``output_key`` are, when not in ``bucket`` (a transform
+    # object's, read from and written to the user's buckets; staging stays in ``bucket``).
+    input_bucket: str | None = None
     output_bucket: str | None = None
     # How often ``byom retry`` ran the job again (each run has its own Batch array).
     retries: int = 0

@@ -37,6 +37,7 @@ def transform_job_item(job_id: str, message: TransformObject) -> JobItem:
         input_etag=message.etag.strip('"'),
         input_size=message.size,
         output_key=message.output_key,
+        input_bucket=message.bucket,
         output_bucket=message.output_bucket,
         kind=JobKind.TRANSFORM,
         created_at=now,

@@ -97,3 +97,20 @@ def test_a_succeeded_object_keeps_its_out(s3):
         job(JobState.SUCCEEDED, transform_job_name="tj", transform_index=0, output_bucket="results")
     )
     assert ("results", "out/a.csv.out") in s3.objects
+
+
+def test_the_done_event_names_the_object_and_its_out_in_their_own_buckets():
+    from shared.events import job_finished
+
+    finished = job(
+        JobState.SUCCEEDED, transform_job_name="tj", transform_index=0,
+        input_bucket="users-data", output_bucket="results",
+    )  # fmt: skip
+    detail = job_finished(finished)
+    assert detail.input_uri == "s3://users-data/in/a.csv"
+    assert detail.output_uri == "s3://results/out/a.csv.out"
+    upload = job_finished(job(JobState.SUCCEEDED))
+    assert (upload.input_uri, upload.output_uri) == (
+        "s3://byom-local/in/a.csv",
+        "s3://byom-local/out/a.csv.out",
+    )
