@@ -89,7 +89,8 @@ async def run(child: BatchChild, settings: Settings) -> int:
         )
         endpoint.target_model = plan.target_model
         mine = plan.chunks[child.aws_batch_job_array_index :: child.byom_array_size]
-        uri = f"s3://{job.bucket}/{job.input_key}"  # errors name the upload, not staging
+        # Errors name the upload (or transform object), not staging.
+        uri = f"s3://{job.input_bucket or job.bucket}/{job.input_key}"
         output_key = job.output_key
 
         async def report(
