@@ -43,7 +43,10 @@ from tests.integration.helpers import job_item, with_cell
 pytestmark = pytest.mark.integration
 
 KIB = 1024
-OUT_BUCKET = "transform-results"  # not byom's bucket: the output goes where the job says
+# Neither is byom's bucket: objects are read, and .out files written, where the job
+# says; only staging (the plan, chunk outputs, an inflated gzip object) is byom's.
+IN_BUCKET = "transform-inputs"
+OUT_BUCKET = "transform-results"
 MODEL = "sample/1/model.tar.gz"
 SLOW_MODEL = "slow/1/model.tar.gz"
 CSV_IO = {"content_type": "text/csv", "accept": "text/csv"}
@@ -178,6 +181,7 @@ def ran(stack, booster, store, tmp_path_factory) -> dict[str, Case]:
     booster.save_model(str(folder / "xgboost-model.json"))
     publish(folder, "sample", "1", bucket=bucket, s3=s3)
     s3.put_object(Bucket=bucket, Key=f"models/{SLOW_MODEL}", Body=slow_package(booster))
+    s3.create_bucket(Bucket=IN_BUCKET)
     s3.create_bucket(Bucket=OUT_BUCKET)
     queue = stack.resources.queue_urls["ingest"]
     now = datetime.now(UTC)
@@ -190,10 +194,10 @@ def ran(stack, booster, store, tmp_path_factory) -> dict[str, Case]:
         )  # fmt: skip
         store.create(record)
         for index, (key, data) in enumerate(case.objects.items()):
-            etag = s3.put_object(Bucket=bucket, Key=f"transform/{key}", Body=data)["ETag"]
+            etag = s3.put_object(Bucket=IN_BUCKET, Key=f"transform/{key}", Body=data)["ETag"]
             message = TransformObject(
                 transform_job_name=case.name, transform_job_arn=case.arn, index=index,
-                objects=len(case.objects), bucket=bucket, key=f"transform/{key}", etag=etag,
+                objects=len(case.objects), bucket=IN_BUCKET, key=f"transform/{key}", etag=etag,
                 size=len(data), output_bucket=OUT_BUCKET, output_key=case.output_key(key),
                 settings=case.settings, target_model=case.target_model,
             )  # fmt: skip
@@ -306,7 +310,7 @@ def test_a_failing_object_has_no_out_and_its_reason_names_line_and_column(stack,
     assert record.status is TransformStatus.FAILED
     assert record.objects_ended == 2 and record.objects_failed == 1
     reason = record.failure_reason
-    assert f"s3://{stack.config.bucket}/transform/in/bad.csv" in reason
+    assert f"s3://{IN_BUCKET}/transform/in/bad.csv" in reason
     assert "line 7, column 4" in reason and "'abc'" in reason
 
 
@@ -318,3 +322,10 @@ def test_an_invocation_past_its_timeout_fails_the_object(stack, ran, store):
     assert "line 1" in record.failure_reason
     listed = stack.client("s3").list_objects_v2(Bucket=OUT_BUCKET, Prefix="out/timeout/")
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_staging_stays_in_byom_s_bucket(stack, ran):
+    s3 = stack.client("s3")
+    inputs = {f"transform/{key}" for case in ran.values() for key in case.objects}
+    listed = s3.list_objects_v2(Bucket=IN_BUCKET)
+    assert {o["Key"] for o in listed.get("Contents", [])} == inputs
