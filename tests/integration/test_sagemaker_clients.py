@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -38,6 +39,12 @@ from tests.integration.sagemaker_sdk import run_with_sdk
 pytestmark = pytest.mark.integration
 
 ARN = re.compile(r"arn:aws:sagemaker:us-east-1:\d{12}:transform-job/")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -368,3 +375,57 @@ def test_sagemaker_python_sdk_transformer(stack, s3, sagemaker, xgb_model_url, m
     np.testing.assert_allclose(
         lines_as_floats(answer), xgboost_predictions(model_dir, body), rtol=0, atol=1e-6
     )
+
+
+def test_data_capture_generate_inference_id_as_the_developer_guide_shows(
+    stack, s3, sagemaker, xgb_model_url, model_dir
+):
+    """The developer guide's data-capture request ("Capture data from batch transform
+    job", boto3): CSV output gets the inference id and time as its last two cells,
+    `0, 1f1d57b1-2e6f-488c-8c30-db4e6d757861,2022-08-30T00:49:15Z`."""
+    bucket = stack.config.bucket
+    create_xgb_model(sagemaker, "capture-xgb", xgb_model_url)
+    body = feature_csv(120, seed=8)
+    put(s3, bucket, "sagemaker/capture/in/dummy_0.csv", body)
+    sagemaker.create_transform_job(
+        TransformJobName="capture-job",
+        MaxConcurrentTransforms=2,
+        ModelName="capture-xgb",
+        TransformInput={
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": f"s3://{bucket}/sagemaker/capture/in/",
+                }
+            },
+            "ContentType": "text/csv",
+            "CompressionType": "None",
+            "SplitType": "Line",
+        },
+        TransformOutput={
+            "S3OutputPath": f"s3://{bucket}/sagemaker/capture/out/",
+            "Accept": "text/csv",
+            "AssembleWith": "Line",
+        },
+        TransformResources={"InstanceType": "ml.m4.xlarge", "InstanceCount": 1},
+        DataCaptureConfig={
+            "DestinationS3Uri": f"s3://{bucket}/sagemaker/capture/captured",
+            "GenerateInferenceId": True,
+        },
+    )
+    described = wait_for_job(sagemaker, "capture-job")
+    assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
+    assert described["DataCaptureConfig"]["GenerateInferenceId"] is True
+
+    lines = get(s3, bucket, "sagemaker/capture/out/dummy_0.csv.out").decode().splitlines()
+    cells = [line.split(",") for line in lines]
+    assert {len(row) for row in cells} == {3}
+    np.testing.assert_allclose(
+        [float(row[0]) for row in cells], xgboost_predictions(model_dir, body), rtol=0, atol=1e-6
+    )
+    ids = [row[1] for row in cells]
+    assert all(UUID.fullmatch(value) for value in ids) and len(set(ids)) == len(ids)
+    times = {row[2] for row in cells}
+    assert all(TIME.fullmatch(value) for value in times)
+    start = described["TransformStartTime"].replace(microsecond=0)
+    assert all(start <= parse_time(value) <= described["TransformEndTime"] for value in times)
