@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import textwrap
 
 import joblib
@@ -454,3 +455,116 @@ def test_autogluon_input_filter_slice_end_is_exclusive(stack, s3, sagemaker):
     preds = pd.read_json(io.StringIO(body), orient="index").sort_index()
     assert len(preds) == 100
     assert list(preds[0]) == [expected[str(i)] for i in range(100)]
+
+
+# --- sm-clarify_model_bias_monitor_batch_transform_json.ipynb
+
+# Stands in for the notebook's Linear Learner model (a built-in algorithm byom does
+# not run): the same answer shape, {"predictions": [{"predicted_label", "score"}]}.
+LINEAR_LEARNER_SCRIPT = textwrap.dedent("""
+    import json
+    import math
+    import os
+
+
+    def model_fn(model_dir):
+        with open(os.path.join(model_dir, "weights.json")) as f:
+            return json.load(f)
+
+
+    def input_fn(body, content_type):
+        return json.loads(body)["instances"]
+
+
+    def predict_fn(instances, model):
+        predictions = []
+        for instance in instances:
+            z = model["bias"] + sum(w * x for w, x in zip(model["weights"], instance["features"]))
+            score = 1 / (1 + math.exp(-z))
+            predictions.append({"predicted_label": int(score > 0.5), "score": score})
+        return {"predictions": predictions}
+
+
+    def output_fn(prediction, accept):
+        return json.dumps(prediction), accept
+""")
+LINEAR_IMAGE = "174872318107.dkr.ecr.us-west-2.amazonaws.com/linear-learner:1"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def test_clarify_json_join_with_inference_ids(stack, s3, sagemaker):
+    """sm-clarify_model_bias_monitor_batch_transform_json.ipynb: a whole JSON file
+    ({"instances": [{"features": [...]}, ...]}), `split_type="None"`,
+    `join_source="Input"`, `assemble_with="None"`, Accept and ContentType
+    application/json, `BatchDataCaptureConfig(generate_inference_id=True)`. The
+    notebook prints the `.out`: one JSON object, the input's `instances` beside
+    `SageMakerOutput` (the model's whole answer), `SageMakerInferenceId` and
+    `SageMakerInferenceTime`."""
+    bucket = stack.config.bucket
+    rng = np.random.default_rng(3)
+    model = {"bias": -1.0, "weights": [0.02, 0.1, 0.0, 0.05, 0.1] + [0.01] * 9}
+    package = tar_gz(
+        {
+            "weights.json": json.dumps(model).encode(),
+            "code/inference.py": LINEAR_LEARNER_SCRIPT.encode(),
+        }
+    )
+    model_url = put(s3, bucket, "notebooks/clarify-json/model.tar.gz", package)
+    sagemaker.create_model(
+        ModelName="DEMO-xgb-churn-pred-model-monitor",
+        PrimaryContainer={"Image": LINEAR_IMAGE, "ModelDataUrl": model_url, "Environment": {}},
+        ExecutionRoleArn=ROLE,
+    )
+    features = np.column_stack(
+        [rng.integers(17, 90, 120), rng.integers(0, 8, 120), rng.integers(10_000, 500_000, 120)]
+        + [rng.integers(0, 16, 120) for _ in range(11)]
+    )
+    dataset = {"instances": [{"features": row} for row in features.tolist()]}
+    put(s3, bucket, "notebooks/clarify-json/test-dataset.json", json.dumps(dataset).encode())
+
+    # model.transformer(accept=..., assemble_with="None", output_path=...) and
+    # transfomer.transform(data, content_type=..., split_type="None", join_source="Input",
+    # batch_data_capture_config=BatchDataCaptureConfig(..., generate_inference_id=True)).
+    sagemaker.create_transform_job(
+        TransformJobName="linear-learner-2024-01-19-19-24-07-189",
+        ModelName="DEMO-xgb-churn-pred-model-monitor",
+        TransformInput={
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": f"s3://{bucket}/notebooks/clarify-json/test-dataset.json",
+                }
+            },
+            "ContentType": "application/json",
+            "SplitType": "None",
+        },
+        TransformOutput={
+            "S3OutputPath": f"s3://{bucket}/notebooks/clarify-json/transform-output",
+            "Accept": "application/json",
+            "AssembleWith": "None",
+        },
+        TransformResources={"InstanceCount": 1, "InstanceType": "ml.m5.xlarge"},
+        DataProcessing={"JoinSource": "Input"},
+        DataCaptureConfig={
+            "DestinationS3Uri": f"s3://{bucket}/notebooks/clarify-json/data-capture",
+            "GenerateInferenceId": True,
+        },
+    )
+    completed(stack, sagemaker, "linear-learner-2024-01-19-19-24-07-189")
+
+    body = get(s3, bucket, "notebooks/clarify-json/transform-output/test-dataset.json.out")
+    assert len(body.decode().strip().splitlines()) == 1
+    joined = json.loads(body)
+    assert set(joined) == {
+        "instances",
+        "SageMakerOutput",
+        "SageMakerInferenceId",
+        "SageMakerInferenceTime",
+    }
+    assert joined["instances"] == dataset["instances"]
+    namespace: dict = {}
+    exec(LINEAR_LEARNER_SCRIPT, namespace)  # the stand-in's own answer, computed here
+    expected = namespace["predict_fn"](dataset["instances"], model)
+    assert joined["SageMakerOutput"] == expected
+    assert re.fullmatch(UUID, joined["SageMakerInferenceId"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", joined["SageMakerInferenceTime"])
