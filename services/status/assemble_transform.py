@@ -9,7 +9,7 @@ an object whose every record succeeded.
 
 from __future__ import annotations
 
-from services.status.assemble import ChunkOutput, assemble_lines
+from services.status.chunk_outputs import ChunkOutput, assemble_lines
 from shared import aws
 from shared.errors import ByomError
 from shared.schemas import ChunkPlan, JobItem
