@@ -90,5 +90,8 @@ fuzz: venv
 	BYOM_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider \
 		-p tests.property_tests_only $(or $(ARGS),tests/unit)
 
+# Everything the targets and the tests build: the venvs (the deployables' and the
+# SageMaker SDK's too, tests/integration), the model, the docs site and the caches.
 clean:
-	rm -rf $(VENV) $(IAC_VENV) $(MODEL_DIR) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) .venv-deployables .venv-sagemaker $(MODEL_DIR) build/site \
+		.mypy_cache .pytest_cache .ruff_cache
