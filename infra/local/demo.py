@@ -1,13 +1,16 @@
 """``make demo``: start the local stack, upload the sample, print what comes back.
 
 Uses only what a user would: a plain S3 client to upload, a queue subscribed to
-byom's done events to wait, and DynamoDB to read the job item.
+byom's done events to wait, and DynamoDB to read the job item. The stack keeps the
+user's own ``BYOM_*`` and ``OTEL_*`` settings, as ``make up`` does
+(:mod:`infra.local.stack_settings`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -50,7 +53,8 @@ def main() -> None:
 
     print("starting the local stack ...", flush=True)
     started = time.monotonic()
-    with LocalStack(StackConfig(model_dir=args.model_dir)) as stack:
+    config = StackConfig(model_dir=args.model_dir, user_env=dict(os.environ))
+    with LocalStack(config) as stack:
         print(f"  up in {time.monotonic() - started:.1f} s; logs in {stack.log_dir}")
         done_queue = stack.subscribe_done_events("byom-demo-done-events")
         s3, sqs = stack.client("s3"), stack.client("sqs")
