@@ -429,3 +429,57 @@ def test_data_capture_generate_inference_id_as_the_developer_guide_shows(
     assert all(TIME.fullmatch(value) for value in times)
     start = described["TransformStartTime"].replace(microsecond=0)
     assert all(start <= parse_time(value) <= described["TransformEndTime"] for value in times)
+
+
+SDK_MODEL_SCRIPT = """
+import json, sys
+import boto3, sagemaker
+from sagemaker.model import Model
+
+args = json.loads(sys.argv[1])
+session = sagemaker.Session(
+    boto_session=boto3.Session(region_name=args["region"]), default_bucket=args["bucket"]
+)
+model = Model(
+    image_uri=args["image"], model_data=args["model_data"], role=args["role"],
+    name=args["model"], sagemaker_session=session,
+)
+transformer = model.transformer(
+    instance_count=1, instance_type="ml.m5.xlarge", output_path=args["output"],
+)
+transformer.transform(
+    args["input"], content_type="text/csv", split_type="Line", job_name=args["job"],
+    wait=True, logs=False,
+)
+print(json.dumps({"job": transformer.latest_transform_job.job_name}))
+"""
+
+
+def test_sagemaker_python_sdk_model_transformer_creates_the_model(
+    stack, s3, sagemaker, xgb_model_url, model_dir, tmp_path
+):
+    """The notebooks' usual path: `Model(image_uri, model_data, role).transformer(...)`
+    creates the model with the SDK's own CreateModel request, then transforms."""
+    bucket = stack.config.bucket
+    body = feature_csv(300, seed=9)
+    put(s3, bucket, "sagemaker/sdk-model/in/rows.csv", body)
+    args = {
+        "region": stack.config.region,
+        "bucket": bucket,
+        "image": XGBOOST_IMAGE,
+        "model_data": xgb_model_url,
+        "role": ROLE,
+        "model": "sdk-made-xgb",
+        "job": "sdk-model-job",
+        "input": f"s3://{bucket}/sagemaker/sdk-model/in/",
+        "output": f"s3://{bucket}/sagemaker/sdk-model/out",
+    }
+    done = run_with_sdk(SDK_MODEL_SCRIPT, args, stack.endpoint_url, tmp_path)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"job": "sdk-model-job"}
+    model = sagemaker.describe_model(ModelName="sdk-made-xgb")
+    assert model["PrimaryContainer"]["Image"] == XGBOOST_IMAGE
+    answer = get(s3, bucket, "sagemaker/sdk-model/out/rows.csv.out")
+    # No Accept: the XGBoost container's default, one prediction a line.
+    np.testing.assert_allclose(
+        lines_as_floats(answer), xgboost_predictions(model_dir, body), rtol=0, atol=1e-6
+    )
