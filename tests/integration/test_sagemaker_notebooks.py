@@ -554,6 +554,7 @@ def test_clarify_json_join_with_inference_ids(stack, s3, sagemaker):
 
     body = get(s3, bucket, "notebooks/clarify-json/transform-output/test-dataset.json.out")
     assert len(body.decode().strip().splitlines()) == 1
+    assert b", " not in body and b'": ' not in body  # compact, as the notebook prints it
     joined = json.loads(body)
     assert set(joined) == {
         "instances",
