@@ -5,6 +5,12 @@ job item to DynamoDB, and the scheduler is asked to run it; a redelivered
 message finds the job by its id (``shared.transform.object_job_id``) and redoes
 only the step a crash could have lost. The job's staging lives in byom's bucket
 whichever bucket the object and its output are in.
+
+A stop (``StopTransformJob``) can overtake the message: the API cancels the
+objects' jobs it finds and counts the others as ended. So ingest plans no object
+of a Stopping or Stopped transform job (it counts it as ended, which the store
+does once per object), and a job it made while the stop ran, unseen by the API,
+it cancels itself instead of scheduling it.
 """
 
 from __future__ import annotations
@@ -14,15 +20,18 @@ from datetime import UTC, datetime, timedelta
 
 from services.ingest.ingest import _reject, _request_schedule, _resume
 from services.ingest.plan_transform import plan_transform
-from shared import aws, logs, naming, tracing
+from shared import aws, job_control, logs, naming, tracing
 from shared.errors import InputError
 from shared.formats import JSON_TYPE, JobKind
 from shared.jobs import JobStore
 from shared.schemas import JobItem, JobState
 from shared.settings import get_settings
-from shared.transform import TransformObject, object_job_id
+from shared.transform import TransformObject, TransformStatus, object_job_id
+from shared.transform_store import TransformStore
 
 log = logging.getLogger(__name__)
+
+_STOPPED = (TransformStatus.STOPPING, TransformStatus.STOPPED)
 
 
 def transform_job_item(job_id: str, message: TransformObject) -> JobItem:
@@ -50,16 +59,32 @@ def transform_job_item(job_id: str, message: TransformObject) -> JobItem:
     )
 
 
-def handle_transform_object(message: TransformObject, store: JobStore | None = None) -> str:
-    """Create the job of one transform object; returns its id."""
+def handle_transform_object(
+    message: TransformObject,
+    store: JobStore | None = None,
+    transforms: TransformStore | None = None,
+) -> str | None:
+    """Create the job of one transform object; returns its id, or None when the
+    transform job was stopped before the object had a job."""
     store = store or JobStore()
+    transforms = transforms or TransformStore()
     job_id = object_job_id(message.transform_job_arn, message.index)
     logs.append_job_keys(job_id)
     tracing.tag_current_job(job_id)
     existing = store.get(job_id)
     if existing is not None:
-        _resume(existing, store)
+        if not existing.state.terminal and _stop_requested(message, transforms):
+            _cancel(job_id, message, store)
+        else:
+            _resume(existing, store)
         return job_id
+    if _stop_requested(message, transforms):
+        log.info(
+            "transform object not planned: its transform job was stopped",
+            extra={"transform_job": message.transform_job_name, "index": message.index},
+        )
+        transforms.object_ended(message.transform_job_name, message.index, failed=False)
+        return None
     job = transform_job_item(job_id, message)
     try:
         plan = plan_transform(job_id, message)
@@ -84,9 +109,24 @@ def handle_transform_object(message: TransformObject, store: JobStore | None = N
                 "chunks": len(plan.chunks),
             },
         )
-        _request_schedule(job)
+        # Checked again now that the job exists: a stop that came after the
+        # first check may have looked for this job before it was there.
+        if _stop_requested(message, transforms):
+            _cancel(job_id, message, store)
+        else:
+            _request_schedule(job)
     else:
         existing = store.get(job_id)
         if existing is not None:
             _resume(existing, store)
     return job_id
+
+
+def _stop_requested(message: TransformObject, transforms: TransformStore) -> bool:
+    record = transforms.get(message.transform_job_name)
+    return record is not None and record.status in _STOPPED
+
+
+def _cancel(job_id: str, message: TransformObject, store: JobStore) -> None:
+    """Cancel the object's job as the API's stop does (its ending counts it, once)."""
+    job_control.cancel(job_id, f"transform job {message.transform_job_name} was stopped", store)
