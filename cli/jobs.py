@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cli.target import Target
-from services.ingest.ingest import Upload, retry_job_id
+from services.ingest.ingest import Upload, retry_job_id, reuploaded
 from shared import naming
 from shared.jobs import JobStore
-from shared.schemas import JobItem, JobState
+from shared.schemas import JobItem
 
 MIN_PREFIX = 6  # shorter prefixes would match too much to be meant
 
@@ -65,18 +65,14 @@ def job_id_for_upload(target: Target, key: str, etag: str, last_modified: dateti
     """The job ingest makes of this upload, as ingest names it.
 
     The id is a hash of bucket, key and ETag; the same bytes uploaded again
-    after that job FAILED are a retry, which ingest names from the failed id
-    and the new upload's time.
+    after that job FAILED or was CANCELLED are a new job, which ingest names
+    from the ended job's id and the new upload's time (the rule is ingest's own).
     """
     job_id = naming.job_id_for(target.bucket, key, etag)
     existing = store(target).get(job_id)
-    if existing is None or existing.state is not JobState.FAILED:
-        return job_id
-    earlier = existing.input_last_modified
-    again = last_modified != earlier if earlier is not None else last_modified > existing.created_at
-    if not again:
-        return job_id
     upload = Upload(target.bucket, key, etag, 0, {}, last_modified)
+    if existing is None or not reuploaded(existing, upload):
+        return job_id
     return retry_job_id(job_id, upload)
 
 

@@ -5,7 +5,7 @@ chosen (``model_choice.py``), its kind decided once and its chunks planned by
 that kind's planner (``planners.py``); the plan goes to staging, the job item to
 DynamoDB, and the scheduler is asked to run it. A duplicate event redoes only
 the step a crash could have lost; the same bytes uploaded again after a FAILED
-job make a new job.
+or CANCELLED job make a new job.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from shared import aws, logs, metrics, naming, queues, tracing
 from shared.endings import announce
 from shared.errors import InputError
 from shared.formats import JSON_TYPE, media_source, output_format
-from shared.jobs import JobStore, job_id_of, new_job
+from shared.jobs import RETRYABLE, JobStore, job_id_of, new_job
 from shared.options import MAX_BAD_ROWS, ON_BAD_ROWS
 from shared.schemas import (
     JobItem,
@@ -48,6 +48,7 @@ __all__ = [
     "model_columns",
     "plan_job",
     "retry_job_id",
+    "reuploaded",
     "row_policy",
 ]
 
@@ -64,7 +65,7 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
     logs.append_job_keys(job_id)
     tracing.tag_current_job(job_id)
     existing = store.get(job_id)
-    if existing is not None and existing.state is not JobState.FAILED:
+    if existing is not None and existing.state not in RETRYABLE:
         _resume(existing, store)
         return job_id
     try:
@@ -78,10 +79,10 @@ def handle_upload(event: S3ObjectCreatedEvent, store: JobStore | None = None) ->
         log.info("upload no longer there; skipped", extra={"key": key, "job_id": job_id})
         return None
     if existing is not None:
-        if not _uploaded_again(existing, upload):
-            _resume(existing, store)  # a late duplicate of the failed job's own event
+        if not reuploaded(existing, upload):
+            _resume(existing, store)  # a late duplicate of the ended job's own event
             return job_id
-        # The same bytes uploaded again after a FAILED job: that is a retry.
+        # The same bytes uploaded again after a FAILED or CANCELLED job: a new job.
         job_id = retry_job_id(job_id, upload)
         logs.append_job_keys(job_id)
         retried = store.get(job_id)
@@ -182,8 +183,16 @@ def _reject(job: JobItem, error: InputError, store: JobStore) -> None:
         announce(failed, store)
 
 
+def reuploaded(existing: JobItem, upload: Upload) -> bool:
+    """Whether ``upload`` makes a new job rather than being the existing job's own:
+    the existing job FAILED or was CANCELLED (it may be run again), and ``upload``
+    is a later upload of the same bytes. ``byom`` names an upload's job by this rule too.
+    """
+    return existing.state in RETRYABLE and _uploaded_again(existing, upload)
+
+
 def _uploaded_again(failed: JobItem, upload: Upload) -> bool:
-    """Whether ``upload`` is a later upload than the one the FAILED job scored.
+    """Whether ``upload`` is a later upload than the one the ended job scored.
 
     S3 keeps LastModified to the second, so a second upload within the same
     second as the first is taken for a duplicate event of it.
