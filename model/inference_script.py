@@ -10,10 +10,13 @@ A package with `code/inference.py` (or the module `SAGEMAKER_PROGRAM` names in
     # or, instead of the three above:
     def transform_fn(model, body, content_type, accept): ...
 
-Each function may take one more parameter, a `ScriptContext`. Missing input_fn
-and output_fn fall back to the toolkit's defaults: `text/csv`, `application/json`
-and `application/x-npy` to and from numpy arrays (model/codecs.py, the server's
-one codec module). As in the toolkit, CSV and JSON
+Each function may take one more parameter, a `ScriptContext`. Missing input_fn,
+predict_fn and output_fn fall back to the defaults of the container image the
+model names (model/framework_handlers.py): the scikit-learn and XGBoost
+containers supply all three (a script with only `model_fn` predicts with
+`model.predict`), any other image the toolkit's input_fn and output_fn
+(`text/csv`, `application/json` and `application/x-npy` to and from numpy
+arrays, model/codecs.py) and no predict_fn. As in the toolkit, CSV and JSON
 bodies reach the script as `str`, others as `bytes`, and a missing or `*/*`
 Accept becomes `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` (`application/json`).
 
@@ -55,12 +58,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from model.codecs import CSV, JSON, NPY, TYPES, accepted
+from model.codecs import CSV, JSON, NPY
 from model.codecs import NotAcceptable as NotAcceptable
 from model.codecs import UnsupportedFormat as UnsupportedFormat
 from model.codecs import decode as decode
 from model.codecs import encode as encode
 from model.flavors.base import BadRequest, ModelLoadError
+from model.framework_handlers import TOOLKIT, FrameworkHandlers, handlers_for
+from model.framework_handlers import default_input_fn as default_input_fn
+from model.framework_handlers import default_output_fn as default_output_fn
 from model.manifest import MANIFEST_FILE
 from model.script_environment import script_builtins
 
@@ -93,24 +99,6 @@ class ScriptContext:
     system_properties: dict[str, Any] = field(default_factory=dict)
     request_content_type: str | None = None
     accept_header: str | None = None
-
-
-# --- the toolkit's defaults, for a script without input_fn or output_fn ---------------
-
-
-def default_input_fn(body: str | bytes, content_type: str) -> np.ndarray:
-    return decode(body, content_type)
-
-
-def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
-    """The first type of `accept` the default encoder writes, as the toolkit picks it."""
-    for wanted in accepted(accept):
-        if wanted in TYPES:
-            return encode(prediction, wanted), wanted
-    raise NotAcceptable(
-        f"cannot answer with {accept!r} without an output_fn; accept {CSV}, {JSON} or {NPY}, "
-        "or define output_fn in the inference script"
-    )
 
 
 # --- finding, installing and importing the script ----------------------------------
@@ -249,11 +237,13 @@ def load_script(
     program: str | None = None,
     run: Runner = subprocess.run,
     environment: Mapping[str, str] | None = None,
+    image: str | None = None,
 ) -> ScriptModel | None:
     """The package's inference script as a model, or None when the package has none.
 
     `environment` is what the script sees in `os.environ` besides the process's
     variables; its `SAGEMAKER_PROGRAM` names the script unless `program` does.
+    The container `image` the model names supplies the handlers it leaves out.
 
     Raises `ModelLoadError` when it has one (or a non-empty requirements.txt) and
     `allow_code` is off, and when the script breaks the toolkit's contract.
@@ -286,7 +276,7 @@ def load_script(
     lib = install_requirements(code_dir, run)
     with _on_path([code_dir, *([lib] if lib is not None else [])]):
         module = _import(path, environment)
-        model = ScriptModel(module, path, model_dir)
+        model = ScriptModel(module, path, model_dir, handlers_for(image))
     model.default_accept = environment.get(DEFAULT_ACCEPT_VARIABLE) or DEFAULT_ACCEPT
     return model
 
@@ -294,7 +284,13 @@ def load_script(
 class ScriptModel:
     """A model whose script reads each request's body and writes its answer."""
 
-    def __init__(self, module: ModuleType, path: Path, model_dir: Path) -> None:
+    def __init__(
+        self,
+        module: ModuleType,
+        path: Path,
+        model_dir: Path,
+        framework: FrameworkHandlers = TOOLKIT,
+    ) -> None:
         self.path = path
         self.model_dir = model_dir
         self.default_accept = DEFAULT_ACCEPT
@@ -314,11 +310,17 @@ class ScriptModel:
         model_fn = functions["model_fn"]
         if model_fn is None:
             raise ModelLoadError(path, "defines no model_fn(model_dir) to load the model")
-        if self._transform is None and functions["predict_fn"] is None:
-            raise ModelLoadError(path, "defines neither predict_fn nor transform_fn")
-        self._input = functions["input_fn"] or default_input_fn
-        self._predict = functions["predict_fn"]
-        self._output = functions["output_fn"] or default_output_fn
+        predict = functions["predict_fn"] or framework.predict_fn
+        if self._transform is None and predict is None:
+            raise ModelLoadError(
+                path,
+                f"defines neither predict_fn nor transform_fn, and {framework.name} has no "
+                "default predict_fn (the scikit-learn and XGBoost images' containers do: "
+                "name one of them as the model's Image)",
+            )
+        self._input = functions["input_fn"] or framework.input_fn
+        self._predict = predict
+        self._output = functions["output_fn"] or framework.output_fn
         self._arities = {
             name: _arity(function, name, given, path)
             for name, function, given in (
@@ -336,12 +338,11 @@ class ScriptModel:
             self.model = self._call("model_fn", model_fn, self._context, str(model_dir))
         except Exception as exc:
             raise ModelLoadError(path, f"model_fn failed: {type(exc).__name__}: {exc}") from exc
+        own = [name for name in ("input_fn", "predict_fn", "output_fn") if functions[name]]
         self.handlers = (
             "transform_fn"
             if self._transform is not None
-            else ", ".join(
-                name for name in ("input_fn", "predict_fn", "output_fn") if functions[name]
-            )
+            else ", ".join(own) or f"model_fn and the defaults of {framework.name}"
         )
 
     @property

@@ -233,13 +233,15 @@ def load_package(
     allow_code: bool = False,
     program: str | None = None,
     environment: Mapping[str, str] | None = None,
+    image: str | None = None,
 ) -> Model:
     """The model of the package at `path`, held to its manifest when it has one.
 
     An archive is extracted under `workdir` (default: a temporary directory,
     removed when the process exits). A package with `code/inference.py` (or the
     script `program` names) is served by that script, only with `allow_code`
-    (model/inference_script.py); `environment` is what that script sees.
+    (model/inference_script.py); `environment` is what that script sees, and the
+    container `image` it names picks the framework's default handlers.
     """
     path = Path(path)
     if is_archive(path) and path.is_file() and workdir is None:
@@ -249,7 +251,11 @@ def load_package(
     manifest = read_manifest(model_dir) if model_dir.is_dir() else None
     if model_dir.is_dir():
         script = load_script(
-            model_dir, allow_code=allow_code, program=program, environment=environment
+            model_dir,
+            allow_code=allow_code,
+            program=program,
+            environment=environment,
+            image=image,
         )
         if script is not None:
             return script

@@ -1,12 +1,20 @@
-"""`container.json`: the container a registry target would run in on SageMaker.
+"""The container a registry target would run in on SageMaker, inside its package.
 
-Beside a registry target `models/<name>/<version>/model.tar.gz` may sit
-`models/<name>/<version>/container.json`, written when a SageMaker model is
-registered for a transform job (the SageMaker API's CreateModel `Image` and
-`Environment`, plus the batch variables of the job)::
+A package registered for a transform job (services/transform/registration.py)
+holds, at its root, the reserved member `.byom-container.json` (`MEMBER`): the
+SageMaker API's CreateModel `Image` and the environment the model sees (the
+model's `Environment`, the transform job's on top, then the batch variables)::
 
     {"image": "123.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:1.7-1",
      "environment": {"SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_BATCH": "true"}}
+
+It travels inside the package because on AWS a multi-model endpoint fetches only
+the `model.tar.gz` a request's TargetModel names, and the container has no
+network access: a file beside the package would never reach it. The server reads
+it from the extracted package folder when it loads a target, the same way
+locally (`ModelCache` fetching the target) and on AWS (SageMaker's `POST
+/models`). The name starts with a dot so that no flavor takes it for a model
+file (XGBoost's "the only *.json" rule skips hidden files).
 
 Both keys are optional; no other key is allowed. The file is untrusted input and
 is held to SageMaker's own limits on the environments it merges: a model's
@@ -18,7 +26,8 @@ variables (`SAGEMAKER_BATCH`, `SAGEMAKER_BATCH_STRATEGY`,
 pattern for both), values at most `MAX_VALUE` characters; `image` at most
 `MAX_IMAGE` characters (CreateModel's limit) without control characters; the
 whole file at most `MAX_BYTES`. A file that breaks any of these is refused with
-`ContainerSettingsError` naming the rule, and the target does not load.
+`ContainerSettingsError` naming the rule, and the target does not load; a
+package without it is served with byom's defaults.
 """
 
 from __future__ import annotations
@@ -27,13 +36,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from model.errors import ByomModelError
 
-FILE_NAME = "container.json"
-PACKAGE_NAME = "model.tar.gz"
+MEMBER = ".byom-container.json"
+FILE_NAME = MEMBER  # how errors name it
 MAX_ENTRIES = 100 + 16 + 4
 MAX_VALUE = 10240
 MAX_NAME = 1024
@@ -58,15 +68,6 @@ class ContainerSettings:
 
 
 NONE = ContainerSettings()
-
-
-def settings_key(target: str) -> str | None:
-    """Where the container.json of `target` would be: beside a `.../model.tar.gz`;
-    None for targets of other names, which have none."""
-    folder, slash, name = target.rpartition("/")
-    if not slash or name != PACKAGE_NAME:
-        return None
-    return f"{folder}/{FILE_NAME}"
 
 
 def _environment(value: Any) -> Mapping[str, str]:
@@ -115,3 +116,17 @@ def parse_settings(data: bytes) -> ContainerSettings:
         )
     environment = _environment(document.get("environment", {}))
     return ContainerSettings(image, environment)
+
+
+def read_settings(model_dir: Path) -> ContainerSettings:
+    """The settings in the package folder `model_dir` (its `MEMBER`); byom's defaults
+    (`NONE`) when it has none. `ContainerSettingsError` for one that breaks the schema,
+    or is not a plain file."""
+    path = Path(model_dir) / MEMBER
+    if not path.exists() and not path.is_symlink():
+        return NONE
+    if path.is_symlink() or not path.is_file():
+        raise ContainerSettingsError(f"{MEMBER} must be a plain file")
+    with path.open("rb") as file:  # never more than the limit, whatever its size
+        data = file.read(MAX_BYTES + 1)
+    return parse_settings(data)

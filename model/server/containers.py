@@ -2,8 +2,8 @@
 answers look, as the SageMaker container a model names would do it.
 
 A SageMaker user's job depends on the serving defaults of the `Image` its model
-names. A registry target's container.json (model/server/container_settings.py)
-names that image; its ECR repository name picks a row of this table (the
+names. A registry target's container settings (model/server/container_settings.py)
+name that image; its ECR repository name picks a row of this table (the
 registry, account, region and tag do not matter):
 
 - `sagemaker-xgboost`: no Accept means `text/csv`; no Content-Type means libsvm;
@@ -36,11 +36,11 @@ both images): no Accept is `application/json` (or
 Documented differences: byom answers `application/x-npy` on every image and
 never `application/jsonlines` or recordio-protobuf, and reads neither parquet nor
 recordio-protobuf; the XGBoost container answers an empty body with 204, byom
-refuses it (400); in script mode the XGBoost container's default `input_fn`
-reads libsvm into a DMatrix, byom's default is the toolkit's (CSV, JSON, NPY);
-the scikit-learn image calls `model.predict` while byom's sklearn flavor gives
-the positive class's probability (model/flavors/sklearn_flavor.py); image
-(vision) models keep byom's behaviour.
+refuses it (400); a script's missing handlers are each image's defaults
+(model/framework_handlers.py); a *flavor* (no script) on the scikit-learn image
+gives byom's sklearn flavor's answer, the positive class's probability
+(model/flavors/sklearn_flavor.py), where the container's script would call
+`model.predict`; image (vision) models keep byom's behaviour.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ from model.codecs import (
     encode,
     write_answer,
 )
+from model.framework_handlers import SCIKIT_LEARN_REPOSITORY, XGBOOST_REPOSITORY
+from model.framework_handlers import repository_of as repository_of
 from model.inference_script import DEFAULT_ACCEPT_VARIABLE
 
 BATCH_VARIABLE = "SAGEMAKER_BATCH"
@@ -123,7 +125,7 @@ class ContainerDefaults:
 BYOM = ContainerDefaults("byom", None, None, None, "")
 XGBOOST = ContainerDefaults(
     "sagemaker-xgboost",
-    "sagemaker-xgboost",
+    XGBOOST_REPOSITORY,
     accept=CSV,
     content_type="text/libsvm",
     script_content_type=JSON,
@@ -132,20 +134,13 @@ XGBOOST = ContainerDefaults(
 )
 SCIKIT_LEARN = ContainerDefaults(
     "sagemaker-scikit-learn",
-    "sagemaker-scikit-learn",
+    SCIKIT_LEARN_REPOSITORY,
     accept=JSON,
     content_type=JSON,
     script_content_type=JSON,
     writer=toolkit_answer,
 )
 TABLE = (XGBOOST, SCIKIT_LEARN)
-
-
-def repository_of(image: str) -> str:
-    """`<registry>/<repository>[:tag | @digest]` -> the repository's last path part."""
-    without_digest = image.split("@", 1)[0]
-    path = without_digest.rsplit("/", 1)[-1]
-    return path.split(":", 1)[0].lower()
 
 
 def defaults_for(image: str | None) -> ContainerDefaults:

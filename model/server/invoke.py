@@ -75,9 +75,11 @@ def score(
     return defaults.writer(model.predict(rows), answer, environment), answer
 
 
-async def invoke(request: web.Request, chosen: Model | None = None) -> web.Response:
-    """Score the body with `chosen`, else the target model the request names, else
-    the endpoint's model."""
+async def invoke(
+    request: web.Request, chosen: Model | None = None, chosen_container: ContainerSettings = NONE
+) -> web.Response:
+    """Score the body with `chosen` (in `chosen_container`), else the target model the
+    request names, else the endpoint's model."""
     state = request.app[STATE]
     try:
         body = await request.read()
@@ -88,7 +90,7 @@ async def invoke(request: web.Request, chosen: Model | None = None) -> web.Respo
     fault = state.faults.take()
     if fault is not None:
         raise InjectedFault(fault, f"injected fault ({state.faults.count} more to come)")
-    container = NONE
+    container = chosen_container
     if chosen is not None:
         model = chosen
     elif target := request.headers.get(TARGET_MODEL_HEADER):

@@ -121,11 +121,12 @@ async def unload_model(request: web.Request) -> web.Response:
 
 async def invoke_model(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    found = _models(request).peek(name)
+    found = _models(request).peek_served(name)
     if found is None:
         return _error(404, f"model {name!r} is not loaded")
     try:
-        return await invoke(request, found[0])
+        # The settings its package holds: on AWS the only way they reach the model.
+        return await invoke(request, found[0], found[2])
     except Problem as problem:
         if not isinstance(problem, InjectedFault):
             log.warning("invocation of %s failed: %s %s", name, problem.status, problem.message)

@@ -12,12 +12,14 @@ ValidationError, as SageMaker does); one that is there but does not load raises
 `TargetUnloadable` with the package's reason. Neither is cached, so a package
 published later is found.
 
-A target `<name>/<version>/model.tar.gz` may have a `container.json` beside it
+A package may hold its container settings, the member `.byom-container.json`
 (model/server/container_settings.py): the image it would run in on SageMaker
 (model/server/containers.py picks that image's serving defaults) and the
 environment its inference script sees (`SAGEMAKER_PROGRAM` among it). It is read
-before the package, at most `MAX_BYTES` of it; a missing one means byom's
-defaults, one that breaks the schema makes the target unloadable, with the rule.
+from the extracted folder before the model loads, whichever way the package came
+(fetched here, or extracted by SageMaker and added with `add`); a package without
+it means byom's defaults, one that breaks the schema makes the target
+unloadable, with the rule.
 
 On a SageMaker multi-model endpoint SageMaker fetches and extracts each package
 itself and tells the container what to load (`model/server/mme_api.py`): `add`,
@@ -40,14 +42,13 @@ from pathlib import Path
 
 from model.errors import ByomModelError
 from model.flavors import Model, ModelLoadError
-from model.package import PackageLimits, is_archive, load_package
+from model.package import PackageLimits, is_archive, load_package, prepare
 from model.server.container_settings import (
-    MAX_BYTES,
+    MEMBER,
     NONE,
     ContainerSettings,
     ContainerSettingsError,
-    parse_settings,
-    settings_key,
+    read_settings,
 )
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,10 @@ class _Entry:
     model: Model
     url: str  # where it was loaded from
     folder: Path | None  # files of ours to remove on unloading; None: not ours
-    container: ContainerSettings = NONE  # its container.json; none: byom's defaults
+    container: ContainerSettings = NONE  # from its package; none: byom's defaults
 
 
 Fetch = Callable[[str, Path], None]  # (URL of the package, local file to write)
-# (URL, limit) -> at most limit + 1 bytes of the object, or None when there is none
-ReadSmall = Callable[[str, int], "bytes | None"]
 
 
 def s3_fetch(url: str, out: Path) -> None:
@@ -97,34 +96,6 @@ def s3_fetch(url: str, out: Path) -> None:
         raise
 
 
-def s3_read_small(url: str, limit: int) -> bytes | None:
-    """The first `limit` + 1 bytes of `s3://bucket/key`, or None for a missing object;
-    never reads more, however large the object is."""
-    import boto3
-    from botocore.exceptions import ClientError
-
-    bucket, _, key = url.removeprefix("s3://").partition("/")
-    try:
-        response = boto3.client("s3").get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = exc.response.get("Error", {}).get("Code", "")
-        if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    body = response["Body"]
-    try:
-        data: bytes = body.read(limit + 1)
-    finally:
-        body.close()
-    return data
-
-
-def no_settings(url: str, limit: int) -> bytes | None:
-    """A `ReadSmall` that finds nothing: for caches given a `Fetch` of their own."""
-    return None
-
-
 class ModelCache:
     """Loaded target models, least recently used first; safe to call from many threads."""
 
@@ -139,7 +110,6 @@ class ModelCache:
         threads: int = 1,
         limits: PackageLimits | None = None,
         fetch: Fetch = s3_fetch,
-        read_small: ReadSmall | None = None,
     ) -> None:
         # None: no registry to fetch targets from, only models added with `add`.
         self.prefix = prefix if prefix is None or prefix.endswith("/") else prefix + "/"
@@ -153,9 +123,6 @@ class ModelCache:
         self.threads = threads
         self.limits = limits
         self.fetch = fetch
-        if read_small is None:
-            read_small = s3_read_small if fetch is s3_fetch else no_settings
-        self.read_small = read_small
         self._loaded: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -179,12 +146,17 @@ class ModelCache:
 
     def peek(self, name: str) -> tuple[Model, str] | None:
         """The loaded model of that name and its URL (now the most recently used), or None."""
+        found = self.peek_served(name)
+        return None if found is None else (found[0], found[1])
+
+    def peek_served(self, name: str) -> tuple[Model, str, ContainerSettings] | None:
+        """As `peek`, with the model's container settings."""
         with self._lock:
             entry = self._loaded.get(name)
             if entry is None:
                 return None
             self._loaded.move_to_end(name)
-            return entry.model, entry.url
+            return entry.model, entry.url, entry.container
 
     def add(self, name: str, path: Path) -> Model:
         """Load the package at `path` (a directory, or an archive) as `name`.
@@ -236,24 +208,36 @@ class ModelCache:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(prefix="model-", dir=self.cache_dir))
         try:
-            model = load_package(
-                path,
-                workdir=folder,
-                allow_pickle=self.allow_pickle,
-                threads=self.threads,
-                limits=self.limits,
-                allow_code=self.allow_code,
-            )
-        except ModelLoadError as exc:
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
-            raise TargetUnloadable(f"model {name!r} cannot be loaded: {exc}") from exc
+            model, container = self._load_package(path, folder, f"model {name!r}")
         except BaseException:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
             raise
         log.info("loaded model %s from %s: %s", name, path, model.description)
-        return _Entry(model, str(path), folder)
+        return _Entry(model, str(path), folder, container)
+
+    def _load_package(
+        self, path: Path, workdir: Path | None, what: str
+    ) -> tuple[Model, ContainerSettings]:
+        """The package at `path` (an archive is extracted under `workdir`) and the
+        container settings it holds; `TargetUnloadable` saying why not."""
+        try:
+            model_dir = prepare(path, workdir or path.parent, self.limits)
+            container = read_settings(model_dir) if model_dir.is_dir() else NONE
+            model = load_package(
+                model_dir,
+                allow_pickle=self.allow_pickle,
+                threads=self.threads,
+                limits=self.limits,
+                allow_code=self.allow_code,
+                environment=container.environment,
+                image=container.image,
+            )
+        except ContainerSettingsError as exc:
+            raise TargetUnloadable(f"{what}: {MEMBER}: {exc}") from exc
+        except ModelLoadError as exc:
+            raise TargetUnloadable(f"{what} cannot be loaded: {exc}") from exc
+        return model, container
 
     def get(self, target: str) -> Model:
         """The model for `target`, loaded on first use."""
@@ -283,21 +267,7 @@ class ModelCache:
             self._insert(target, entry)
         return entry.model, entry.container
 
-    def container(self, target: str) -> ContainerSettings:
-        """The target's container.json, or byom's defaults when it has none."""
-        key = settings_key(target)
-        if key is None:
-            return NONE
-        data = self.read_small(self.url(key), MAX_BYTES)
-        if data is None:
-            return NONE
-        try:
-            return parse_settings(data)
-        except ContainerSettingsError as exc:
-            raise TargetUnloadable(f"target model {target!r}: {key}: {exc}") from exc
-
     def _load(self, target: str) -> _Entry:
-        container = self.container(target)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="target-", dir=self.cache_dir))
         try:
@@ -309,18 +279,9 @@ class ModelCache:
                 raise TargetMissing(
                     f"target model {target!r} not found: no object at {url}"
                 ) from None
-            try:
-                model = load_package(
-                    archive,
-                    workdir=folder / "extracted",
-                    limits=self.limits,
-                    allow_pickle=self.allow_pickle,
-                    threads=self.threads,
-                    allow_code=self.allow_code,
-                    environment=container.environment,
-                )
-            except ModelLoadError as exc:
-                raise TargetUnloadable(f"target model {target!r} cannot be loaded: {exc}") from exc
+            model, container = self._load_package(
+                archive, folder / "extracted", f"target model {target!r}"
+            )
             archive.unlink()
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)

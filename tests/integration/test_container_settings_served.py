@@ -1,24 +1,29 @@
-"""A target's container.json, through a real model server process reading a real
+"""A target's container settings, through a real model server process reading a real
 (local) S3: the image's serving defaults and the environment its script sees.
 
 The packages sit in the registry layout, `models/<name>/<version>/model.tar.gz`,
-with `container.json` beside them as the SageMaker API writes it when it
-registers a model for a transform job (model/server/container_settings.py).
+holding `.byom-container.json` as the SageMaker API writes it into the package
+when it registers a model for a transform job (model/server/container_settings.py).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import textwrap
 
 import boto3
+import joblib
 import numpy as np
 import pytest
 import xgboost
+from sklearn import tree
+from sklearn.datasets import load_iris
 
 from model.data import generate
 from model.package import pack
+from model.server.container_settings import MEMBER
 from model.train import train
 from tests.integration.test_model_server import Server
 
@@ -33,6 +38,15 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+OTHER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own-container:1"
+# SageMaker's Iris example's script: model_fn only, the container predicts.
+MODEL_FN_ONLY = """
+import os
+import joblib
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
 SCRIPT = """
 import os
 
@@ -57,6 +71,11 @@ import json
 """
 
 
+def _iris_classifier() -> tree.DecisionTreeClassifier:
+    features, labels = load_iris(return_X_y=True)
+    return tree.DecisionTreeClassifier(random_state=0).fit(features, labels)
+
+
 @pytest.fixture(scope="module")
 def booster() -> xgboost.Booster:
     return train(generate(800, seed=5, fraud_rate=0.1), rounds=4, seed=5)
@@ -64,7 +83,7 @@ def booster() -> xgboost.Booster:
 
 @pytest.fixture(scope="module")
 def registry(moto_endpoint, booster, tmp_path_factory) -> str:
-    """Packages and container.json files under s3://<bucket>/models/."""
+    """Packages, holding their container settings, under s3://<bucket>/models/."""
     work = tmp_path_factory.mktemp("registry")
     flavor = work / "flavor"
     flavor.mkdir()
@@ -72,10 +91,11 @@ def registry(moto_endpoint, booster, tmp_path_factory) -> str:
     script = work / "script"
     (script / "code").mkdir(parents=True)
     (script / "code" / "serve.py").write_text(textwrap.dedent(SCRIPT))
-    archives = {}
-    for name, folder in (("flavor", flavor), ("script", script)):
-        archives[name] = work / f"{name}.tar.gz"
-        pack(folder, archives[name])
+    iris = work / "iris"
+    (iris / "code").mkdir(parents=True)
+    (iris / "code" / "iris.py").write_text(textwrap.dedent(MODEL_FN_ONLY))
+    joblib.dump(_iris_classifier(), iris / "model.joblib")
+    folders = {"flavor": flavor, "script": script, "iris": iris}
     batch = {
         "SAGEMAKER_BATCH": "true",
         "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD",
@@ -97,18 +117,26 @@ def registry(moto_endpoint, booster, tmp_path_factory) -> str:
         ),
         "script-no-program/1": ("script", None),
         "bad/1": ("flavor", b'{"image": "x", "Environment": {}}'),
+        "iris-sklearn/1": (
+            "iris",
+            {"image": SKLEARN_IMAGE, "environment": {"SAGEMAKER_PROGRAM": "iris.py"}},
+        ),
+        "iris-other/1": (
+            "iris",
+            {"image": OTHER_IMAGE, "environment": {"SAGEMAKER_PROGRAM": "iris.py"}},
+        ),
     }
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, **_client_credentials())
     s3.create_bucket(Bucket=BUCKET)
     for target, (package, container) in targets.items():
-        s3.put_object(
-            Bucket=BUCKET,
-            Key=f"models/{target}/model.tar.gz",
-            Body=archives[package].read_bytes(),
-        )
+        folder = work / "targets" / target
+        shutil.copytree(folders[package], folder)
         if container is not None:
             body = container if isinstance(container, bytes) else json.dumps(container).encode()
-            s3.put_object(Bucket=BUCKET, Key=f"models/{target}/container.json", Body=body)
+            (folder / MEMBER).write_bytes(body)
+        archive = folder.with_suffix(".tar.gz")
+        pack(folder, archive)
+        s3.put_object(Bucket=BUCKET, Key=f"models/{target}/model.tar.gz", Body=archive.read_bytes())
     return f"s3://{BUCKET}/models/"
 
 
@@ -230,7 +258,8 @@ def test_a_script_sees_its_environment_and_program(server):
 def test_a_container_json_that_breaks_the_schema_refuses_the_target(server):
     status, _, body = invoke(server, "bad/1", b"1", Content_Type="text/csv")
     assert status == 400, body
-    assert b"bad/1/container.json" in body and b"unknown key 'Environment'" in body
+    assert b"bad/1/model.tar.gz" in body and b"unknown key 'Environment'" in body
+    assert b".byom-container.json" in body
 
 
 def test_execution_parameters_as_the_framework_containers_answer(server):
@@ -245,3 +274,19 @@ def test_execution_parameters_as_the_framework_containers_answer(server):
     assert set(parameters) == {"MaxConcurrentTransforms", "BatchStrategy", "MaxPayloadInMB"}
     assert parameters["BatchStrategy"] == "MULTI_RECORD" and parameters["MaxPayloadInMB"] == 6
     assert parameters["MaxConcurrentTransforms"] >= 1
+
+
+def test_a_script_with_only_model_fn_predicts_as_its_framework_container(server):
+    """The scikit-learn image's container predicts with `model.predict` for a script
+    that defines only model_fn (SageMaker's Iris notebook); on another image the
+    toolkit has no default predict_fn and the target is refused."""
+    features, _ = load_iris(return_X_y=True)
+    rows = features[::10]
+    body = "".join(",".join(map(str, row)) + "\n" for row in rows).encode()
+    status, content_type, answer = invoke(server, "iris-sklearn/1", body, Content_Type="text/csv")
+    assert status == 200, answer
+    assert content_type.startswith("application/json")
+    expected = _iris_classifier().predict(rows.astype(np.float32)).tolist()
+    assert answer == json.dumps(expected).encode()
+    status, _, answer = invoke(server, "iris-other/1", body, Content_Type="text/csv")
+    assert status == 400 and b"defines neither predict_fn nor transform_fn" in answer, answer

@@ -1,4 +1,5 @@
-"""Container settings per registry target: container.json's schema, the serving
+"""Container settings per registry target: the schema of the settings a package
+holds (`.byom-container.json`), the serving
 defaults each SageMaker image brings, libsvm bodies, and the environment an
 inference script sees."""
 
@@ -21,10 +22,11 @@ from model.libsvm import parse_libsvm
 from model.package import load_package, pack
 from model.server.container_settings import (
     MAX_BYTES,
+    MEMBER,
     ContainerSettings,
     ContainerSettingsError,
     parse_settings,
-    settings_key,
+    read_settings,
 )
 from model.server.containers import BYOM, SCIKIT_LEARN, XGBOOST, defaults_for, repository_of
 from model.server.invoke import score
@@ -88,10 +90,17 @@ def test_container_json_is_read_strictly():
     assert len(parse_settings(data).environment) == 120
 
 
-def test_only_a_model_tar_gz_target_has_container_json_beside_it():
-    assert settings_key("fraud/3/model.tar.gz") == "fraud/3/container.json"
-    assert settings_key("model.tar.gz") is None
-    assert settings_key("fraud/3/other.tar.gz") is None
+def test_the_settings_are_read_from_the_package_folder(tmp_path):
+    assert read_settings(tmp_path) == ContainerSettings()  # none: byom's defaults
+    (tmp_path / MEMBER).write_text(json.dumps({"image": XGBOOST_IMAGE}))
+    assert read_settings(tmp_path) == ContainerSettings(XGBOOST_IMAGE)
+    (tmp_path / MEMBER).write_bytes(b" " * (MAX_BYTES + 1))
+    with pytest.raises(ContainerSettingsError, match="is over"):
+        read_settings(tmp_path)
+    (tmp_path / MEMBER).unlink()
+    (tmp_path / MEMBER).mkdir()
+    with pytest.raises(ContainerSettingsError, match="plain file"):
+        read_settings(tmp_path)
 
 
 # --- libsvm ---------------------------------------------------------------------------
@@ -257,20 +266,31 @@ def test_a_script_sees_its_models_environment_and_the_process_does_not(script_pa
     assert json.loads(body)["at_call"] is None
 
 
-# --- the cache reads container.json beside the target ----------------------------------
+# --- the cache reads the settings inside the target's package --------------------------
 
 
-def test_the_cache_loads_a_target_with_its_container_json(script_package, tmp_path):
-    archive = tmp_path / "model.tar.gz"
-    pack(script_package, archive)
+def packed_with(package: Path, settings: bytes | None, out: Path) -> bytes:
+    """`package` as a model.tar.gz, with `settings` as its container settings member."""
+    folder = out.parent / f"{out.name}-folder"
+    shutil.copytree(package, folder)
+    if settings is not None:
+        (folder / MEMBER).write_bytes(settings)
+    pack(folder, out)
+    return out.read_bytes()
+
+
+def test_the_cache_loads_a_target_with_the_settings_its_package_holds(script_package, tmp_path):
+    settings = {"image": SKLEARN_IMAGE, "environment": {"BYOM_TEST_GREETING": "hi"}}
     objects = {
-        "s3://b/models/s/1/model.tar.gz": archive.read_bytes(),
-        "s3://b/models/s/1/container.json": json.dumps(
-            {"image": SKLEARN_IMAGE, "environment": {"BYOM_TEST_GREETING": "hi"}}
-        ).encode(),
-        "s3://b/models/plain/1/model.tar.gz": archive.read_bytes(),
-        "s3://b/models/bad/1/model.tar.gz": archive.read_bytes(),
-        "s3://b/models/bad/1/container.json": b'{"environment": {"A": 1}}',
+        "s3://b/models/s/1/model.tar.gz": packed_with(
+            script_package, json.dumps(settings).encode(), tmp_path / "s.tar.gz"
+        ),
+        "s3://b/models/plain/1/model.tar.gz": packed_with(
+            script_package, None, tmp_path / "plain.tar.gz"
+        ),
+        "s3://b/models/bad/1/model.tar.gz": packed_with(
+            script_package, b'{"environment": {"A": 1}}', tmp_path / "bad.tar.gz"
+        ),
     }
 
     def fetch(url: str, out: Path) -> None:
@@ -278,21 +298,25 @@ def test_the_cache_loads_a_target_with_its_container_json(script_package, tmp_pa
             raise TargetMissing(url)
         out.write_bytes(objects[url])
 
-    def read_small(url: str, limit: int) -> bytes | None:
-        data = objects.get(url)
-        return None if data is None else data[: limit + 1]
-
-    cache = ModelCache(
-        "s3://b/models", tmp_path / "cache", 4, allow_code=True, fetch=fetch, read_small=read_small
-    )
+    cache = ModelCache("s3://b/models", tmp_path / "cache", 4, allow_code=True, fetch=fetch)
     model, container = cache.served("s/1/model.tar.gz")
     assert container.image == SKLEARN_IMAGE
     assert json.loads(score(model, b"[1]", "", None, container)[0])["at_call"] == "hi"
     model, container = cache.served("plain/1/model.tar.gz")
     assert container == ContainerSettings()
-    with pytest.raises(TargetUnloadable, match=r"bad/1/container\.json: environment: A must be"):
+    with pytest.raises(
+        TargetUnloadable, match=r"bad/1/model\.tar\.gz'?: \.byom-container\.json: environment: A"
+    ):
         cache.get("bad/1/model.tar.gz")
     assert cache.loaded() == ["s/1/model.tar.gz", "plain/1/model.tar.gz"]
+    # SageMaker's multi-model API hands over the folder it extracted: the same settings.
+    extracted = tmp_path / "extracted"
+    shutil.copytree(script_package, extracted)
+    (extracted / MEMBER).write_text(json.dumps(settings))
+    cache.add("added", extracted)
+    found = cache.peek_served("added")
+    assert found is not None and found[2].image == SKLEARN_IMAGE
+    assert json.loads(score(found[0], b"[1]", "", None, found[2])[0])["at_call"] == "hi"
     shutil.rmtree(tmp_path / "cache")
 
 
