@@ -18,7 +18,7 @@ At the package root, beside the artifact files::
     max_rows = 10000              # rows per request; more are refused with 413
     max_bytes = 2097152           # request bytes a caller should send, at most 6 MiB
 
-    [processing]                  # defaults for jobs on this model (README: Real files)
+    [processing]                  # defaults for jobs on this model (docs/real-files.md)
     input_filter = "$[1:-1]"      # as the upload metadata byom-input-filter ...
     join_source = "Input"         # ... byom-join-source, byom-output-filter, byom-accept,
     output_filter = "$[0,-1]"     # byom-metadata, byom-output-key

@@ -1,6 +1,6 @@
 """byom's one number grammar, and row checks that name the line and column.
 
-Every part of the pipeline accepts exactly this, and nothing else (the README
+Every part of the pipeline accepts exactly this, and nothing else (docs/bad-input.md
 states it for users):
 
 - a row is one line of exactly ``columns`` cells separated by ``,``; lines end in

@@ -30,7 +30,7 @@ from aiohttp import web
 from services.scheduler.batch_jobs import OVERRIDE_VARIABLES
 
 # botocore's SigV4 header; the signature itself is not checked (any credentials
-# work locally, as the README says), its presence and shape are.
+# work locally, as docs/index.md says), its presence and shape are.
 _SIGV4 = re.compile(
     r"AWS4-HMAC-SHA256 Credential=[^/\s]+/\d{8}/[a-z0-9-]+/batch/aws4_request, "
     r"SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}"
