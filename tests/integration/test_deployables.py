@@ -1,7 +1,8 @@
 """What deploys is what was tested: the local stack run from the deployables themselves.
 
 The functions run from the Lambda bundle ``infra/deploy.sh`` uploads, unzipped into
-an empty folder, by the Lambda runtime's Python with nothing else on its path; the
+an empty folder, by the Lambda runtime's Python with nothing else on its path (the
+queue-driven handlers, the reaper, and SageMaker's API behind its function URL); the
 worker and the model server run from fresh venvs holding exactly their Dockerfiles'
 ``pip install`` lines and app folders holding exactly their ``COPY`` lines. A module
 missing from any of them fails here. (The first run installs them, a minute or two;
@@ -11,8 +12,12 @@ later runs reuse ``.venv-deployables/`` while the lock and the Dockerfiles stay.
 from __future__ import annotations
 
 import io
+import json
+import re
 import subprocess
+import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,3 +165,97 @@ def test_a_module_missing_from_the_bundle_fails(built, tmp_path, monkeypatch):
     with pytest.raises(InvocationFailed, match="No module named 'aws_lambda_powertools'"):
         runtime.start()
     runtime.stop()
+
+
+TEMPLATE = REPO / "infra" / "cloudformation" / "byom.yaml"
+# The custom resource's inline code (ZipFile), not part of the bundle.
+_INLINE_HANDLERS = {"index.handler"}
+
+
+def template_handlers() -> set[str]:
+    """Every bundle function's handler as the template names it (module.attribute)."""
+    named = set(re.findall(r"^\s+Handler: (\S+)$", TEMPLATE.read_text(), re.MULTILINE))
+    return named - _INLINE_HANDLERS
+
+
+def as_spec(handler: str) -> str:
+    """The template's ``module.attribute`` as the local runtime's ``module:attribute``."""
+    module, _, attribute = handler.rpartition(".")
+    return f"{module}:{attribute}"
+
+
+TRANSFORM_HANDLER = as_spec("services.transform.handler.handler")
+
+
+def test_every_function_of_the_template_runs_from_the_bundle_here():
+    """A new function in the template needs its own run from the bundle in this file."""
+    covered = {REAPER_HANDLER, DEAD_LETTERS.handler, TRANSFORM_HANDLER}
+    covered |= {function.handler for function in HANDLERS.values()}
+    assert {as_spec(handler) for handler in template_handlers()} == covered
+
+
+def function_url_event(operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    """A SageMaker request as a Lambda function URL delivers it (payload 2.0), once
+    the URL has checked its IAM signature."""
+    return {
+        "version": "2.0",
+        "rawPath": "/",
+        "headers": {
+            "content-type": "application/x-amz-json-1.1",
+            "x-amz-target": f"SageMaker.{operation}",
+        },
+        "requestContext": {"http": {"method": "POST", "path": "/"}},
+        "body": json.dumps(request),
+        "isBase64Encoded": False,
+    }
+
+
+def model_package(model_dir: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(model_dir / "xgboost-model.json", arcname="xgboost-model.json")
+    return buffer.getvalue()
+
+
+def test_the_sagemaker_api_answers_from_the_bundle(stack, built, model_dir, monkeypatch):
+    """CreateModel checks the package in S3 and stores the model in the SageMaker table;
+    DescribeModel reads it back: the API's request checks (botocore's service model,
+    pydantic), S3 and DynamoDB, all from the bundle and the runtime's boto3."""
+    for name, value in (stack.base_env() | stack.sagemaker_env()).items():
+        monkeypatch.setenv(name, value)
+    bucket = stack.config.bucket
+    key = "sagemaker/deployed/model.tar.gz"
+    stack.client("s3").put_object(Bucket=bucket, Key=key, Body=model_package(model_dir))
+    create = {
+        "ModelName": "deployed-xgb",
+        "PrimaryContainer": {
+            "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+            "ModelDataUrl": f"s3://{bucket}/{key}",
+        },
+        "ExecutionRoleArn": "arn:aws:iam::123456789012:role/SageMakerRole",
+    }
+    runtime = Runtime(
+        TRANSFORM_HANDLER, function_name="deployed", timeout_seconds=60, bundle=built["lambda"]
+    )
+    try:
+        runtime.start()
+        created = runtime.invoke(function_url_event("CreateModel", create))
+        described = runtime.invoke(
+            function_url_event("DescribeModel", {"ModelName": "deployed-xgb"})
+        )
+        unknown = runtime.invoke(function_url_event("DescribeModel", {"ModelName": "nowhere"}))
+    finally:
+        runtime.stop()
+    assert created["statusCode"] == 200, created
+    arn = json.loads(created["body"])["ModelArn"]
+    assert arn == "arn:aws:sagemaker:us-east-1:123456789012:model/deployed-xgb"
+    assert described["statusCode"] == 200, described
+    model = json.loads(described["body"])
+    assert model["ModelArn"] == arn
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/{key}"
+    assert unknown["statusCode"] == 400, unknown
+    assert unknown["headers"]["x-amzn-ErrorType"] == "ValidationException"
+    assert "Could not find model" in json.loads(unknown["body"])["message"]
+    # The stack's own SageMaker API (the working tree's) reads what the bundle stored.
+    seen = stack.client("sagemaker").describe_model(ModelName="deployed-xgb")
+    assert seen["ModelArn"] == arn
