@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     # At most this many input objects per transform job: each one is a byom job, and
     # the job's record lists them all (DynamoDB items hold 400 KB).
     max_transform_objects: int = Field(default=5000, ge=1)
+    # Comma-separated buckets a transform job may read and write (the template sets
+    # the data bucket); empty: any, as locally. Whatever the buckets, the data
+    # bucket's input/, staging/ and models/ are refused (services/transform/locations.py).
+    transform_buckets: str = ""
 
 
 @lru_cache(maxsize=1)

@@ -91,7 +91,9 @@ class TransformObject(_Message):
     output_key: str  # <S3OutputPath>/<key relative to the prefix>.out
     settings: ObjectSettings
     target_model: str  # the registry model (name/version) the endpoint loads
-    environment: dict[str, str] = {}  # the model's Environment plus the batch variables
+    # No longer sent: the environment travels inside the registered package (SQS
+    # bodies hold 256 KB). Kept, empty, so that older messages still parse.
+    environment: dict[str, str] = {}
 
 
 class TransformRecord(BaseModel):

@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from services.transform import inputs, registration
+from services.transform import inputs, locations, registration
 from services.transform.job_settings import (
     batch_environment,
     described,
@@ -57,6 +57,7 @@ def not_found(name: str) -> RequestInvalid:
 def create_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[str, Any]:
     request = parse(CreateTransformJob, body)
     check_transform_job(request)
+    locations.check_request(request)
     name = request.TransformJobName
     arn = transform_job_arn(name)
     if store.get(name) is not None:
@@ -66,13 +67,15 @@ def create_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[st
         raise RequestInvalid(f'Could not find model "{model_arn(request.ModelName)}".')
     settings = object_settings(resolved(request))
     s3 = aws.s3()
-    target = registration.register(s3, model.name, model.request)
     container = registration.container_of(model.request)
     environment = (
         dict(container.get("Environment") or {})
         | dict(request.Environment)
         | batch_environment(request)
     )
+    # The environment travels inside the registered package (not in the messages:
+    # SQS's 256 KB limit), so two jobs with different environments get two targets.
+    target = registration.register(s3, model.name, model.request, environment)
     now = datetime.now(UTC)
     record = TransformRecord(
         name=name,
@@ -91,6 +94,10 @@ def create_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[st
             found = inputs.from_manifest(s3, source.S3Uri, limit)
         else:
             found = inputs.under_prefix(s3, source.S3Uri, limit)
+        outputs = [
+            inputs.output_key(request.TransformOutput.S3OutputPath, obj.relative) for obj in found
+        ]
+        locations.check_objects(((obj.bucket, obj.key) for obj in found), outputs)
     except RequestInvalid as exc:
         # As on SageMaker: the job is created, and fails saying what it could not read.
         _create(store, record)
@@ -108,10 +115,7 @@ def create_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[st
     except Exception:  # the job runs all the same; its end is announced again
         log.exception("InProgress event not sent", extra={"transform_job": name})
     messages = []
-    for index, obj in enumerate(found):
-        output_bucket, output_key = inputs.output_key(
-            request.TransformOutput.S3OutputPath, obj.relative
-        )
+    for index, (obj, (output_bucket, output_key)) in enumerate(zip(found, outputs, strict=True)):
         messages.append(
             TransformObject(
                 transform_job_name=name,
@@ -126,7 +130,6 @@ def create_transform_job(store: TransformStore, body: dict[str, Any]) -> dict[st
                 output_key=output_key,
                 settings=settings,
                 target_model=target,
-                environment=environment,
             )
         )
     try:

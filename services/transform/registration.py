@@ -2,12 +2,15 @@
 
 The model's ``PrimaryContainer.ModelDataUrl`` (a ``model.tar.gz``, a byom
 package) is copied to ``<models prefix><ModelName>/<version>/model.tar.gz`` in
-byom's bucket, beside ``container.json`` = ``{"image": Image, "environment":
-Environment}``, which the model server reads when it loads that target (the
-container's serving defaults follow its image; the environment, with
-``SAGEMAKER_PROGRAM``, reaches the model). The version is a digest of the
-source's ETag, the image and the environment: the same model registers once,
-and a changed package or environment is a new target the endpoint loads afresh.
+byom's bucket with ``.byom-container.json`` = ``{"image": Image, "environment":
+...}`` inside it (services/transform/repack.py: why inside, and what it costs),
+which the model server reads when it loads that target (the container's serving
+defaults follow its image; the environment, with ``SAGEMAKER_PROGRAM`` and the
+batch variables, reaches the model). The environment is the transform job's
+merged one: the model's ``Environment``, the job's on top, then the batch
+variables. The version is a digest of the source's ETag, the image and that
+environment: the same model and job settings register once, and a changed
+package or environment is a new target the endpoint loads afresh.
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from services.transform.repack import MEMBER, RepackError, repack
 from services.transform.requests import s3_location
 from services.transform.wording import RequestInvalid
 from shared.model_registry import package_key, target_model
 from shared.settings import get_settings
-
-CONTAINER_FILE = "container.json"
 
 
 def container_of(model_request: dict[str, Any]) -> dict[str, Any]:
@@ -73,13 +75,20 @@ def check_model_data(s3: Any, model_request: dict[str, Any]) -> None:
 
 def version_of(etag: str, image: str | None, environment: dict[str, str]) -> str:
     payload = json.dumps(
-        {"etag": etag.strip('"'), "image": image, "environment": environment}, sort_keys=True
+        # The member names the layout: targets written with settings inside the
+        # package never share a version with ones written before.
+        {"etag": etag.strip('"'), "image": image, "environment": environment, "member": MEMBER},
+        sort_keys=True,
     )
     return "sm-" + hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
-def register(s3: Any, model_name: str, model_request: dict[str, Any]) -> str:
-    """Put the model's package in the registry (once); the endpoint's TargetModel for it."""
+def register(
+    s3: Any, model_name: str, model_request: dict[str, Any], environment: dict[str, str]
+) -> str:
+    """Put the model's package in the registry (once per version) with `environment`
+    (the job's merged one) and the model's image inside it; the endpoint's
+    TargetModel for it."""
     settings = get_settings()
     container = container_of(model_request)
     bucket, key = model_data(model_request)
@@ -87,19 +96,14 @@ def register(s3: Any, model_name: str, model_request: dict[str, Any]) -> str:
         source = s3.head_object(Bucket=bucket, Key=key)
     except ClientError:
         raise RequestInvalid(f"Could not find model data at s3://{bucket}/{key}.") from None
-    environment: dict[str, str] = container.get("Environment") or {}
     image: str | None = container.get("Image")
     version = version_of(source["ETag"], image, environment)
     target = package_key(settings.models_prefix, model_name, version)
     try:
         s3.head_object(Bucket=settings.bucket, Key=target)
     except ClientError:
-        # container.json first: once the package is there, so is how to serve it.
-        s3.put_object(
-            Bucket=settings.bucket,
-            Key=f"{settings.models_prefix}{model_name}/{version}/{CONTAINER_FILE}",
-            Body=json.dumps({"image": image, "environment": environment}).encode(),
-            ContentType="application/json",
-        )
-        s3.copy({"Bucket": bucket, "Key": key}, settings.bucket, target)
+        try:
+            repack(s3, (bucket, key), (settings.bucket, target), image, environment)
+        except RepackError as exc:
+            raise RequestInvalid(f"ModelDataUrl s3://{bucket}/{key}: {exc}") from None
     return target_model(model_name, version)

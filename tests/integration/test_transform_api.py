@@ -8,7 +8,9 @@ objects a job sent there.
 from __future__ import annotations
 
 import http.server
+import io
 import json
+import tarfile
 import threading
 import time
 import urllib.error
@@ -76,10 +78,40 @@ def sm(stack):
     return stack.client("sagemaker")
 
 
+# The model's package: its own files, and a settings member of its own, which
+# registration replaces (byom writes the container settings).
+PACKAGE_FILES = {
+    "xgboost-model.json": b"{}",
+    "code/inference.py": b"def model_fn(model_dir):\n    return None\n",
+    ".byom-container.json": b'{"environment": {"FROM_THE_USER": "1"}}',
+}
+
+
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def members(s3, key: str) -> dict[str, bytes]:
+    """The files of the tar.gz at `key` in the bucket."""
+    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        return {
+            member.name: archive.extractfile(member).read()  # type: ignore[union-attr]
+            for member in archive.getmembers()
+            if member.isreg()
+        }
+
+
 @pytest.fixture(scope="module")
 def s3(stack):
     client = stack.client("s3")
-    client.put_object(Bucket=BUCKET, Key=PACKAGE, Body=b"a byom package")
+    client.put_object(Bucket=BUCKET, Key=PACKAGE, Body=tar_gz(PACKAGE_FILES))
     return client
 
 
@@ -274,29 +306,30 @@ def test_a_transform_job_sends_each_object_under_its_prefix_to_ingest(
         "Input",
     )
     assert (settings.invocations_timeout_seconds, settings.invocations_max_retries) == (30, 1)
-    # The job's Environment over the model's, and the batch variables the request set.
-    assert first.environment == {
-        "SAGEMAKER_PROGRAM": "job.py",
-        "JOB_SETTING": "on",
-        "SAGEMAKER_BATCH": "true",
-        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "2",
-        "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD",
-        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "3",
-    }
-    # The model's package is in the registry, beside how its container serves it.
+    # The environment is not in the messages: it is inside the registered package.
+    assert first.environment == {}
     name, version, package = first.target_model.split("/")
     assert (name, package) == ("prefix-model", "model.tar.gz")
-    registered = s3.get_object(Bucket=BUCKET, Key=f"models/{first.target_model}")["Body"].read()
-    assert registered == b"a byom package"
-    container = json.loads(
-        s3.get_object(Bucket=BUCKET, Key=f"models/prefix-model/{version}/container.json")[
-            "Body"
-        ].read()
-    )
-    assert container == {
-        "image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
-        "environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+    registered = members(s3, f"models/{first.target_model}")
+    # The package's own files, and the container settings (the user's copy replaced):
+    # the job's Environment over the model's, and the batch variables the request set.
+    assert {key: registered[key] for key in PACKAGE_FILES if key != ".byom-container.json"} == {
+        key: data for key, data in PACKAGE_FILES.items() if key != ".byom-container.json"
     }
+    assert json.loads(registered[".byom-container.json"]) == {
+        "image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+        "environment": {
+            "SAGEMAKER_PROGRAM": "job.py",
+            "JOB_SETTING": "on",
+            "SAGEMAKER_BATCH": "true",
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB": "2",
+            "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD",
+            "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "3",
+        },
+    }
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix=f"models/prefix-model/{version}/container")[
+        "KeyCount"
+    ]
 
     described = sm.describe_transform_job(TransformJobName="prefix-job")
     assert described["TransformJobStatus"] == "InProgress"
@@ -598,3 +631,51 @@ def test_names_are_unique_whatever_their_case(stack, sm, s3) -> None:
     described = sm.describe_transform_job(TransformJobName="CASE-JOB")
     assert described["TransformJobName"] == "Case-Job"
     assert described["ModelName"] == "Case-Model"
+
+
+def test_jobs_with_different_environments_get_different_targets(stack, sm, s3) -> None:
+    """The merged environment (model, job, batch variables) is inside the registered
+    package, and the version derives from it: a job's own settings reach its model."""
+    create_model(sm, "env-model")
+    put_objects(s3, ["env-in/a.csv"])
+    targets = {}
+    for name, members_ in (
+        ("env-job-a", {"Environment": {"COLOUR": "red"}}),
+        ("env-job-b", {"Environment": {"COLOUR": "blue"}}),
+        ("env-job-c", {"Environment": {"COLOUR": "red"}, "BatchStrategy": "SingleRecord"}),
+        ("env-job-d", {"Environment": {"COLOUR": "red"}}),
+    ):
+        sm.create_transform_job(
+            **job_request(name, "env-model", f"s3://{BUCKET}/env-in/", **members_)
+        )
+        (obj,) = ingest_objects(stack, name, 1)
+        targets[name] = obj.target_model
+        settings = json.loads(members(s3, f"models/{obj.target_model}")[".byom-container.json"])
+        assert settings["environment"]["COLOUR"] == members_["Environment"]["COLOUR"]
+        assert settings["environment"]["SAGEMAKER_BATCH"] == "true"
+    assert len({targets["env-job-a"], targets["env-job-b"], targets["env-job-c"]}) == 3
+    assert targets["env-job-d"] == targets["env-job-a"]  # the same settings: registered once
+
+
+def test_byoms_own_prefixes_are_refused_as_locations(sm, s3) -> None:
+    create_model(sm, "where-model")
+    for uri in (
+        f"s3://{BUCKET}/input/churn/",
+        f"s3://{BUCKET}/staging/x/",
+        f"s3://{BUCKET}/models/m/",
+        f"s3://{BUCKET}/",  # the bucket's root lists input/ too
+    ):
+        with pytest.raises(ClientError) as refused:
+            sm.create_transform_job(**job_request("where-job", "where-model", uri))
+        code, message = error_of(refused)
+        assert code == "ValidationException"
+        assert "TransformInput.DataSource.S3DataSource.S3Uri" in message
+        assert "which byom keeps for itself" in message and "transform/" in message
+    for path in (f"s3://{BUCKET}/input", f"s3://{BUCKET}/staging/out/", f"s3://{BUCKET}/models"):
+        request = job_request("where-job", "where-model", f"s3://{BUCKET}/where-in/")
+        request["TransformOutput"]["S3OutputPath"] = path
+        with pytest.raises(ClientError) as refused:
+            sm.create_transform_job(**request)
+        assert "TransformOutput.S3OutputPath" in error_of(refused)[1]
+    with pytest.raises(ClientError):  # nothing was created by the refusals
+        sm.describe_transform_job(TransformJobName="where-job")
