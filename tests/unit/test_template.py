@@ -213,10 +213,13 @@ def sagemaker_enum(shape: str) -> set[str]:
 
 
 def listable_prefixes(role: str) -> set[str]:
-    """The s3:prefix patterns under which a role may list the data bucket."""
+    """The s3:prefix patterns under which a role may list the data bucket ("*": anywhere)."""
     found: set[str] = set()
     for statement in granting(role, "s3:ListBucket"):
         assert statement["Resource"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}, role
+        if "Condition" not in statement:
+            found.add("*")  # transform objects and their .out files may be anywhere
+            continue
         found |= set(statement["Condition"]["StringLike"]["s3:prefix"])
     return found
 

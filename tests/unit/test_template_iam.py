@@ -22,6 +22,11 @@ from tests.unit.test_template import (
 
 # ------------------------------------------------------------------ IAM
 
+# S3Prefix of a transform job lists anywhere in the data bucket (the API), and a
+# failed transform object's missing .out must be 404 wherever it is (every
+# function that ends jobs).
+WHOLE_BUCKET_LISTERS = {"TransformApiRole/sagemaker-api", "JobEndingPolicy"}
+
 
 def test_no_wildcard_actions_on_wildcard_resources() -> None:
     for name, document in policy_documents():
@@ -74,7 +79,9 @@ def test_bucket_permissions_use_byoms_prefixes() -> None:
     ]
     used = set(re.findall(r"\$\{DataBucket\.Arn\}/([^*]*)\*", json.dumps(granted)))
     assert used
-    assert used <= prefixes
+    # "": the whole data bucket, where transform objects and their .out files may
+    # be (test_template_transform_access.py says who may do what there).
+    assert used <= prefixes | {""}
 
 
 def test_list_bucket_is_conditioned_on_byoms_prefixes() -> None:
@@ -97,6 +104,8 @@ def test_list_bucket_is_conditioned_on_byoms_prefixes() -> None:
     ]
     assert {name for name, _ in listing} >= {"WorkerJobRole/score-chunks", "StatusRole/status"}
     for name, statement in listing:
+        if name in WHOLE_BUCKET_LISTERS:
+            continue  # transform objects and their .out files may be anywhere
         condition = statement.get("Condition", {})
         assert set(condition) == {"StringLike"}, f"{name} lists the whole bucket"
         assert set(condition["StringLike"]) == {"s3:prefix"}, name
@@ -107,11 +116,13 @@ def test_list_bucket_is_conditioned_on_byoms_prefixes() -> None:
 def test_missing_keys_are_404_where_services_look_for_them() -> None:
     # S3 answers 403 for a missing key unless the caller may list it: ingest HEADs
     # uploads (and reads inflated copies in staging/), workers and status look for
-    # chunk outputs. Each may list exactly where it reads.
-    assert listable_prefixes("IngestRole") == {"input/*", "staging/*", "models/*"}
-    assert object_resources("IngestRole", "s3:GetObject") == {"input/*", "staging/*", "models/*"}
+    # chunk outputs. Each may list exactly where it reads; ingest reads transform
+    # objects anywhere, and every function that ends jobs HEADs a failed transform
+    # object's .out anywhere ("*", JobEndingPolicy).
+    assert listable_prefixes("IngestRole") == {"input/*", "staging/*", "models/*", "*"}
+    assert object_resources("IngestRole", "s3:GetObject") == {"*", "staging/*"}
     assert listable_prefixes("WorkerJobRole") == {"staging/*"}
-    assert listable_prefixes("StatusRole") == {"staging/*"}
+    assert listable_prefixes("StatusRole") == {"staging/*", "*"}
 
 
 def test_batch_jobs_are_stopped_only_where_byom_submitted_them() -> None:
@@ -136,12 +147,14 @@ def test_batch_jobs_are_stopped_only_where_byom_submitted_them() -> None:
 def test_functions_that_fail_jobs_may_delete_only_what_a_failed_job_leaves() -> None:
     # A FAILED job keeps no output (shared/endings.remove_output), and status also
     # deletes the errors report of a job that failed while it was assembled. Each
-    # may clear staging (JobEndingPolicy); nothing else may delete results.
+    # may clear staging and a failed transform object's own .out, wherever it is
+    # ("*", JobEndingPolicy, never under input/ or models/); nothing else may
+    # delete results.
     deleting = {
-        "IngestRole": {"staging/*", "output/*"},
-        "StatusRole": {"staging/*", "output/*", "errors/*"},
-        "DeadLettersRole": {"staging/*", "output/*"},
-        "ReaperRole": {"staging/*", "output/*"},
+        "IngestRole": {"staging/*", "output/*", "*"},
+        "StatusRole": {"staging/*", "output/*", "errors/*", "*"},
+        "DeadLettersRole": {"staging/*", "output/*", "*"},
+        "ReaperRole": {"staging/*", "output/*", "*"},
     }
     for role in resources("AWS::IAM::Role"):
         granted = object_resources(role, "s3:DeleteObject")
@@ -152,7 +165,8 @@ def test_scheduler_finds_earlier_submissions_and_scores_small_files() -> None:
     (listing,) = granting("SchedulerRole", "batch:ListJobs")
     assert listing["Resource"] == "*"
     assert granting("SchedulerRole", "batch:SubmitJob")
-    assert object_resources("SchedulerRole", "s3:GetObject") == {"input/*", "staging/*"}
+    # "*": a failed transform object's .out, HEADed when a job ends (JobEndingPolicy).
+    assert object_resources("SchedulerRole", "s3:GetObject") == {"input/*", "staging/*", "*"}
     assert object_resources("SchedulerRole", "s3:PutObject") == {"staging/*"}
     (invoke,) = granting("SchedulerRole", "sagemaker:InvokeEndpoint")
     assert invoke["Resource"] == {

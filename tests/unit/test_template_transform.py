@@ -104,14 +104,18 @@ def test_sagemaker_api_role_is_least_privilege() -> None:
         "dynamodb:Query",
         "dynamodb:Scan",
     }
-    # Inputs, manifests and ModelDataUrl are read from the data bucket only ...
-    assert object_resources(API_ROLE, "s3:GetObject") == {"input/*", "models/*"}
-    assert len(resources_of(API_ROLE, "s3:GetObject")) == 2
-    assert listable_prefixes(API_ROLE) == {"input/*", "models/*", "staging/*"}
-    # ... packages are registered into the model registry, and nothing else is written.
-    assert object_resources(API_ROLE, "s3:PutObject") == {"models/*"}
-    assert len(resources_of(API_ROLE, "s3:PutObject")) == 1
-    assert object_resources(API_ROLE, "s3:DeleteObject") == {"staging/*"}
+    # Inputs, manifests and ModelDataUrl are read from the data bucket only, anywhere
+    # in it (staging/: work kept for a retry when a job ends) ...
+    assert object_resources(API_ROLE, "s3:GetObject") == {"*", "staging/*"}
+    read = resources_of(API_ROLE, "s3:GetObject")
+    assert all(item["Fn::Sub"].startswith("${DataBucket.Arn}/") for item in read)
+    assert listable_prefixes(API_ROLE) == {"*", "staging/*"}
+    # ... packages are registered into the model registry, and nothing else is
+    # written but kept work in staging/.
+    assert object_resources(API_ROLE, "s3:PutObject") == {"models/*", "staging/*"}
+    assert len(resources_of(API_ROLE, "s3:PutObject")) == 2
+    # Staging, and a stopped object's own .out (never under input/ or models/).
+    assert object_resources(API_ROLE, "s3:DeleteObject") == {"staging/*", "*"}
     # One message per object to ingest; the state-change event on the default bus.
     assert resources_of(API_ROLE, "sqs:SendMessage") == [{"Fn::GetAtt": ["IngestQueue", "Arn"]}]
     assert DEFAULT_BUS_ARN in resources_of(API_ROLE, "events:PutEvents")
@@ -140,8 +144,8 @@ def test_every_function_that_ends_jobs_may_settle_a_transform_job() -> None:
     for role in resources("AWS::IAM::Role"):
         for target in resources_of(role, "events:PutEvents"):
             assert target in (DEFAULT_BUS_ARN, {"Fn::GetAtt": ["EventBus", "Arn"]}), role
-    # The .out files are assembled where byom's outputs are.
-    assert "output/*" in object_resources("StatusRole", "s3:PutObject")
+    # The .out files are assembled where their jobs say, in the data bucket.
+    assert "*" in object_resources("StatusRole", "s3:PutObject")
 
 
 def test_state_change_events_carry_a_source_eventbridge_accepts() -> None:
