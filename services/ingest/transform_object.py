@@ -73,7 +73,9 @@ def handle_transform_object(
     tracing.tag_current_job(job_id)
     existing = store.get(job_id)
     if existing is not None:
-        if not existing.state.terminal and _stop_requested(message, transforms):
+        # A job not yet on Batch is cancelled here (ingest may stop no array); the
+        # API's stop cancels any job it finds, this one included.
+        if existing.state is JobState.ACCEPTED and _stop_requested(message, transforms):
             _cancel(job_id, message, store)
         else:
             _resume(existing, store)

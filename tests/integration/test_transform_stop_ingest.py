@@ -143,3 +143,20 @@ def test_a_stop_between_ingest_s_check_and_its_job_cancels_the_new_job(
     )
     assert env.keys("out/") == []
     assert [event["status"] for event in env.done_events()] == ["CANCELLED"]
+
+
+def test_a_redelivered_object_of_a_stopping_job_cancels_its_job_not_yet_on_batch(
+    env: Env,  # noqa: F811
+    transforms: TransformStore,
+) -> None:
+    (only,) = transform_job(env, transforms, "stopped-redelivered", 1)
+    job_id = transform_object.handle_transform_object(only)
+    assert job_id is not None
+    assert len(schedule_requests(env)) == 1
+    # The stop got as far as Stopping; its cancelling of the object's job never ran.
+    transforms.request_stop("stopped-redelivered")
+    assert transform_object.handle_transform_object(only) == job_id
+    job = env.store.get(job_id)
+    assert job is not None and job.state is JobState.CANCELLED
+    stopped = ended(transforms, "stopped-redelivered")
+    assert (stopped.status, stopped.objects_ended) == (TransformStatus.STOPPED, 1)
