@@ -6,9 +6,15 @@ lists them). ``ManifestFile``: a JSON array, ``[{"prefix": "s3://bucket/path/"},
 manifest's order.
 
 An object's output is ``<S3OutputPath>/<its key relative to the input>.out``,
-"relative" meaning after the input prefix's last ``/`` (so ``s3://b/in/`` and
-``s3://b/in/a.csv`` both give ``a.csv.out`` for ``in/a.csv``, and a manifest's
-entries keep their own relative paths).
+"relative" meaning after the input prefix taken as a folder when the key lies in
+that folder, else after the prefix's last ``/``: ``s3://b/in/``, ``s3://b/in`` and
+``s3://b/in/a.csv`` all give ``a.csv.out`` for ``in/a.csv``; ``s3://b/in`` gives
+``inside/d.csv.out`` for ``inside/d.csv``; a manifest's entries keep their own
+relative paths. The folder rule is what SageMaker does: its scikit-learn Iris
+example notebook passes ``s3://<bucket>/<prefix>/batch_input`` (no slash, as the
+SDK's ``upload_data`` returns it) and its printed output lists
+``<output path>/iris_sample_X_0.csv.out``; the API reference's example, which
+repeats the input's prefix, is settled by that working example.
 """
 
 from __future__ import annotations
@@ -47,6 +53,13 @@ def output_key(output_path: str, relative: str) -> tuple[str, str]:
     return bucket, f"{prefix}{relative}.out"
 
 
+def relative_name(prefix: str, key: str) -> str:
+    """`key`'s name relative to the S3Prefix `prefix` (see the module's docstring)."""
+    if prefix and not prefix.endswith("/") and key.startswith(prefix + "/"):
+        return key[len(prefix) + 1 :]
+    return key[prefix.rfind("/") + 1 :]
+
+
 def _no_objects(uri: str) -> NoInput:
     # SageMaker's own wording for an empty prefix.
     return NoInput(
@@ -60,7 +73,6 @@ def under_prefix(s3: Any, uri: str, limit: int) -> list[InputObject]:
     """Every object under ``uri`` in key order (folder markers, keys ending in ``/``,
     are not objects to transform); :class:`NoInput` when there is none."""
     bucket, prefix = s3_location(uri)
-    base = prefix[: prefix.rfind("/") + 1]
     found: list[InputObject] = []
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -69,7 +81,9 @@ def under_prefix(s3: Any, uri: str, limit: int) -> list[InputObject]:
                 if key.endswith("/"):
                     continue
                 found.append(
-                    InputObject(bucket, key, obj["ETag"].strip('"'), obj["Size"], key[len(base) :])
+                    InputObject(
+                        bucket, key, obj["ETag"].strip('"'), obj["Size"], relative_name(prefix, key)
+                    )
                 )
                 if len(found) > limit:
                     raise RequestInvalid(

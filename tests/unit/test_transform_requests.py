@@ -403,11 +403,13 @@ class _Listing:
 @pytest.mark.parametrize(
     ("uri", "relatives"),
     [
-        # The key after the prefix's last "/": a folder prefix, a key's own name, and a
-        # prefix that ends inside a name (SageMaker's guide: the output then repeats it).
+        # The key after the prefix as a folder, else after its last "/": a folder
+        # prefix, a key's own name, and a prefix without its slash (SageMaker's Iris
+        # notebook: ".../batch_input" gives iris_sample_X_0.csv.out), which also lists
+        # a name it ends inside of.
         ("s3://b/in/", ["a.csv", "b/c.csv"]),
         ("s3://b/in/a.csv", ["a.csv"]),
-        ("s3://b/in", ["in/a.csv", "in/b/c.csv", "inside/d.csv"]),
+        ("s3://b/in", ["a.csv", "b/c.csv", "inside/d.csv"]),
     ],
 )
 def test_each_object_under_a_prefix_in_key_order_and_its_relative_name(
