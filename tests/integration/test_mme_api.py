@@ -214,3 +214,40 @@ def test_refused_packages_answer_with_the_reason(server, models):
         "POST", f"{server.url}/models", {"model_name": "gone", "url": str(root / "gone")}
     )
     assert status == 400 and "gone" in json.loads(body)["error"]
+
+
+def test_the_container_settings_inside_a_package_reach_the_model(server, tmp_path):
+    """On AWS the settings registration writes into the package are the only ones the
+    container sees: SageMaker extracts the package and POSTs /models with its folder."""
+    model = booster(44, False)
+    package = tmp_path / "package"
+    package.mkdir()
+    model.save_model(str(package / "xgboost-model.json"))
+    settings = {
+        "image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+        "environment": {"SAGEMAKER_BATCH": "true"},
+    }
+    (package / ".byom-container.json").write_text(json.dumps(settings))
+    folder = sagemaker_layout(tmp_path / "opt-ml-models", "c0ffee", package)
+    status, _, body = call(
+        "POST", f"{server.url}/models", {"model_name": "c0ffee", "url": str(folder)}
+    )
+    assert status == 200, body
+    rows = csv_rows(5, seed=7)
+    matrix = pd.read_csv(io.BytesIO(rows), header=None, dtype=np.float32).to_numpy()
+    libsvm = "".join(
+        "0 " + " ".join(f"{i + 1}:{float(v)!r}" for i, v in enumerate(row)) + "\n" for row in matrix
+    )
+    # The XGBoost image reads libsvm (byom's defaults refuse it); SAGEMAKER_BATCH: one
+    # score per line, whatever the Accept.
+    status, _, body = call(
+        "POST",
+        f"{server.url}/models/c0ffee/invoke",
+        body=libsvm.encode(),
+        Content_Type="text/libsvm",
+        Accept="application/json",
+    )
+    assert status == 200, body
+    scores = [float(line) for line in body.decode().splitlines()]
+    np.testing.assert_allclose(scores, expected(model, rows), rtol=1e-6)
+    assert call("DELETE", f"{server.url}/models/c0ffee")[0] == 200
