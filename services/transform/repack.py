@@ -49,6 +49,12 @@ MEMBER = ".byom-container.json"
 # this are refused (the model server refuses them at 64 KiB too).
 MAX_READ = 64 * 1024
 PART_SIZE = 8 * 1024 * 1024  # S3's parts are at least 5 MiB, but the last
+# Bombs stop here rather than run the API function to its timeout: the model
+# server's own default limits (model/package.py PackageLimits), which it applies
+# again when it loads the package.
+MAX_MEMBERS = 10_000
+MAX_RATIO = 100.0
+RATIO_FLOOR = 16 * 1024 * 1024
 COMPRESS_LEVEL = 1
 COPY_BUFFER = 16 * 1024
 UNREADABLE = (OSError, EOFError, zlib.error, tarfile.TarError)
@@ -62,9 +68,10 @@ class _ForwardReader(io.RawIOBase):
     """A forward-only, read-only view of an inflated stream, as tarfile reads it:
     a read longer than ``MAX_READ`` is refused, a forward seek reads and drops."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, compressed: int) -> None:
         super().__init__()
         self._inner = inner
+        self._compressed = max(compressed, 1)
         self._position = 0
 
     def readable(self) -> bool:
@@ -85,6 +92,11 @@ class _ForwardReader(io.RawIOBase):
             )
         data: bytes = self._inner.read(size)
         self._position += len(data)
+        if self._position > RATIO_FLOOR and self._position / self._compressed > MAX_RATIO:
+            raise RepackError(
+                f"it inflates past {MAX_RATIO:g} times its compressed size of "
+                f"{self._compressed} bytes (a decompression bomb?)"
+            )
         return data
 
     def readinto(self, buffer: Any) -> int:
@@ -188,12 +200,15 @@ def repack(
     """Copy the package at `source` (bucket, key) to `target` with the container
     settings inside it; `RepackError` when the source is not a readable tar.gz."""
     settings = settings_document(image, environment)
-    body = s3.get_object(Bucket=source[0], Key=source[1])["Body"]
+    response = s3.get_object(Bucket=source[0], Key=source[1])
+    body = response["Body"]
     sink = _MultipartSink(s3, *target)
     try:
         with (
             gzip.GzipFile(fileobj=body, mode="rb") as inflated,
-            tarfile.open(fileobj=_ForwardReader(inflated), mode="r:") as archive,
+            tarfile.open(
+                fileobj=_ForwardReader(inflated, response.get("ContentLength", 0)), mode="r:"
+            ) as archive,
             gzip.GzipFile(
                 fileobj=sink, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0, filename=""
             ) as compressed,
@@ -204,7 +219,13 @@ def repack(
             info = tarfile.TarInfo(MEMBER)
             info.size, info.mode = len(settings), 0o644
             out.addfile(info, io.BytesIO(settings))
+            count = 0
             while (member := archive.next()) is not None:
+                headers: Any = archive  # tarfile keeps every header it read (`members`):
+                headers.members.clear()  # not here, or memory grows with the members
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise RepackError(f"it has more than {MAX_MEMBERS} members")
                 if is_reserved(member.name):
                     continue  # byom writes the settings; the source's copy is replaced
                 data = archive.extractfile(member) if member.isreg() else None

@@ -30,6 +30,7 @@ class FakeS3:
 
     def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
         fake = self
+        data = self.objects[f"{Bucket}/{Key}"]
 
         class Body(io.BytesIO):
             def read(self, size: int | None = -1) -> bytes:
@@ -37,7 +38,7 @@ class FakeS3:
                 fake.largest_source_read = max(fake.largest_source_read, len(data))
                 return data
 
-        return {"Body": Body(self.objects[f"{Bucket}/{Key}"])}
+        return {"Body": Body(data), "ContentLength": len(data)}
 
     def create_multipart_upload(self, Bucket: str, Key: str, **_: Any) -> dict[str, str]:
         self.uploads[f"{Bucket}/{Key}"] = []
@@ -126,4 +127,16 @@ def test_a_source_that_is_not_a_tar_gz_is_refused(data):
     s3 = FakeS3({"src/bad.tar.gz": data})
     with pytest.raises(RepackError, match=r"not a readable tar\.gz"):
         repack(s3, ("src", "bad.tar.gz"), ("reg", "out.tar.gz"), None, {})
+    assert s3.aborted == ["reg/out.tar.gz"]
+
+
+def test_bombs_stop_early(monkeypatch):
+    monkeypatch.setattr(repack_module, "MAX_MEMBERS", 3)
+    s3 = FakeS3({"src/many.tar.gz": tar_gz({f"f{i}": b"x" for i in range(5)})})
+    with pytest.raises(RepackError, match="more than 3 members"):
+        repack(s3, ("src", "many.tar.gz"), ("reg", "out.tar.gz"), None, {})
+    monkeypatch.setattr(repack_module, "RATIO_FLOOR", 1024 * 1024)
+    s3 = FakeS3({"src/zeros.tar.gz": tar_gz({"zeros": bytes(8 * MIB)})})  # about 1000:1
+    with pytest.raises(RepackError, match="decompression bomb"):
+        repack(s3, ("src", "zeros.tar.gz"), ("reg", "out.tar.gz"), None, {})
     assert s3.aborted == ["reg/out.tar.gz"]
