@@ -12,6 +12,7 @@ import http.client
 import json
 import shutil
 import textwrap
+from typing import Any
 
 import boto3
 import joblib
@@ -140,7 +141,7 @@ def registry(moto_endpoint, booster, tmp_path_factory) -> str:
     return f"s3://{BUCKET}/models/"
 
 
-def _client_credentials() -> dict[str, str]:
+def _client_credentials() -> dict[str, Any]:
     return {
         "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],

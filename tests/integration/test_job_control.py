@@ -125,7 +125,7 @@ def test_a_cancel_that_overtakes_the_assembly_leaves_no_output(
     job = planned_job(env, "input/overtaken.csv")
     chunk_done(env, job, 0)
     chunk_done(env, job, 1)
-    real_assemble = finish.assemble
+    real_assemble = finish.assemble  # type: ignore[attr-defined]
 
     def assemble_then_cancel(job: JobItem) -> int:
         size = real_assemble(job)
@@ -215,7 +215,7 @@ def test_a_chunk_whose_kept_output_is_gone_is_scored_again(
     lost = resume.kept_prefix(job.job_id) + "out/000002.csv"
     env.s3.delete_object(Bucket=env.bucket, Key=lost)  # keeping failed, or it expired
     retried = job_control.retry(job.job_id)
-    assert (retried.chunks_done, retried.rows, retried.done_chunks) == (1, 1, {0})
+    assert (retried.chunks_done, retried.rows, retried.done_chunks) == (1, 1, frozenset({0}))
     request = json.loads(env.sqs.receive_message(QueueUrl=scheduler_queue)["Messages"][0]["Body"])
     body = env.s3.get_object(Bucket=env.bucket, Key=request["plan_key"])["Body"].read()
     assert [c.index for c in ChunkPlan.model_validate_json(body).chunks] == [1, 2]

@@ -639,12 +639,13 @@ def test_jobs_with_different_environments_get_different_targets(stack, sm, s3) -
     create_model(sm, "env-model")
     put_objects(s3, ["env-in/a.csv"])
     targets = {}
-    for name, members_ in (
+    jobs: tuple[tuple[str, dict[str, Any]], ...] = (
         ("env-job-a", {"Environment": {"COLOUR": "red"}}),
         ("env-job-b", {"Environment": {"COLOUR": "blue"}}),
         ("env-job-c", {"Environment": {"COLOUR": "red"}, "BatchStrategy": "SingleRecord"}),
         ("env-job-d", {"Environment": {"COLOUR": "red"}}),
-    ):
+    )
+    for name, members_ in jobs:
         sm.create_transform_job(
             **job_request(name, "env-model", f"s3://{BUCKET}/env-in/", **members_)
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from botocore.exceptions import ClientError
@@ -29,7 +29,7 @@ class FakeS3:
     def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         if (Bucket, Key) not in self.objects:
             raise ClientError(
-                {"Error": {"Code": "404"}, "ResponseMetadata": {"HTTPStatusCode": 404}},
+                cast(Any, {"Error": {"Code": "404"}, "ResponseMetadata": {"HTTPStatusCode": 404}}),
                 "HeadObject",
             )
         return {"Metadata": self.objects[(Bucket, Key)]}

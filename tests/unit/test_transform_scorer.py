@@ -84,14 +84,17 @@ class FakeRuntime:
             for column, cell in enumerate(line.split(","), 1):
                 if not re.fullmatch(r"-?\d+(\.\d+)?", cell):
                     raise ClientError(
-                        {
-                            "Error": {
-                                "Code": "ValidationError",
-                                "Message": f"line {number}, column {column}: {cell!r} is not "
-                                "a number",
+                        cast(
+                            Any,
+                            {
+                                "Error": {
+                                    "Code": "ValidationError",
+                                    "Message": f"line {number}, column {column}: {cell!r} is not "
+                                    "a number",
+                                },
+                                "ResponseMetadata": {"HTTPStatusCode": 400},
                             },
-                            "ResponseMetadata": {"HTTPStatusCode": 400},
-                        },
+                        ),
                         "InvokeEndpoint",
                     )
             out.append(str(sum(float(c) for c in line.split(","))))
