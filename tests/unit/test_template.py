@@ -393,6 +393,23 @@ def test_bucket_is_private_encrypted_tls_only_and_notifies_eventbridge() -> None
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+def test_data_bucket_aborts_incomplete_multipart_uploads() -> None:
+    # Registration's repack, status's assembly and ingest's inflation upload in
+    # parts; a Lambda that times out mid-upload leaves parts that S3 bills for but
+    # never lists. A rule for the whole bucket (no prefix or filter) aborts them.
+    rules = resource("DataBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+    aborting = [
+        rule
+        for rule in rules
+        if rule["Status"] == "Enabled" and "AbortIncompleteMultipartUpload" in rule
+    ]
+    assert aborting, "no lifecycle rule aborts incomplete multipart uploads"
+    for rule in aborting:
+        assert "Prefix" not in rule and "Filter" not in rule, rule["Id"]
+        days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+        assert isinstance(days, int) and 1 <= days <= 7, rule["Id"]
+
+
 def test_queues_have_dead_letters_encryption_and_sized_visibility() -> None:
     queues = resources("AWS::SQS::Queue")
     assert len(queues) == 6

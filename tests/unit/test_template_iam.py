@@ -24,8 +24,8 @@ from tests.unit.test_template import (
 
 # S3Prefix of a transform job lists anywhere in the data bucket (the API), and a
 # failed transform object's missing .out must be 404 wherever it is (every
-# function that ends jobs).
-WHOLE_BUCKET_LISTERS = {"TransformApiRole/sagemaker-api", "JobEndingPolicy"}
+# function that ends jobs: TransformOutputRemovalPolicy).
+WHOLE_BUCKET_LISTERS = {"TransformApiRole/sagemaker-api", "TransformOutputRemovalPolicy"}
 
 
 def test_no_wildcard_actions_on_wildcard_resources() -> None:
@@ -118,7 +118,7 @@ def test_missing_keys_are_404_where_services_look_for_them() -> None:
     # uploads (and reads inflated copies in staging/), workers and status look for
     # chunk outputs. Each may list exactly where it reads; ingest reads transform
     # objects anywhere, and every function that ends jobs HEADs a failed transform
-    # object's .out anywhere ("*", JobEndingPolicy).
+    # object's .out anywhere ("*", TransformOutputRemovalPolicy).
     assert listable_prefixes("IngestRole") == {"input/*", "staging/*", "models/*", "*"}
     assert object_resources("IngestRole", "s3:GetObject") == {"*", "staging/*"}
     assert listable_prefixes("WorkerJobRole") == {"staging/*"}
@@ -148,8 +148,8 @@ def test_functions_that_fail_jobs_may_delete_only_what_a_failed_job_leaves() -> 
     # A FAILED job keeps no output (shared/endings.remove_output), and status also
     # deletes the errors report of a job that failed while it was assembled. Each
     # may clear staging and a failed transform object's own .out, wherever it is
-    # ("*", JobEndingPolicy, never under input/ or models/); nothing else may
-    # delete results.
+    # ("*", TransformOutputRemovalPolicy, never under input/ or models/); nothing
+    # else may delete results.
     deleting = {
         "IngestRole": {"staging/*", "output/*", "*"},
         "StatusRole": {"staging/*", "output/*", "errors/*", "*"},
@@ -165,8 +165,8 @@ def test_scheduler_finds_earlier_submissions_and_scores_small_files() -> None:
     (listing,) = granting("SchedulerRole", "batch:ListJobs")
     assert listing["Resource"] == "*"
     assert granting("SchedulerRole", "batch:SubmitJob")
-    # "*": a failed transform object's .out, HEADed when a job ends (JobEndingPolicy).
-    assert object_resources("SchedulerRole", "s3:GetObject") == {"input/*", "staging/*", "*"}
+    # It ends no job, so it never HEADs a failed transform object's .out: no "*".
+    assert object_resources("SchedulerRole", "s3:GetObject") == {"input/*", "staging/*"}
     assert object_resources("SchedulerRole", "s3:PutObject") == {"staging/*"}
     (invoke,) = granting("SchedulerRole", "sagemaker:InvokeEndpoint")
     assert invoke["Resource"] == {

@@ -3,16 +3,20 @@
 Transform jobs read their objects from anywhere in the data bucket and write
 their ``.out`` files anywhere in it, except under byom's own prefixes (input/,
 staging/, models/: the API refuses those); every service is told so
-(BYOM_TRANSFORM_BUCKETS). Every function that ends a job keeps the job's
-finished work in staging for a retry (shared/resume.py) and removes a failed
-object's ``.out`` (shared/transform_end.py), which may be anywhere.
+(BYOM_TRANSFORM_BUCKETS). Every role that ends jobs keeps the job's finished
+work in staging for a retry (shared/resume.py); only the functions whose code
+ends jobs (shared/endings.py) remove a failed object's ``.out``
+(shared/transform_end.py), which may be anywhere.
 """
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 from tests.unit.test_template import (
+    REPO,
     as_list,
     granting,
     lambda_environments,
@@ -103,15 +107,57 @@ def test_status_writes_a_transform_output_anywhere_but_byom_s_own_prefixes() -> 
             assert ANYWHERE not in object_resources(role, "s3:PutObject"), role
 
 
-def test_every_function_that_ends_jobs_may_remove_a_failed_object_s_output() -> None:
+def imported_modules(module: str) -> set[str]:
+    """The byom modules ``module`` imports, at any depth (function-level imports too)."""
+    seen: set[str] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        path = REPO / Path(*name.split(".")).with_suffix(".py")
+        if not path.is_file():
+            continue  # a package's attribute (``from shared import aws``), or not byom's
+        seen.add(name)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                pending += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                pending.append(node.module)
+                pending += [f"{node.module}.{alias.name}" for alias in node.names]
+    return seen
+
+
+def transform_object_enders() -> set[str]:
+    """The roles of the functions whose code can end a job (shared/endings.py, which
+    removes a failed transform object's .out: shared/transform_end.py)."""
+    enders = set()
+    for function in resources("AWS::Lambda::Function").values():
+        properties = function["Properties"]
+        handler = properties["Handler"].rsplit(".", 1)[0]
+        if "shared.endings" in imported_modules(handler):
+            enders.add(properties["Role"]["Fn::GetAtt"][0])
+    return enders
+
+
+def test_only_functions_that_end_jobs_may_remove_a_transform_output_anywhere() -> None:
     # shared/transform_end.remove_own_output HEADs the .out (404 only with
     # ListBucket, else a missing one is 403 and the ending fails) and deletes it
-    # when it is the job's own; uploads and models are never deleted.
-    for role in ending_roles():
+    # when it is the job's own; uploads and models are never deleted. A role
+    # whose function never ends a job (the scheduler) gets none of this: it keeps
+    # JobEndingPolicy's staging grants only.
+    removers = transform_object_enders()
+    assert removers == {"IngestRole", "StatusRole", "DeadLettersRole", "ReaperRole", API_ROLE}
+    for role in removers:
         assert lists_the_whole_bucket(role), role
         assert ANYWHERE in object_resources(role, "s3:GetObject"), role
         assert ANYWHERE in object_resources(role, "s3:DeleteObject"), role
         assert denied(role, "s3:DeleteObject") >= {"input/*", "models/*"}, role
+    for role in ending_roles() - removers:
+        assert not lists_the_whole_bucket(role), role
+        assert ANYWHERE not in object_resources(role, "s3:GetObject"), role
+        assert ANYWHERE not in object_resources(role, "s3:DeleteObject"), role
+    assert ending_roles() - removers == {"SchedulerRole"}
 
 
 def test_every_service_is_told_the_data_bucket_holds_transform_objects() -> None:
