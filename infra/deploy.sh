@@ -222,7 +222,8 @@ for example into an SQS queue of yours whose policy lets events.amazonaws.com se
     --targets Id=1,Arn=<your queue ARN>
 
 SageMaker Batch Transform, with your CreateTransformJob request as it is (models,
-inputs and manifests under s3://$bucket/models/ and input/, S3OutputPath under output/):
+inputs, manifests and S3OutputPath in s3://$bucket/, under a prefix of your own
+such as transform/: inputs and outputs under input/, staging/ or models/ are refused):
   byom --stack $stack transform --cli-input-json file://job.json
   byom --stack $stack transform describe <TransformJobName>
 The API is $sagemaker_api (SageMakerApiUrl), IAM-signed for service lambda: callers
