@@ -4,6 +4,7 @@ events on the default bus, each shaped as DescribeTransformJob's answer."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from datetime import UTC, datetime
@@ -163,3 +164,39 @@ def test_a_failing_object_fails_the_job_and_the_good_one_still_writes(
         for o in s3.list_objects_v2(Bucket=bucket, Prefix="e2e/bad/out/").get("Contents", [])
     ]
     assert keys == ["e2e/bad/out/good.csv.out"]
+
+
+def test_a_gzip_prefix_of_three_objects_inflates_each_and_names_the_one_that_is_not(
+    stack, clients, model, event_queue, model_dir
+):
+    """CompressionType Gzip applies to every object under the prefix, as on SageMaker:
+    the two gzip objects are inflated and scored, and the one that is not gzip fails
+    the job, named, without taking the others' outputs with it."""
+    s3, bucket = clients["s3"], stack.config.bucket
+    data = {"one.csv.gz": feature_csv(120, seed=5), "two.csv.gz": feature_csv(80, seed=6)}
+    for key, body in data.items():
+        put(s3, bucket, f"e2e/gz/in/{key}", gzip.compress(body))
+    put(s3, bucket, "e2e/gz/in/three.csv", feature_csv(40, seed=7))
+    clients["sagemaker"].create_transform_job(
+        TransformJobName="e2e-gzip",
+        ModelName=model,
+        TransformInput={
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/e2e/gz/in/"}
+            },
+            "ContentType": "text/csv",
+            "CompressionType": "Gzip",
+            "SplitType": "Line",
+        },
+        TransformOutput={"S3OutputPath": f"s3://{bucket}/e2e/gz/out", "AssembleWith": "Line"},
+        TransformResources=INSTANCE,
+    )
+    events_until(clients["sqs"], event_queue, "e2e-gzip", "Failed")
+    described = clients["sagemaker"].describe_transform_job(TransformJobName="e2e-gzip")
+    assert described["TransformJobStatus"] == "Failed"
+    assert "three.csv" in described["FailureReason"], described["FailureReason"]
+    for key, body in data.items():
+        predictions = lines_as_floats(get(s3, bucket, f"e2e/gz/out/{key}.out"))
+        np.testing.assert_allclose(predictions, xgboost_predictions(model_dir, body), atol=1e-6)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="e2e/gz/out/")["Contents"]]
+    assert sorted(keys) == ["e2e/gz/out/one.csv.gz.out", "e2e/gz/out/two.csv.gz.out"]
