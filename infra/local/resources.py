@@ -61,7 +61,7 @@ def bootstrap(
     bucket: str,
     jobs_table: str,
     event_bus: str,
-    sagemaker_table: str = "byom-sagemaker",
+    sagemaker_table: str | None = None,  # default: <prefix>-sagemaker
     input_prefix: str = "input/",
     batch_job_queue: str = "byom-workers",
     prefix: str = "byom",
@@ -135,7 +135,9 @@ def bootstrap(
         KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    # SageMaker's models and transform jobs (shared/transform_store.py).
+    # SageMaker's models and transform jobs (shared/transform_store.py), named after
+    # the prefix like the queues, so stacks of other prefixes share a server apart.
+    sagemaker_table = sagemaker_table or f"{prefix}-sagemaker"
     dynamodb.create_table(
         TableName=sagemaker_table,
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
