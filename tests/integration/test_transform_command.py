@@ -23,6 +23,7 @@ from cli import transform
 from infra.local.processes import Service, free_port, wait_until
 from infra.local.stack import REPO, LocalStack, StackConfig
 from shared.transform import TransformObject
+from tests.integration.sagemaker_jobs import tar_gz
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +129,9 @@ def deployed(stack: LocalStack, function_url: str) -> str:
 def job_json(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
     bucket = stack.config.bucket
     s3 = client(stack, "s3")
-    s3.put_object(Bucket=bucket, Key="models/cli-src/model.tar.gz", Body=b"package bytes")
+    # A real package: registration repacks it with the job's container settings.
+    package = tar_gz({"xgboost-model": b"package bytes"})
+    s3.put_object(Bucket=bucket, Key="models/cli-src/model.tar.gz", Body=package)
     for name in ("b.csv", "a.csv"):
         s3.put_object(Bucket=bucket, Key=f"batch/cli/{name}", Body=b"1,2,3\n4,5,6\n")
     client(stack, "sagemaker").create_model(

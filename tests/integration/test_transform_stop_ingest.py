@@ -30,6 +30,14 @@ from tests.integration.test_endings import Env, env  # noqa: F401 (fixture)
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def moto_endpoint(own_moto_endpoint: str) -> str:
+    """A moto server of this module's own: these tests put SageMaker's events on the
+    default bus, where a CloudFormation deploy on the shared server leaves rules that
+    make moto answer 500 to every matching event (LOCAL-AWS.md)."""
+    return own_moto_endpoint
+
+
 @pytest.fixture
 def transforms(env: Env, monkeypatch: pytest.MonkeyPatch) -> Iterator[TransformStore]:  # noqa: F811
     """The SageMaker table and the scheduler queue, both this test's own."""
