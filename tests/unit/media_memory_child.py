@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,17 @@ def main(folder: Path) -> None:
     )  # fmt: skip
     result = asyncio.run(chunk.run())
     assert result.rows == len(items), result
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(peak_rss_bytes())
+
+
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS: VmHWM belongs to the address space exec made.
+    (``getrusage``'s ru_maxrss would not do: Linux carries the parent's high-water
+    mark across fork and exec, so a child of a large pytest reports pytest's.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 if __name__ == "__main__":
