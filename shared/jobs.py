@@ -201,17 +201,25 @@ class JobStore:
         if removes:
             expression += " REMOVE " + ", ".join(removes)
         names = {f"#{key}": key for key in sets} | {"#state": "state"}
+        return self._update_or_none(
+            job_id,
+            UpdateExpression=expression,
+            ConditionExpression="#state IN ("
+            + ", ".join(f":from{i}" for i in range(len(sources)))
+            + ")",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_to_attrs(values),
+        )
+
+    def _update_or_none(self, job_id: str, **update: Any) -> JobItem | None:
+        """A conditional UpdateItem on one job: the item as written, or None when
+        its condition (the job's state, mostly) no longer holds."""
         try:
             response = self.client.update_item(
                 TableName=self.table,
                 Key=_to_attrs({"job_id": job_id}),
-                UpdateExpression=expression,
-                ConditionExpression="#state IN ("
-                + ", ".join(f":from{i}" for i in range(len(sources)))
-                + ")",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_to_attrs(values),
                 ReturnValues="ALL_NEW",
+                **update,
             )
         except ClientError as exc:
             if _conditional_failed(exc):
@@ -228,23 +236,15 @@ class JobStore:
         moved = self._transition(job_id, JobState.SUBMITTED, {"batch_job_id": batch_job_id})
         if moved is not None:
             return moved
-        try:
-            response = self.client.update_item(
-                TableName=self.table,
-                Key=_to_attrs({"job_id": job_id}),
-                UpdateExpression="SET batch_job_id = :id",
-                ConditionExpression="#state = :running AND attribute_not_exists(batch_job_id)",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues=_to_attrs(
-                    {":id": batch_job_id, ":running": JobState.RUNNING.value}
-                ),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return JobItem.model_validate(_from_attrs(response["Attributes"]))
+        return self._update_or_none(
+            job_id,
+            UpdateExpression="SET batch_job_id = :id",
+            ConditionExpression="#state = :running AND attribute_not_exists(batch_job_id)",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues=_to_attrs(
+                {":id": batch_job_id, ":running": JobState.RUNNING.value}
+            ),
+        )
 
     def record_chunk(
         self, job_id: str, chunk_index: int, rows: int, bad_rows: int = 0
@@ -319,26 +319,17 @@ class JobStore:
             ":error": reason[:2000],
         }
         values.update({f":from{i}": state.value for i, state in enumerate(sorted(CANCELLABLE))})
-        try:
-            response = self.client.update_item(
-                TableName=self.table,
-                Key=_to_attrs({"job_id": job_id}),
-                UpdateExpression=(
-                    "SET #state = :cancelled, updated_at = :now, finished_at = :now, "
-                    "#error = :error"
-                ),
-                ConditionExpression="#state IN ("
-                + ", ".join(f":from{i}" for i in range(len(CANCELLABLE)))
-                + ")",
-                ExpressionAttributeNames={"#state": "state", "#error": "error"},
-                ExpressionAttributeValues=_to_attrs(values),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return JobItem.model_validate(_from_attrs(response["Attributes"]))
+        return self._update_or_none(
+            job_id,
+            UpdateExpression=(
+                "SET #state = :cancelled, updated_at = :now, finished_at = :now, #error = :error"
+            ),
+            ConditionExpression="#state IN ("
+            + ", ".join(f":from{i}" for i in range(len(CANCELLABLE)))
+            + ")",
+            ExpressionAttributeNames={"#state": "state", "#error": "error"},
+            ExpressionAttributeValues=_to_attrs(values),
+        )
 
     def reopen(
         self, job: JobItem, deadline_epoch: int, counted: dict[int, tuple[int, int]]
@@ -374,24 +365,16 @@ class JobStore:
         same_retries = "retries = :retries"
         if job.retries == 0:  # an item written before items counted retries has none
             same_retries = "(attribute_not_exists(retries) OR retries = :retries)"
-        try:
-            response = self.client.update_item(
-                TableName=self.table,
-                Key=_to_attrs({"job_id": job.job_id}),
-                UpdateExpression=(
-                    "SET #state = :accepted, retries = :next, deadline_epoch = :deadline, "
-                    f"updated_at = :now, {sets} REMOVE {removes}"
-                ),
-                ConditionExpression="#state = :was AND " + same_retries,
-                ExpressionAttributeNames={"#state": "state", "#error": "error", "#rows": "rows"},
-                ExpressionAttributeValues=_to_attrs(values),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return JobItem.model_validate(_from_attrs(response["Attributes"]))
+        return self._update_or_none(
+            job.job_id,
+            UpdateExpression=(
+                "SET #state = :accepted, retries = :next, deadline_epoch = :deadline, "
+                f"updated_at = :now, {sets} REMOVE {removes}"
+            ),
+            ConditionExpression="#state = :was AND " + same_retries,
+            ExpressionAttributeNames={"#state": "state", "#error": "error", "#rows": "rows"},
+            ExpressionAttributeValues=_to_attrs(values),
+        )
 
     def overdue(self, now_epoch: int) -> list[JobItem]:
         """Live jobs whose deadline is before ``now_epoch``."""
