@@ -3,8 +3,10 @@
 A SageMaker client sends ``POST /`` with ``X-Amz-Target: SageMaker.<Operation>``
 to the stack's one endpoint. For the operations ``services/transform/api.py``
 serves (models and transform jobs), :class:`SageMakerDispatch` answers with it,
-in this (the moto) process, with the settings the stack gave the process;
-every other request goes on to moto unchanged. It sits behind the loopback
+in this (the moto) process, with the settings the stack gave the process; the
+inference-component calls that wake a scale-to-zero endpoint are answered by
+``inference_components.py``, from the model server's copy counts; every other
+request goes on to moto unchanged. It sits behind the loopback
 guard (``moto_server.LoopbackOnly``), as moto does.
 
 Only a moto process the stack started (``AWS_ENDPOINT_URL`` set, pointing at
@@ -19,10 +21,17 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from infra.local import inference_components
+
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_REASONS = {200: "OK", 400: "Bad Request", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class SageMakerDispatch:
@@ -37,17 +46,25 @@ class SageMakerDispatch:
             or not os.environ.get("AWS_ENDPOINT_URL")
         ):
             return self._app(environ, start_response)
-        # Imported on the first SageMaker request: moto starts without byom's services.
-        from services.transform import api
+        if (component_operation := inference_components.operation_of(target)) is not None:
+            status, payload, headers = inference_components.answer(
+                component_operation, _body(environ)
+            )
+        else:
+            # Imported on the first SageMaker request: moto starts without byom's services.
+            from services.transform import api
 
-        operation = api.operation_of(target)
-        if operation is None:
-            return self._app(environ, start_response)
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        status, payload, headers = api.answer(operation, body)
+            operation = api.operation_of(target)
+            if operation is None:
+                return self._app(environ, start_response)
+            status, payload, headers = api.answer(operation, _body(environ))
         start_response(
             f"{status} {_REASONS.get(status, 'Error')}",
             [*headers, ("Content-Length", str(len(payload)))],
         )
         return [payload]
+
+
+def _body(environ: dict[str, Any]) -> bytes:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return bytes(environ["wsgi.input"].read(length)) if length else b""

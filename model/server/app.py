@@ -18,6 +18,11 @@ Routes:
 - `POST /models`, `GET /models`, `GET|DELETE /models/{name}`,
   `POST /models/{name}/invoke`: SageMaker's multi-model container API, when the
   server hosts several models (`model/server/mme_api.py`).
+- With `BYOM_INFERENCE_COMPONENT`, the runtime API plays a scale-to-zero endpoint
+  hosting that inference component: requests must name it, and while it has no
+  copies they get SageMaker's "no capacity" ValidationError; loopback servers add
+  `GET|POST /_byom/inference-component` to read and set its copies
+  (`model/server/capacity.py`).
 - `GET /execution-parameters`: what Batch Transform asks a container before it starts.
 - `POST /_byom/faults`, tests only: `{"status": 429, "count": 2}` makes the next two
   invocations fail with that status. Registered only when the server listens on a
@@ -52,8 +57,9 @@ from aiohttp import web
 from model.flavors import Model, ModelLoadError
 from model.manifest import MAX_PAYLOAD
 from model.package import PackageLimits, load_package
-from model.server import faults, mme_api, tracing
+from model.server import capacity, faults, mme_api, tracing
 from model.server.batching import Batchers
+from model.server.capacity import CAPACITY, INFERENCE_COMPONENT_HEADER, Capacity
 from model.server.faults import Faults
 from model.server.invoke import STATE, State, invoke
 from model.server.multi_model import ModelCache
@@ -105,6 +111,10 @@ async def endpoint_invocations(request: web.Request) -> web.Response:
     """The runtime API: container errors wrapped the way SageMaker wraps them."""
     request_id = str(uuid.uuid4())
     try:
+        if (capacity := request.app.get(CAPACITY)) is not None:
+            # A scale-to-zero endpoint's refusals come before the body is read.
+            capacity.check_named(request.headers.get(INFERENCE_COMPONENT_HEADER))
+            capacity.admit()
         response = await invoke(request)
     except Problem as problem:
         if not isinstance(problem, InjectedFault):
@@ -206,6 +216,10 @@ def build_app(settings: ServerSettings) -> web.Application:
         mme_api.add_routes(app.router)
     if settings.fault_api_enabled:
         faults.add_routes(app, state.faults)
+    if (component := Capacity.from_settings(settings)) is not None:
+        app[CAPACITY] = component
+        if settings.fault_api_enabled:
+            capacity.add_routes(app, component)
 
     async def shutdown(app: web.Application) -> None:
         app[STATE].executor.shutdown(wait=False, cancel_futures=True)

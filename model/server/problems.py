@@ -8,7 +8,8 @@ contract promises:
 - SageMaker's runtime API (`/endpoints/{name}/invocations`): the container's
   errors wrapped as SageMaker wraps them, a 424 `ModelError` naming the original
   status and message, and SageMaker's own errors (throttling, a missing target
-  model, a body over the limit) as SageMaker sends them (`runtime_error`).
+  model, a body over the limit, an inference component with no copies) as
+  SageMaker sends them (`runtime_error`).
 """
 
 from __future__ import annotations
@@ -46,9 +47,13 @@ class InjectedFault(Problem):
     """A failure asked for through the fault settings; passed through as it is."""
 
 
-class TargetNotFound(Problem):
-    """The requested target model is not there: SageMaker's own ValidationError, not
-    the model's error."""
+class ServiceError(Problem):
+    """SageMaker's own refusal (a ValidationError), not the model's error: answered
+    as SageMaker answers it, never wrapped as a ModelError."""
+
+
+class TargetNotFound(ServiceError):
+    """The requested target model is not there."""
 
 
 def container_error(problem: Problem) -> web.Response:
@@ -60,9 +65,10 @@ def runtime_error(problem: Problem, request_id: str) -> web.Response:
     """The error SageMaker's runtime API answers for `problem`."""
     status = problem.status
     body: dict[str, Any]
-    if isinstance(problem, InjectedFault | TargetNotFound) or status == 413:
-        # Faults stand for SageMaker itself failing, and the size limit is checked
-        # before the container sees the request: neither is the model's error.
+    if isinstance(problem, InjectedFault | ServiceError) or status == 413:
+        # Faults stand for SageMaker itself failing, and SageMaker's own refusals
+        # and the size limit come before the container sees the request: none is
+        # the model's error.
         kind = ERROR_TYPES.get(status, ERROR_TYPES[500 if status >= 500 else 400])
         body = {"message": problem.message}
     else:

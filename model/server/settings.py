@@ -80,6 +80,17 @@ class ServerSettings(BaseSettings):
     # address": the local stack's server; the container binds 0.0.0.0, where
     # SageMaker calls it with a Host of its own.
     loopback_only: bool | None = Field(default=None, validation_alias="BYOM_LOOPBACK_ONLY")
+    # A scale-to-zero endpoint, emulated (model/server/capacity.py): the inference
+    # component the runtime path serves, whether it starts with no copies, when such
+    # a cold start ends by itself, how long a copy takes to start after a wake
+    # ("inf": never), and how long without an invocation scales it back in to 0.
+    inference_component: str = Field(default="", validation_alias="BYOM_INFERENCE_COMPONENT")
+    start_cold: bool = Field(default=False, validation_alias="BYOM_START_COLD")
+    cold_seconds: float | None = Field(default=None, ge=0, validation_alias="BYOM_COLD_SECONDS")
+    wake_seconds: float = Field(default=0.0, ge=0, validation_alias="BYOM_WAKE_SECONDS")
+    scale_in_seconds: float | None = Field(
+        default=None, gt=0, validation_alias="BYOM_SCALE_IN_SECONDS"
+    )
     # Where spans go (model/server/tracing.py): the standard OpenTelemetry variables.
     otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     otlp_traces_endpoint: str | None = Field(
