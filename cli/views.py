@@ -13,11 +13,13 @@ from rich.text import Text
 
 from cli import jobs
 from cli.joblogs import LogLine
+from shared import endpoint_capacity
 from shared.job_groups import TransformGroup, grouped
 from shared.schemas import JobItem, JobState
 
 STATE_STYLES = {
     JobState.ACCEPTED: "cyan",
+    JobState.WAITING_FOR_ENDPOINT: "blue",
     JobState.SUBMITTED: "cyan",
     JobState.RUNNING: "yellow",
     JobState.SUCCEEDED: "green",
@@ -153,6 +155,7 @@ def transform_table(
 
 
 def job_detail(job: JobItem, now: datetime | None = None) -> Table:
+    now = now or datetime.now(UTC)
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -172,6 +175,7 @@ def job_detail(job: JobItem, now: datetime | None = None) -> Table:
         ("created", job.created_at.isoformat()),
         ("finished", job.finished_at.isoformat() if job.finished_at else None),
         ("duration", seconds(jobs.duration_seconds(job, now))),
+        ("endpoint wait", _endpoint_wait(job, now)),
         ("Batch job", _plain_or_none(job.batch_job_id)),
         ("retries", str(job.retries) if job.retries else None),
         ("transform job", plain(f"{job.transform_job_name}, object {job.transform_index}")
@@ -182,6 +186,16 @@ def job_detail(job: JobItem, now: datetime | None = None) -> Table:
         if value is not None:
             table.add_row(name, value)
     return table
+
+
+def _endpoint_wait(job: JobItem, now: datetime) -> str | None:
+    """The cold start: how long the job waited for a scale-to-zero endpoint to wake."""
+    waited = endpoint_capacity.waited(job, now)
+    if waited is None:
+        return None
+    if job.state is JobState.WAITING_FOR_ENDPOINT:
+        return f"{seconds(waited)} so far (the endpoint is waking)"
+    return seconds(waited)
 
 
 def _plain_or_none(value: str | None) -> Text | None:

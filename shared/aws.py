@@ -69,6 +69,13 @@ def batch() -> BatchClient:
     return client
 
 
+@cache
+def sagemaker() -> Any:
+    # No type stubs for the SageMaker client are in the lock (it is a large package
+    # and only the scheduler's two inference-component calls use it).
+    return _client("sagemaker")
+
+
 def if_match(etag: str) -> str:
     """An ETag as S3's If-Match wants it: quoted, as in HTTP (moto insists)."""
     return '"' + etag.strip('"') + '"'

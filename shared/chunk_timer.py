@@ -22,6 +22,7 @@ class ChunkTimer:
     endpoint_calls: int = 0
     endpoint_seconds: float = 0.0
     endpoint_retries: int = 0
+    endpoint_wait_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def call(self, seconds: float, retries: int = 0) -> None:
@@ -34,6 +35,10 @@ class ChunkTimer:
         with self._lock:
             self.endpoint_retries += 1
 
+    def waited(self, seconds: float) -> None:
+        with self._lock:
+            self.endpoint_wait_seconds = max(self.endpoint_wait_seconds, seconds)
+
     def timings(self) -> ChunkTimings:
         with self._lock:
             return ChunkTimings(
@@ -41,6 +46,7 @@ class ChunkTimer:
                 endpoint_calls=self.endpoint_calls,
                 endpoint_seconds=round(self.endpoint_seconds, 6),
                 endpoint_retries=self.endpoint_retries,
+                endpoint_wait_seconds=round(self.endpoint_wait_seconds, 6),
             )
 
 
@@ -64,6 +70,14 @@ def endpoint_retry() -> None:
     timer = _current.get()
     if timer is not None:
         timer.retry()
+
+
+def endpoint_waited(seconds: float) -> None:
+    """The chunk waited this long for the endpoint's capacity (calls waiting side by
+    side overlap: the chunk's wait is the longest, not their sum)."""
+    timer = _current.get()
+    if timer is not None:
+        timer.waited(seconds)
 
 
 def timings() -> ChunkTimings | None:

@@ -40,6 +40,11 @@ class EndpointUnavailable(ByomError):
     """The endpoint kept throttling or failing after every retry."""
 
 
+class EndpointNoCapacity(EndpointUnavailable):
+    """The endpoint had no capacity (a scale-to-zero endpoint that did not wake) for
+    longer than the wait allowed: retrying the child would only wait again."""
+
+
 class PredictionCountError(ModelError):
     """The endpoint answered a request with another number of predictions than it had
     rows: the answers cannot be matched to rows, so the chunk fails as a model error

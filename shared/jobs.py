@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -27,7 +28,12 @@ if TYPE_CHECKING:
 
 # Which states a job may move to from each state. Terminal states lead nowhere.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.ACCEPTED: frozenset({JobState.SUBMITTED, JobState.RUNNING, JobState.FAILED}),
+    JobState.ACCEPTED: frozenset(
+        {JobState.WAITING_FOR_ENDPOINT, JobState.SUBMITTED, JobState.RUNNING, JobState.FAILED}
+    ),
+    # The array is submitted while the endpoint wakes (its id recorded, the state
+    # kept): the first chunk done means the endpoint answered.
+    JobState.WAITING_FOR_ENDPOINT: frozenset({JobState.RUNNING, JobState.FAILED}),
     JobState.SUBMITTED: frozenset({JobState.RUNNING, JobState.FAILED}),
     JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED}),
     JobState.SUCCEEDED: frozenset(),
@@ -227,8 +233,16 @@ class JobStore:
             raise
         return JobItem.model_validate(_from_attrs(response["Attributes"]))
 
+    def wait_for_endpoint(self, job_id: str) -> JobItem | None:
+        """The scheduler found the endpoint without capacity and asked for it: the
+        job waits for it from now. None when the job is no longer ACCEPTED."""
+        return self._transition(
+            job_id, JobState.WAITING_FOR_ENDPOINT, {"endpoint_wake_at": _timestamp()}
+        )
+
     def mark_submitted(self, job_id: str, batch_job_id: str) -> JobItem | None:
-        """Record the array job; the state moves only if no chunk has finished yet.
+        """Record the array job; the state moves only if no chunk has finished yet
+        (and stays WAITING_FOR_ENDPOINT while the endpoint wakes).
 
         None when another submission was recorded first or the job has ended: the
         caller must then stop the array it submitted, since nobody else knows it.
@@ -238,16 +252,28 @@ class JobStore:
             return moved
         return self._update_or_none(
             job_id,
-            UpdateExpression="SET batch_job_id = :id",
-            ConditionExpression="#state = :running AND attribute_not_exists(batch_job_id)",
+            UpdateExpression="SET batch_job_id = :id, updated_at = :now",
+            ConditionExpression=(
+                "#state IN (:running, :waiting) AND attribute_not_exists(batch_job_id)"
+            ),
             ExpressionAttributeNames={"#state": "state"},
             ExpressionAttributeValues=_to_attrs(
-                {":id": batch_job_id, ":running": JobState.RUNNING.value}
+                {
+                    ":id": batch_job_id,
+                    ":running": JobState.RUNNING.value,
+                    ":waiting": JobState.WAITING_FOR_ENDPOINT.value,
+                    ":now": _timestamp(),
+                }
             ),
         )
 
     def record_chunk(
-        self, job_id: str, chunk_index: int, rows: int, bad_rows: int = 0
+        self,
+        job_id: str,
+        chunk_index: int,
+        rows: int,
+        bad_rows: int = 0,
+        endpoint_waited: float = 0.0,
     ) -> ChunkRecorded | None:
         """Count one chunk exactly once; None when the job is unknown.
 
@@ -255,6 +281,8 @@ class JobStore:
         ended, comes back with ``first_time=False`` and the job as it stands.
         The chunk index goes into a number set in the same write as the counters,
         so a redelivered completion fails the condition instead of counting again.
+        The first chunk that waited for the endpoint's capacity sets the job's
+        ``endpoint_waited_seconds`` (chunks waiting side by side wait alike).
         """
         values = {
             ":one": 1,
@@ -265,18 +293,23 @@ class JobStore:
             ":running": JobState.RUNNING.value,
             ":accepted": JobState.ACCEPTED.value,
             ":submitted": JobState.SUBMITTED.value,
+            ":waiting": JobState.WAITING_FOR_ENDPOINT.value,
             ":now": _timestamp(),
         }
+        waited = ""
+        if endpoint_waited > 0:
+            values[":waited"] = Decimal(str(round(endpoint_waited, 3)))
+            waited = ", endpoint_waited_seconds = if_not_exists(endpoint_waited_seconds, :waited)"
         try:
             response = self.client.update_item(
                 TableName=self.table,
                 Key=_to_attrs({"job_id": job_id}),
                 UpdateExpression=(
                     "ADD chunks_done :one, #rows :rows, bad_rows :bad, done_chunks :chunk "
-                    "SET #state = :running, updated_at = :now"
+                    "SET #state = :running, updated_at = :now" + waited
                 ),
                 ConditionExpression=(
-                    "#state IN (:accepted, :submitted, :running) "
+                    "#state IN (:accepted, :waiting, :submitted, :running) "
                     "AND NOT contains(done_chunks, :index)"
                 ),
                 ExpressionAttributeNames={"#state": "state", "#rows": "rows"},

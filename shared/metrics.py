@@ -50,6 +50,9 @@ def chunk_done(message: ChunkDone) -> None:
     count("EndpointRetries", timings.endpoint_retries)
     if timings.endpoint_calls:
         milliseconds("EndpointLatency", timings.endpoint_seconds / timings.endpoint_calls)
+    if timings.endpoint_wait_seconds:
+        # The cold start a scale-to-zero endpoint cost this chunk.
+        milliseconds("EndpointWait", timings.endpoint_wait_seconds)
 
 
 def flush() -> None:

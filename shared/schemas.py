@@ -76,6 +76,9 @@ class _Message(BaseModel):
 
 class JobState(StrEnum):
     ACCEPTED = "ACCEPTED"  # validated, chunk plan written, waiting for the scheduler
+    # The endpoint had no capacity (a scale-to-zero endpoint at zero copies): the
+    # scheduler asked for some, and the job waits for it; its array may already run.
+    WAITING_FOR_ENDPOINT = "WAITING_FOR_ENDPOINT"
     SUBMITTED = "SUBMITTED"  # array job submitted to Batch
     RUNNING = "RUNNING"  # at least one chunk finished
     SUCCEEDED = "SUCCEEDED"  # output object complete and visible
@@ -152,6 +155,9 @@ class ChunkTimings(_Message):
     endpoint_calls: int = Field(default=0, ge=0)
     endpoint_seconds: float = Field(default=0, ge=0)  # summed over the calls
     endpoint_retries: int = Field(default=0, ge=0)
+    # Waiting for an endpoint with no capacity (scale-to-zero, waking), before the
+    # chunk's first answer; not counted in ``endpoint_seconds``.
+    endpoint_wait_seconds: float = Field(default=0, ge=0)
 
 
 class ChunkDone(_Message):
@@ -264,6 +270,10 @@ class JobItem(BaseModel):
     output_bucket: str | None = None
     # How often ``byom retry`` ran the job again (each run has its own Batch array).
     retries: int = 0
+    # When the scheduler found the endpoint without capacity and asked for it, and
+    # how long the job's first chunk then waited for an answer (the cold start).
+    endpoint_wake_at: datetime | None = None
+    endpoint_waited_seconds: float | None = None
 
 
 class JobFinished(_Message):

@@ -99,6 +99,17 @@ class Settings(BaseSettings):
     invoke_attempts: int = Field(default=6, ge=1)
     invoke_backoff_seconds: float = Field(default=0.2, gt=0)
     invoke_backoff_max_seconds: float = Field(default=10.0, gt=0)
+    # A scale-to-zero endpoint hosts its model as this inference component: every
+    # call names it, and the scheduler wakes it (DesiredCopyCount 1) when a job
+    # finds it at zero copies. Empty: the endpoint serves its model directly
+    # (always-on and serverless endpoints).
+    inference_component: str = ""
+    # How long a chunk waits for an endpoint with no capacity (a component still at
+    # zero copies, its instances provisioning) before it fails, naming this bound.
+    # AWS's provisioning takes minutes; the wait polls with backoff up to
+    # endpoint_wait_poll_max_seconds between tries.
+    endpoint_wait_seconds: float = Field(default=900, ge=0)
+    endpoint_wait_poll_max_seconds: float = Field(default=30.0, gt=0)
 
     # Tracing export (the standard OpenTelemetry variables, read without the prefix).
     # The traces-specific variable is the full URL; the general one is a base that

@@ -52,6 +52,9 @@ from shared.settings import BatchChild, get_settings
 JOB_ID = "byom.job_id"
 CHUNK_INDEX = "byom.chunk_index"
 DONE_EVENT = "byom.done_event"  # on the span that puts the done event
+# The seconds a wait for the endpoint's capacity took (scale-to-zero endpoints).
+ENDPOINT_WAITED = "byom.endpoint.waited_seconds"
+ENDPOINT_WAIT_SPAN = "endpoint capacity wait"
 AWS_API = "aws-api"
 
 _configured = False
@@ -125,6 +128,15 @@ async def span_async(name: str, **attributes: Any) -> AsyncIterator[trace.Span]:
     """``span`` for ``async with``, beside other asynchronous context managers."""
     with span(name, **attributes) as current:
         yield current
+
+
+def past_span(name: str, started: float, ended: float, **attributes: Any) -> None:
+    """A span for an interval that is already over (times from ``time.time()``), as a
+    child of the current span: a wait seen only once it ends."""
+    current = trace.get_tracer("byom").start_span(
+        name, start_time=int(started * 1e9), attributes=attributes
+    )
+    current.end(end_time=int(ended * 1e9))
 
 
 def queue_name(queue: str) -> str:

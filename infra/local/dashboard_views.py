@@ -15,7 +15,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from shared import tracing
+from shared import endpoint_capacity, tracing
 from shared.job_groups import TransformGroup, grouped
 from shared.schemas import JobItem, JobState
 
@@ -40,6 +40,7 @@ tr.transform td { background: #fafbfc; border-top: 2px solid #e3e6ea; }
 tr.transform-object td:first-child { padding-left: 1.6rem; }
 .state-RUNNING, .state-SUBMITTED { background: #dde9fd; color: #123f8a; }
 .state-ACCEPTED { background: #f2f2f2; color: #444; }
+.state-WAITING_FOR_ENDPOINT { background: #fff4d6; color: #6b4a00; }
 .error { color: #8a1414; white-space: pre-wrap; word-break: break-word; }
 progress { width: 9rem; vertical-align: middle; }
 .muted { color: #67707a; }
@@ -373,6 +374,10 @@ def _control_facts(job: JobItem) -> str:
         )
     if job.retries:
         facts += f"<dt>retries</dt><dd>{job.retries}</dd>\n"
+    waited = endpoint_capacity.waited(job, datetime.now(UTC))
+    if waited is not None:
+        so_far = " so far" if job.state is JobState.WAITING_FOR_ENDPOINT else ""
+        facts += f'<dt>endpoint wait</dt><dd id="endpoint-wait">{waited:.1f} s{so_far}</dd>\n'
     return facts
 
 

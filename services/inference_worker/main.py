@@ -24,7 +24,7 @@ from services.inference_worker.endpoint import Endpoint
 from services.inference_worker.scorers import SCORERS
 from services.inference_worker.scoring import ChunkResult, finished_earlier
 from shared import aws, chunk_timer, logs, tracing
-from shared.errors import ByomError, InputError, ModelError
+from shared.errors import ByomError, EndpointNoCapacity, InputError, ModelError
 from shared.jobs import JobStore
 from shared.logs import configure
 from shared.schemas import Chunk, ChunkDone, ChunkFailure, ChunkPlan
@@ -86,6 +86,9 @@ async def run(child: BatchChild, settings: Settings) -> int:
             attempts=settings.invoke_attempts,
             backoff=settings.invoke_backoff_seconds,
             backoff_max=settings.invoke_backoff_max_seconds,
+            inference_component=settings.inference_component,
+            wait_seconds=settings.endpoint_wait_seconds,
+            wait_poll_max=settings.endpoint_wait_poll_max_seconds,
         )
         endpoint.target_model = plan.target_model
         mine = plan.chunks[child.aws_batch_job_array_index :: child.byom_array_size]
@@ -155,7 +158,9 @@ async def run(child: BatchChild, settings: Settings) -> int:
                         s3, endpoint, plan, chunk, uri=uri, output_key=output_key,
                         settings=settings,
                     )  # fmt: skip
-                except (InputError, ModelError) as exc:
+                except (InputError, ModelError, EndpointNoCapacity) as exc:
+                    # A retry of the child would fail the same way (or, for an
+                    # endpoint that never woke, wait the whole bound again).
                     stop.set()
                     await report(chunk, None, _failure(exc))
                     return

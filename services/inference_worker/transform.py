@@ -42,7 +42,7 @@ from services.inference_worker.transform_records import (
     rules_for,
     split_lines,
 )
-from shared.errors import EndpointUnavailable, InputError, ModelError
+from shared.errors import EndpointNoCapacity, EndpointUnavailable, InputError, ModelError
 from shared.schemas import Chunk, ChunkPlan, TransformSource
 from shared.settings import Settings
 from shared.transform import ObjectSettings
@@ -74,6 +74,9 @@ def transform_endpoint(base: Endpoint, plan: ChunkPlan, settings: Settings) -> E
             backoff_max=settings.invoke_backoff_max_seconds,
             target_model=source.target_model,
             timeout=source.settings.invocations_timeout_seconds,
+            inference_component=base.inference_component,
+            wait_seconds=base.wait_seconds,
+            wait_poll_max=base.wait_poll_max,
         )
     return _ENDPOINTS[key]
 
@@ -148,6 +151,8 @@ async def _answer(
     except ModelError as exc:
         reason, place, column, line = _model_place(str(exc), group, sent)
         raise _Located(f"the model rejected the record: {reason}", place, column, line) from exc
+    except EndpointNoCapacity:
+        raise  # the endpoint never woke: no record is to blame
     except EndpointUnavailable as exc:
         tries = settings.invocations_max_retries + 1
         raise _Located(

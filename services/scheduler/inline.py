@@ -38,9 +38,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
-from shared import aws, chunk_output, chunk_timer, logs, naming, tracing
+from shared import aws, chunk_output, chunk_timer, endpoint_capacity, logs, naming, tracing
 from shared.csvchunks import count_lines, split_records
-from shared.errors import EndpointUnavailable, InputError, ModelError
+from shared.errors import ByomError, EndpointUnavailable, InputError, ModelError
 from shared.formats import CSV_TYPE
 from shared.rows import check_rows, find_problems
 from shared.schemas import BadRows, ChunkDone, ChunkFailure, ChunkPlan, JobItem
@@ -118,11 +118,22 @@ def _runtime(region: str) -> SageMakerRuntimeClient:
     return client
 
 
+class NoCapacity(ByomError):
+    """The endpoint has no copies to answer with (a scale-to-zero endpoint, idle): the
+    scheduler wakes it and hands the job to Batch, whose workers can wait for it."""
+
+
 def _invoke(
-    runtime: SageMakerRuntimeClient, endpoint: str, body: bytes, target_model: str | None = None
+    runtime: SageMakerRuntimeClient,
+    endpoint: str,
+    body: bytes,
+    target_model: str | None = None,
+    component: str = "",
 ) -> bytes:
     # A multi-model endpoint is told which model to use; a single-model one is not.
     target = {"TargetModel": target_model} if target_model else {}
+    if component:
+        target["InferenceComponentName"] = component
     started = time.monotonic()
     try:
         with tracing.aws_call("SageMaker Runtime", "InvokeEndpoint"):
@@ -132,6 +143,8 @@ def _invoke(
     except (ConnectionError, HTTPClientError, ReadTimeoutError) as exc:
         raise _Transient(f"endpoint {endpoint}: {type(exc).__name__}: {exc}") from exc
     except ClientError as exc:
+        if endpoint_capacity.is_no_capacity(exc):
+            raise NoCapacity(f"endpoint {endpoint} has no capacity") from exc
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if error.get("Code") == "ModelError":
@@ -181,9 +194,13 @@ def retrying(call: Callable[[], bytes], endpoint: str, settings: Settings) -> by
 
 
 def _call(
-    runtime: SageMakerRuntimeClient, endpoint: str, body: bytes, target_model: str | None
+    runtime: SageMakerRuntimeClient,
+    endpoint: str,
+    body: bytes,
+    target_model: str | None,
+    component: str,
 ) -> Callable[[], bytes]:
-    return lambda: _invoke(runtime, endpoint, body, target_model)
+    return lambda: _invoke(runtime, endpoint, body, target_model, component)
 
 
 def predict(
@@ -208,7 +225,13 @@ def predict(
             pool.submit(
                 contextvars.copy_context().run,
                 retrying,
-                _call(runtime, settings.endpoint_name, piece, target_model),
+                _call(
+                    runtime,
+                    settings.endpoint_name,
+                    piece,
+                    target_model,
+                    settings.inference_component,
+                ),
                 settings.endpoint_name,
                 settings,
             )
@@ -286,7 +309,8 @@ def score_inline(plan: ChunkPlan, job: JobItem, settings: Settings) -> ChunkDone
     Bad input, model errors and an endpoint still unavailable after the retries
     (see :func:`retrying`) are reported as the chunk's failure, which fails the
     job with the reason; only a failure to read or write S3 or SQS raises, for
-    the scheduler queue to deliver the request again.
+    the scheduler queue to deliver the request again, and :class:`NoCapacity`, for
+    the scheduler to wake the endpoint and run the job on Batch.
     """
     logs.append_job_keys(plan.job_id, chunk_index=0)
     chunk_timer.start()

@@ -8,6 +8,10 @@ before submitting, the scheduler looks for an array of that name: a delivery of
 the schedule request that died between SubmitJob and recording the array left
 one behind, and it is recorded now instead of running the work a second time.
 Arrays that turn out to be duplicates (two deliveries at once) are terminated.
+
+A scale-to-zero endpoint found without capacity is woken first (``wake.py``) and
+the job marked ``WAITING_FOR_ENDPOINT``; such a job always goes to Batch, whose
+workers wait for the endpoint, never inline (a Lambda's minutes are too few).
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from services.scheduler import batch_jobs, inline
+from services.scheduler import batch_jobs, inline, wake
 from shared import aws, tracing
 from shared.jobs import JobStore
 from shared.schemas import ChunkPlan, JobItem, JobState, ScheduleRequest
@@ -111,8 +115,27 @@ def submit_array(
     return response["jobId"]
 
 
+def wake_endpoint(job: JobItem, store: JobStore, settings: Settings, sagemaker: Any) -> JobItem:
+    """The job, marked ``WAITING_FOR_ENDPOINT`` if its endpoint had no capacity (and
+    was asked for some); unchanged otherwise."""
+    with tracing.span("endpoint wake", **tracing.job_attributes(job.job_id)) as current:
+        found = wake.capacity(settings, sagemaker)
+        if found is None or found.copies > 0:
+            return job
+        current.set_attribute("byom.endpoint.woken", found.woken)
+        waiting = store.wait_for_endpoint(job.job_id)
+    log.info(
+        "waiting for the endpoint",
+        extra={"job_id": job.job_id, "woken": found.woken, "asked_before": found.desired},
+    )
+    return waiting or job
+
+
 def schedule(
-    request: ScheduleRequest, store: JobStore | None = None, batch: BatchClient | None = None
+    request: ScheduleRequest,
+    store: JobStore | None = None,
+    batch: BatchClient | None = None,
+    sagemaker: Any = None,
 ) -> str | None:
     """Run a waiting job; returns the Batch job id it was recorded with, if any."""
     settings = get_settings()
@@ -123,18 +146,29 @@ def schedule(
         log.info("nothing to schedule", extra={"job_id": request.job_id})
         return None
     plan = read_plan(request.plan_key, settings)
+    if job.state is JobState.ACCEPTED and settings.inference_component:
+        job = wake_endpoint(job, store, settings, sagemaker or aws.sagemaker())
     # A retry's plan lists only the chunks left: inline scores a whole one-chunk job.
-    if job.chunk_count <= 1 and inline.eligible(plan, settings):
-        if job.state is JobState.ACCEPTED:
+    if (
+        job.state is not JobState.WAITING_FOR_ENDPOINT
+        and job.chunk_count <= 1
+        and inline.eligible(plan, settings)
+    ):
+        if job.state is not JobState.ACCEPTED:
+            return None
+        try:
             inline.score_inline(plan, job, settings)
-        return None
+            return None
+        except inline.NoCapacity:
+            # Scaled in between the look and the call: wake it, and run on Batch.
+            job = wake_endpoint(job, store, settings, sagemaker or aws.sagemaker())
     name = batch_jobs.job_name(job.job_id, job.retries)
     found = batch_jobs.arrays_named(batch, settings.batch_job_queue, name)
     usable = [array["jobId"] for array in found if batch_jobs.usable(array)]
     if usable:
         batch_job_id = usable[0]
         log.info("array found, not submitted again", extra={"job_id": job.job_id})
-    elif job.state is JobState.ACCEPTED:
+    elif job.state in (JobState.ACCEPTED, JobState.WAITING_FOR_ENDPOINT):
         batch_job_id = submit_array(job, request, plan, settings, batch)
     else:
         # Chunks are being counted but no array is recorded or found: an array

@@ -50,8 +50,9 @@ def handle_chunk_done(message: ChunkDone, store: JobStore | None = None) -> None
             remove_chunk_staging(failed, message.chunk_index)
         return
 
+    waited = message.timings.endpoint_wait_seconds if message.timings else 0.0
     recorded = store.record_chunk(
-        message.job_id, message.chunk_index, message.rows, message.bad_rows
+        message.job_id, message.chunk_index, message.rows, message.bad_rows, waited
     )
     if recorded is None:
         log.warning("completion for an unknown job", extra={"job_id": message.job_id})

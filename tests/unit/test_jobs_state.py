@@ -33,6 +33,9 @@ def test_every_live_state_can_fail():
         (JobState.SUBMITTED, JobState.ACCEPTED),
         (JobState.ACCEPTED, JobState.SUCCEEDED),
         (JobState.SUBMITTED, JobState.SUCCEEDED),
+        (JobState.WAITING_FOR_ENDPOINT, JobState.SUCCEEDED),
+        (JobState.WAITING_FOR_ENDPOINT, JobState.ACCEPTED),
+        (JobState.SUBMITTED, JobState.WAITING_FOR_ENDPOINT),
     ],
 )
 def test_no_going_back_or_skipping_the_work(current, target):
@@ -42,7 +45,12 @@ def test_no_going_back_or_skipping_the_work(current, target):
 # Every allowed move, written out rather than read back from TRANSITIONS, so that
 # a change to the table has to change this list too. ACCEPTED -> RUNNING: a
 # chunk's completion may be counted before the scheduler's write of SUBMITTED.
+# WAITING_FOR_ENDPOINT: the scheduler woke a scale-to-zero endpoint; the array runs
+# meanwhile (its id recorded, the state kept) and the first chunk done ends the wait.
 ALLOWED = {
+    (JobState.ACCEPTED, JobState.WAITING_FOR_ENDPOINT),
+    (JobState.WAITING_FOR_ENDPOINT, JobState.RUNNING),
+    (JobState.WAITING_FOR_ENDPOINT, JobState.FAILED),
     (JobState.ACCEPTED, JobState.SUBMITTED),
     (JobState.ACCEPTED, JobState.RUNNING),
     (JobState.ACCEPTED, JobState.FAILED),
@@ -61,10 +69,16 @@ def test_exactly_the_listed_moves_are_allowed(current, target):
 def test_sources_of_each_state():
     assert sources_of(JobState.ACCEPTED) == []
     assert sources_of(JobState.SUBMITTED) == [JobState.ACCEPTED]
-    assert sources_of(JobState.RUNNING) == [JobState.ACCEPTED, JobState.SUBMITTED]
+    assert sources_of(JobState.WAITING_FOR_ENDPOINT) == [JobState.ACCEPTED]
+    assert sources_of(JobState.RUNNING) == [
+        JobState.ACCEPTED,
+        JobState.WAITING_FOR_ENDPOINT,
+        JobState.SUBMITTED,
+    ]
     assert sources_of(JobState.SUCCEEDED) == [JobState.RUNNING]
     assert sources_of(JobState.FAILED) == [
         JobState.ACCEPTED,
+        JobState.WAITING_FOR_ENDPOINT,
         JobState.SUBMITTED,
         JobState.RUNNING,
     ]
