@@ -160,3 +160,30 @@ def test_a_submission_after_the_job_ended_is_not_recorded(store):
     store.fail("job-1", "boom")
     assert store.mark_submitted("job-1", "batch-a") is None
     assert store.get("job-1").batch_job_id is None
+
+
+def test_a_job_waiting_for_its_endpoint_keeps_waiting_until_a_chunk_is_done(store):
+    store.create(new_job(chunks=2))
+    waiting = store.wait_for_endpoint("job-1")
+    assert waiting.state is JobState.WAITING_FOR_ENDPOINT and waiting.endpoint_wake_at
+    assert store.wait_for_endpoint("job-1") is None  # once, from ACCEPTED only
+    # The array is recorded while the endpoint wakes; the state says what the job waits for.
+    submitted = store.mark_submitted("job-1", "array-1")
+    assert submitted.state is JobState.WAITING_FOR_ENDPOINT and submitted.batch_job_id == "array-1"
+    assert store.mark_submitted("job-1", "array-2") is None
+    first = store.record_chunk("job-1", 1, rows=5, endpoint_waited=12.3456)
+    assert first.job.state is JobState.RUNNING
+    assert first.job.endpoint_waited_seconds == pytest.approx(12.346)
+    # A later chunk's wait does not replace the first one's.
+    last = store.record_chunk("job-1", 0, rows=5, endpoint_waited=20)
+    assert last.all_done and last.job.endpoint_waited_seconds == pytest.approx(12.346)
+
+
+def test_a_job_that_never_waited_records_no_wait(store):
+    store.create(new_job(chunks=1))
+    assert store.record_chunk("job-1", 0, rows=1).job.endpoint_waited_seconds is None
+    assert store.fail("job-1", "x") is not None
+    store.create(new_job("job-2", chunks=1))
+    store.wait_for_endpoint("job-2")
+    failed = store.fail("job-2", "endpoint never woke")
+    assert failed.state is JobState.FAILED  # a waiting job can fail
