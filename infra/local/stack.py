@@ -233,6 +233,20 @@ class LocalStack:
             raise
         return self
 
+    def start_endpoint_only(self) -> LocalStack:
+        """The local AWS (as :meth:`start_aws_only`) and the model server, the
+        SageMaker endpoint: what a test of the endpoint and its control plane
+        (e.g. a scale-to-zero endpoint's copies) needs, without the services."""
+        try:
+            moto = self._start_moto()
+            model = self._start_model_server()
+            self._bootstrap(moto)
+            self._wait_for_model_server(model)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def _start_moto(self) -> Service:
         moto = self._service(
             "moto",
@@ -242,6 +256,30 @@ class LocalStack:
         )  # fmt: skip
         moto.start()
         return moto
+
+    def _start_model_server(self) -> Service:
+        model = self._service(
+            "model-server",
+            [
+                *(self.config.model_server_command or [sys.executable, "-m", "model.server"]),
+                "--host", "127.0.0.1",
+                "--port", str(self.model_port),
+                "--model-dir", str(self.config.model_dir),
+            ],
+            # A multi-model endpoint's model data: the registry in the bucket, read
+            # from the local S3 (AWS_ENDPOINT_URL, in every service's environment).
+            {"BYOM_MODEL_DATA_PREFIX": f"s3://{self.config.bucket}/{self.models_prefix}"}
+            | self.config.model_server_env,
+        )  # fmt: skip
+        model.start()
+        return model
+
+    def _wait_for_model_server(self, model: Service) -> None:
+        wait_until(
+            lambda: model.check_alive() and _model_ready(self.model_port, self.config.model_dir),
+            timeout=60,
+            what="model server",
+        )
 
     def _bootstrap(self, moto: Service) -> None:
         wait_until(
@@ -276,20 +314,7 @@ class LocalStack:
         )  # fmt: skip
         receiver.start()
         moto = self._start_moto()
-        model = self._service(
-            "model-server",
-            [
-                *(self.config.model_server_command or [python, "-m", "model.server"]),
-                "--host", "127.0.0.1",
-                "--port", str(self.model_port),
-                "--model-dir", str(self.config.model_dir),
-            ],
-            # A multi-model endpoint's model data: the registry in the bucket, read
-            # from the local S3 (AWS_ENDPOINT_URL, in every service's environment).
-            {"BYOM_MODEL_DATA_PREFIX": f"s3://{self.config.bucket}/{self.models_prefix}"}
-            | self.config.model_server_env,
-        )  # fmt: skip
-        model.start()
+        model = self._start_model_server()
         self._bootstrap(moto)
         assert self.resources is not None
         worker = self.config.worker_command
@@ -364,11 +389,7 @@ class LocalStack:
             timeout=30,
             what="job dashboard",
         )
-        wait_until(
-            lambda: model.check_alive() and _model_ready(self.model_port, self.config.model_dir),
-            timeout=60,
-            what="model server",
-        )
+        self._wait_for_model_server(model)
         wait_until(
             lambda: batch.check_alive() and _port_open(self.batch_port),
             timeout=30,
