@@ -60,7 +60,7 @@ def invoke(client: Any, component: str | None = COMPONENT) -> bytes:
 def refusal(client: Any, component: str | None = COMPONENT) -> dict[str, Any]:
     with pytest.raises(ClientError) as refused:
         invoke(client, component)
-    response: dict[str, Any] = refused.value.response
+    response: dict[str, Any] = dict(refused.value.response)
     return response
 
 
