@@ -196,10 +196,13 @@ class Capacity:
         if named == self.name:
             return
         if not named:
+            # SageMaker's words, and the name this endpoint hosts.
             raise WrongComponent(
                 400,
-                f"This endpoint hosts inference component {self.name!r}: "
-                "name it in InferenceComponentName.",
+                "Inference Component Name header is required for endpoints to which you "
+                "plan to deploy inference components. Please include Inference Component "
+                "Name header or consider using SageMaker models. "
+                f"This endpoint hosts {self.name!r}.",
             )
         raise WrongComponent(
             400, f"Inference component {named!r} is not hosted by this endpoint ({self.name!r})."
