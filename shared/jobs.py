@@ -390,6 +390,8 @@ class JobStore:
         }
         sets = "chunks_done = :done, #rows = :rows, bad_rows = :bad"
         removes = "batch_job_id, #error, finished_at, event_sent, errors_key"
+        # The new run finds the endpoint as it is then: an earlier cold start is not its.
+        removes += ", endpoint_wake_at, endpoint_waited_seconds"
         if counted:
             values[":chunks"] = set(counted)
             sets += ", done_chunks = :chunks"
