@@ -15,11 +15,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from shared import aws, naming, tracing
 from shared.errors import ByomError
+from shared.job_attrs import from_attrs as _from_attrs
+from shared.job_attrs import now as _now
+from shared.job_attrs import timestamp as _timestamp
+from shared.job_attrs import to_attrs as _to_attrs
+from shared.job_scans import JobScans
 from shared.schemas import JobItem, JobState, S3ObjectCreatedEvent
 from shared.settings import get_settings
 
@@ -78,27 +82,6 @@ def job_id_of(event: S3ObjectCreatedEvent) -> str:
     return naming.job_id_for(event.detail.bucket.name, obj.key, obj.etag)
 
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _to_attrs(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in values.items()}
-
-
-def _from_attrs(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _deserializer.deserialize(value) for key, value in item.items()}
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _timestamp() -> str:
-    """Now, in the same ISO form pydantic writes (``...Z``), so stored times sort."""
-    return _now().isoformat().replace("+00:00", "Z")
-
-
 def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -115,7 +98,10 @@ class ChunkRecorded:
         return self.job.chunks_done >= self.job.chunk_count
 
 
-class JobStore:
+class JobStore(JobScans):
+    """The job items: every state change a conditional write; the scans people and
+    the reaper need come from :class:`JobScans`."""
+
     def __init__(self, table: str | None = None, client: DynamoDBClient | None = None) -> None:
         self.table = table or get_settings().jobs_table
         self._client = client
@@ -410,71 +396,6 @@ class JobStore:
             ExpressionAttributeNames={"#state": "state", "#error": "error", "#rows": "rows"},
             ExpressionAttributeValues=_to_attrs(values),
         )
-
-    def overdue(self, now_epoch: int) -> list[JobItem]:
-        """Live jobs whose deadline is before ``now_epoch``."""
-        live = [state for state in JobState if not state.terminal]
-        values: dict[str, Any] = {":now": now_epoch}
-        values.update({f":s{i}": state.value for i, state in enumerate(live)})
-        return self._scan(
-            "deadline_epoch < :now AND #state IN ("
-            + ", ".join(f":s{i}" for i in range(len(live)))
-            + ")",
-            values,
-            consistent=True,
-        )
-
-    def unannounced(self, finished_before: datetime) -> list[JobItem]:
-        """Terminal jobs whose done event is not recorded as sent, ended before the cutoff.
-
-        Whoever ends a job announces it at once; a job left here was ended by a
-        process that died or failed to publish in between.
-        """
-        ended = [state for state in JobState if state.terminal]
-        values: dict[str, Any] = {":cutoff": finished_before.isoformat().replace("+00:00", "Z")}
-        values.update({f":s{i}": state.value for i, state in enumerate(ended)})
-        return self._scan(
-            "attribute_not_exists(event_sent) AND updated_at < :cutoff "
-            "AND #state IN (" + ", ".join(f":s{i}" for i in range(len(ended))) + ")",
-            values,
-            consistent=True,
-        )
-
-    def recent(self, limit: int) -> list[JobItem]:
-        """The newest jobs first, for people (the CLI, the dashboard). Name claims
-        share the table but have no ``state``, and are left out."""
-        jobs = self._scan("attribute_exists(#state)")
-        return sorted(jobs, key=lambda job: job.created_at, reverse=True)[:limit]
-
-    def of_transform_job(self, name: str) -> list[JobItem]:
-        """The jobs of a SageMaker transform job's objects, in object order."""
-        jobs = self._scan(
-            "attribute_exists(#state) AND transform_job_name = :name", {":name": name}
-        )
-        return sorted(jobs, key=lambda job: (job.transform_index or 0, job.job_id))
-
-    def starting_with(self, prefix: str) -> list[JobItem]:
-        """The jobs whose id starts with ``prefix``."""
-        return self._scan(
-            "attribute_exists(#state) AND begins_with(job_id, :prefix)", {":prefix": prefix}
-        )
-
-    def _scan(
-        self, filter_expression: str, values: dict[str, Any] | None = None, consistent: bool = False
-    ) -> list[JobItem]:
-        """A filtered scan: the table holds one item per upload and expires them by
-        TTL, so it stays small; a state index would replace this at larger scale."""
-        extra: dict[str, Any] = {"ExpressionAttributeValues": _to_attrs(values)} if values else {}
-        pages = self.client.get_paginator("scan").paginate(
-            TableName=self.table,
-            FilterExpression=filter_expression,
-            ExpressionAttributeNames={"#state": "state"},
-            ConsistentRead=consistent,
-            **extra,
-        )
-        return [
-            JobItem.model_validate(_from_attrs(item)) for page in pages for item in page["Items"]
-        ]
 
     def mark_event_sent(self, job_id: str) -> None:
         self.client.update_item(
