@@ -67,3 +67,26 @@ def test_the_waits_stay_within_the_budget(monkeypatch):
     with pytest.raises(EndpointUnavailable, match="failed 6 times"):
         inline.retrying(call, "e", Settings())
     assert call.made == 6 and sum(slept) == pytest.approx(12.4)
+
+
+class ColdRuntime:
+    """A sagemaker-runtime client of an endpoint whose component has no copies."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, object]] = []
+
+    def invoke_endpoint(self, **kwargs: object) -> dict[str, object]:
+        from tests.unit.test_endpoint_capacity_wait import no_capacity
+
+        self.calls.append(kwargs)
+        raise no_capacity()
+
+
+def test_a_cold_endpoint_is_not_a_model_error_but_a_job_for_batch():
+    # The scheduler catches NoCapacity, wakes the endpoint and submits the array:
+    # a Lambda's minutes are too few to wait in.
+    runtime = ColdRuntime()
+    with pytest.raises(inline.NoCapacity):
+        inline._invoke(runtime, "byom-model", b"1,2\n", component="byom-model-ic")  # type: ignore[arg-type]
+    assert runtime.calls[0]["InferenceComponentName"] == "byom-model-ic"
+    assert not isinstance(inline.NoCapacity("x"), (ModelError, EndpointUnavailable))
