@@ -4,7 +4,8 @@
   cannot create left out (listed in the deployment docs); the bucket, queues,
   table, rules, functions and Batch resources it makes are checked, and every
   BYOM_* value the functions and the worker get must equal the stack's outputs
-  and name a resource that exists.
+  and name a resource that exists. Each endpoint mode deploys too; what moto
+  cannot create there is checked in tests/unit/test_template_endpoint_modes.py.
 - checkov and shellcheck run from .venv-iac (infra/iac_venv.sh); the images and
   bundles are checked in test_images_and_bundles.py.
 """
@@ -28,6 +29,7 @@ from botocore.exceptions import ClientError
 
 from infra import package_lambda
 from tests.integration.iac_tools import iac_tool, tool_env
+from tests.unit.template_conditions import conditions
 from tests.unit.test_template import (
     BUILDSPEC,
     NOT_FOR_THE_WORKER,
@@ -46,17 +48,32 @@ REGION = "us-east-1"
 MOTO_BATCH_SERVICE_ROLE = "MotoBatchServiceRole"
 # Resources moto could create but that refer to ones it cannot (the CodeBuild project).
 CASCADED = {"ImageBuildTrigger", "ImageBuildTriggerRole"}
+# Resources of a type moto supports in a shape it refuses: moto 5.2.5 requires
+# every production variant to name a model, and a scale-to-zero endpoint's
+# variant names none (its inference component does).
+MOTO_REFUSES = {"scale-to-zero": {"EndpointConfig"}}
+ENDPOINT_MODES = ("always-on", "serverless", "scale-to-zero")
 
 
-def moto_template() -> tuple[dict[str, Any], set[str], set[str]]:
-    """The template less what moto cannot create; returns it, the unsupported and the cascaded."""
+def moto_template(**overrides: str) -> tuple[dict[str, Any], set[str], set[str]]:
+    """The template for these parameters less what moto cannot create.
+
+    Returns it, the unsupported and the cascaded. Resources whose condition is
+    false for the parameters are left out, as CloudFormation leaves them out.
+    """
     from moto.cloudformation.parsing import get_model_map
 
     template = copy.deepcopy(load_template())
     supported = set(get_model_map())
     resources = template["Resources"]
+    # In every mode, so that each unsupported resource is known whatever the mode.
     unsupported = {name for name, item in resources.items() if item["Type"] not in supported}
-    removed = set(unsupported)
+    held = conditions(overrides)
+    for name, item in list(resources.items()):
+        if "Condition" in item and not held[item["Condition"]]:
+            del resources[name]
+    mode = overrides.get("EndpointMode", load_template()["Parameters"]["EndpointMode"]["Default"])
+    removed = (unsupported & set(resources)) | MOTO_REFUSES.get(mode, set())
     while True:
         dependent = {
             name
@@ -127,7 +144,7 @@ class Deployed:
 
 def deploy(endpoint: str, bundle_dir: Path, **overrides: str) -> Deployed:
     """Create a stack from the moto-ready template; ``overrides`` are template parameters."""
-    template, unsupported, cascaded = moto_template()
+    template, unsupported, cascaded = moto_template(**overrides)
     stage = f"t{uuid.uuid4().hex[:8]}"
     stack = Deployed(endpoint, stage, {}, unsupported, cascaded, template)
     artifacts = f"byom-bootstrap-{stage}"
@@ -167,7 +184,9 @@ def deploy(endpoint: str, bundle_dir: Path, **overrides: str) -> Deployed:
 
 @pytest.fixture(scope="module")
 def deployed(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
-    return deploy(moto_endpoint, tmp_path_factory.mktemp("bundle"))
+    # always-on: every resource moto can create, the endpoint included; the other
+    # modes deploy in test_every_endpoint_mode_deploys.
+    return deploy(moto_endpoint, tmp_path_factory.mktemp("bundle"), EndpointMode="always-on")
 
 
 def test_stack_creates_every_resource_moto_supports(deployed: Deployed) -> None:
@@ -185,6 +204,12 @@ def test_stack_creates_every_resource_moto_supports(deployed: Deployed) -> None:
         "StatusQueuePolicy",
         "Images",
         "TransformApiUrl",
+        # scale-to-zero's inference component, its scaling and its wake-up alarm.
+        "InferenceComponent",
+        "ComponentScaling",
+        "ComponentScalingPolicy",
+        "ComponentWakePolicy",
+        "ComponentWakeAlarm",
     }
     assert deployed.cascaded == CASCADED
     listed = deployed.client("cloudformation").list_stack_resources(
@@ -495,3 +520,100 @@ def test_deploy_script_help_runs() -> None:
         )
         assert result.returncode == 0, result.stderr
         assert "stage" in result.stdout
+
+
+# ------------------------------------------------------------------ endpoint modes
+
+
+def _role_name(arn: str) -> str:
+    return arn.rsplit("/", 1)[1]
+
+
+def _attached_policy_documents(stack: Deployed, role_arn: str) -> list[dict[str, Any]]:
+    iam = stack.client("iam")
+    documents = []
+    for attached in iam.list_attached_role_policies(RoleName=_role_name(role_arn))[
+        "AttachedPolicies"
+    ]:
+        policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+        version = iam.get_policy_version(
+            PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"]
+        )["PolicyVersion"]["Document"]
+        documents.append(json.loads(version) if isinstance(version, str) else version)
+    return documents
+
+
+def _component_grants(stack: Deployed, role_arn: str) -> dict[str, set[str]]:
+    """sagemaker:* action -> the inference-component ARNs a role's attached policies allow."""
+    grants: dict[str, set[str]] = {}
+    for document in _attached_policy_documents(stack, role_arn):
+        for statement in document["Statement"]:
+            for action in _as_list(statement["Action"]):
+                for resource in _as_list(statement["Resource"]):
+                    if ":inference-component/" in resource:
+                        grants.setdefault(action, set()).add(resource)
+    return grants
+
+
+@pytest.mark.parametrize("mode", ["serverless", "scale-to-zero"])
+def test_every_endpoint_mode_deploys(moto_endpoint: str, tmp_path: Path, mode: str) -> None:
+    stack = deploy(moto_endpoint, tmp_path, EndpointMode=mode)
+    listed = stack.client("cloudformation").list_stack_resources(StackName=f"byom-{stack.stage}")[
+        "StackResourceSummaries"
+    ]
+    created = {r["LogicalResourceId"] for r in listed if r["ResourceStatus"] == "CREATE_COMPLETE"}
+    assert set(stack.template["Resources"]) - created == set()
+    assert stack.cascaded == CASCADED | (
+        {"EndpointConfig", "Endpoint"} if mode == "scale-to-zero" else set()
+    )
+
+    component = f"byom-{stack.stage}-model-ic" if mode == "scale-to-zero" else ""
+    lambda_ = stack.client("lambda")
+    scheduler = lambda_.get_function_configuration(FunctionName=f"byom-{stack.stage}-scheduler")
+    environment = scheduler["Environment"]["Variables"]
+    assert environment["BYOM_INFERENCE_COMPONENT"] == component
+    assert str(environment["BYOM_ENDPOINT_WAIT_SECONDS"]) == "900"
+    (definition,) = stack.client("batch").describe_job_definitions(
+        jobDefinitions=[stack.outputs["BatchJobDefinitionArn"]]
+    )["jobDefinitions"]
+    worker = {
+        item["name"]: str(item["value"])
+        for item in definition["containerProperties"]["environment"]
+    }
+    # moto 5.2.5 answers a container environment value of "" as []; AWS keeps "".
+    assert worker["BYOM_INFERENCE_COMPONENT"] in ({component} if component else {"", "[]"})
+    assert worker["BYOM_ENDPOINT_WAIT_SECONDS"] == "900"
+
+    # The scheduler may wake the component and both may invoke it, in this mode only.
+    arn = f"arn:aws:sagemaker:{REGION}:123456789012:inference-component/{component}"
+    scheduler_grants = _component_grants(stack, scheduler["Role"])
+    worker_grants = _component_grants(stack, definition["containerProperties"]["jobRoleArn"])
+    if mode == "scale-to-zero":
+        assert scheduler_grants == {
+            "sagemaker:InvokeEndpoint": {arn},
+            "sagemaker:DescribeInferenceComponent": {arn},
+            "sagemaker:UpdateInferenceComponentRuntimeConfig": {arn},
+        }
+        assert worker_grants == {"sagemaker:InvokeEndpoint": {arn}}
+    else:
+        assert scheduler_grants == worker_grants == {}
+        configs = stack.client("sagemaker").list_endpoint_configs()["EndpointConfigs"]
+        serverless = [
+            variant["ServerlessConfig"]
+            for config in configs
+            for variant in stack.client("sagemaker").describe_endpoint_config(
+                EndpointConfigName=config["EndpointConfigName"]
+            )["ProductionVariants"]
+            if "ServerlessConfig" in variant
+        ]
+        assert {"MemorySizeInMB": 2048, "MaxConcurrency": 20} in serverless
+
+
+def test_always_on_names_no_inference_component(deployed: Deployed) -> None:
+    lambda_ = deployed.client("lambda")
+    for function in ("ingest", "scheduler", "status", "dead-letters", "reaper", "sagemaker-api"):
+        environment = lambda_.get_function_configuration(
+            FunctionName=f"byom-{deployed.stage}-{function}"
+        )["Environment"]["Variables"]
+        assert environment["BYOM_INFERENCE_COMPONENT"] == "", function
+        assert str(environment["BYOM_ENDPOINT_WAIT_SECONDS"]) == "900", function
