@@ -7,7 +7,7 @@ in this (the moto) process, with the settings the stack gave the process; the
 inference-component calls that wake a scale-to-zero endpoint are answered by
 ``inference_components.py``, from the model server's copy counts; every other
 request goes on to moto unchanged. It sits behind the loopback
-guard (``moto_server.LoopbackOnly``), as moto does.
+guard (``moto_loopback.LoopbackOnly``), as moto does.
 
 Only a moto process the stack started (``AWS_ENDPOINT_URL`` set, pointing at
 itself) answers them: byom's API reaches S3, DynamoDB, SQS and EventBridge

@@ -68,7 +68,7 @@ def test_concurrent_duplicates_count_once(store):
 def test_many_concurrent_completions_are_never_lost(store):
     # moto's threaded server once lost 2 of 400 concurrent ADDs on one item (plain
     # moto.server); the local stack's moto serialises item writes, as DynamoDB makes
-    # each one atomic (infra/local/moto_server.py).
+    # each one atomic (infra/local/moto_dynamodb_atomic.py).
     for job in range(3):
         store.create(new_job(f"job-{job}", chunks=300))
         with ThreadPoolExecutor(32) as pool:

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.local import resources
-from infra.local.moto_server import COUNTER_PATH
+from infra.local.moto_s3_reads import COUNTER_PATH
 from infra.local.processes import Service, free_port, http_ok, wait_until
 from infra.local.stack import REPO
 
