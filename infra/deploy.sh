@@ -8,7 +8,8 @@
 # --multi-model makes the endpoint a SageMaker multi-model endpoint serving the
 # models published to s3://<data bucket>/models/ (python -m model.publish); the
 # --model package is published there as default:<hash>, the model of uploads that
-# name none.
+# name none. It deploys EndpointMode=always-on, the one mode that serves several
+# models (docs/endpoint-modes.md).
 # Creates (once) a bootstrap bucket, packages the Lambda code, the image sources
 # and the model package into it, then creates or updates the stack byom-<stage>
 # from infra/cloudformation/byom.yaml and waits for it. The stack builds both
@@ -19,6 +20,8 @@
 #   infra/deploy.sh --stage prod ComputeType=SPOT MaxVcpus=256 EndpointInstanceCount=2
 # and for image and video models on a GPU endpoint (CUDA image, built only then):
 #   infra/deploy.sh --stage prod EndpointInstanceType=ml.g5.xlarge EndpointAccelerator=gpu
+# The endpoint scales to zero when idle by default; EndpointMode=always-on keeps
+# it up, EndpointMode=serverless bills per second of inference (CPU only).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -150,10 +153,13 @@ for override in ${overrides[@]+"${overrides[@]}"}; do
 done
 
 # A multi-model endpoint has no model of its own: the deployed package becomes the
-# registry's default entry, which uploads that name no model get.
+# registry's default entry, which uploads that name no model get. Only an
+# always-on endpoint serves one (the template refuses the other modes).
 default_model=""
+mode_override=()
 if [[ "$multi_model" == true ]]; then
   default_model="default:$model_hash"
+  mode_override=("EndpointMode=always-on")
 fi
 
 # ------------------------------------------------------------- stack
@@ -175,6 +181,7 @@ aws cloudformation deploy \
     "ModelDataUrl=s3://$bootstrap/$model_key" \
     "MultiModel=$multi_model" \
     "DefaultModel=$default_model" \
+    ${mode_override[@]+"${mode_override[@]}"} \
     ${overrides[@]+"${overrides[@]}"}
 
 output() {
