@@ -377,3 +377,12 @@ def test_multi_model_deploys_always_on() -> None:
     assert 'mode_override=("EndpointMode=always-on")' in text
     block = text[text.index("--parameter-overrides") :]
     assert block.index("mode_override") < block.index("overrides[@]")
+
+
+def test_the_model_role_may_write_the_components_logs() -> None:
+    # SageMaker writes an inference component's container logs to a group named
+    # after the component, beside the endpoint's.
+    resources = deployed_resources(EndpointMode="scale-to-zero")
+    logs = _allowed(resources, "ModelRole")["logs:PutLogEvents"]
+    group = "log-group:/aws/sagemaker/InferenceComponents/" + COMPONENT["Fn::Sub"] + ":*"
+    assert any(item["Fn::Sub"].endswith(group) for item in logs)
