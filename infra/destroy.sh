@@ -76,9 +76,12 @@ if aws cloudformation describe-stacks --stack-name "$stack" > /dev/null 2>&1; th
   aws cloudformation wait stack-delete-complete --stack-name "$stack"
 fi
 
-# SageMaker creates the endpoint's log group itself, outside the stack.
-aws logs delete-log-group --log-group-name "/aws/sagemaker/Endpoints/byom-$stage-model" \
-  > /dev/null 2>&1 || true
+# SageMaker creates the endpoint's log groups itself, outside the stack: the
+# endpoint's, and in scale-to-zero mode its inference component's.
+for group in "/aws/sagemaker/Endpoints/byom-$stage-model" \
+  "/aws/sagemaker/InferenceComponents/byom-$stage-model-ic"; do
+  aws logs delete-log-group --log-group-name "$group" > /dev/null 2>&1 || true
+done
 
 if aws s3api head-bucket --bucket "$bootstrap" > /dev/null 2>&1; then
   echo "Removing s3://$bootstrap/byom-$stage/"
