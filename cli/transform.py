@@ -84,7 +84,7 @@ class Api:
 
 
 class _Where(Protocol):
-    """What cli/main.py's top-level options say (its ``Where``)."""
+    """What the top-level options say (``Where`` in cli/where.py)."""
 
     endpoint_url: str | None
     stack: str | None

@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 from cli import jobs, views
 from cli import main as cli_main
 from cli.joblogs import LogLine
+from cli.progress import show_result
 from cli.target import local_target
+from cli.where import Where
 from shared.schemas import JobItem, JobState
 
 HOSTILE = "input/a[/]b [link=http://x]y[/link] [bold]z \x1b[31mred\x1b[0m \x07 \u202eevil.csv"
@@ -48,7 +50,7 @@ def _job(state: JobState = JobState.FAILED) -> JobItem:
 @pytest.fixture
 def fake_jobs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     target = local_target("http://127.0.0.1:1", region="us-east-1", log_dir=tmp_path)
-    monkeypatch.setattr(cli_main.Where, "target", lambda self: target)
+    monkeypatch.setattr(Where, "target", lambda self: target)
     monkeypatch.setattr(jobs, "recent", lambda target, limit: [_job()])
     monkeypatch.setattr(jobs, "find", lambda target, job: _job())
 
@@ -70,7 +72,7 @@ def test_status_prints_hostile_keys_and_errors_literally(fake_jobs: None, args: 
 
 def test_a_failed_job_s_error_is_printed_literally(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(typer.Exit):
-        cli_main._show_result(_job())
+        show_result(_job())
     err = capsys.readouterr().err
     assert "[link=http://x]y[/link]" in err and "[/]" in err
     assert "\x1b" not in err
