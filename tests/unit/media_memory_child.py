@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from services.inference_worker.images import DESCRIBE, MediaChunk
+from services.inference_worker.image_batches import DESCRIBE
+from services.inference_worker.images import MediaChunk
 from shared.schemas import Chunk, ChunkPlan, MediaItem, MediaPlan, MediaSourcePlan
 from shared.settings import get_settings
 
