@@ -77,7 +77,8 @@ def test_a_cancelled_job_and_its_event_have_their_own_look():
 
 
 def test_cancel_and_retry_are_a_persons_moves_outside_the_work():
-    assert {JobState.ACCEPTED, JobState.SUBMITTED, JobState.RUNNING} == CANCELLABLE
+    live = {JobState.ACCEPTED, JobState.WAITING_FOR_ENDPOINT, JobState.SUBMITTED, JobState.RUNNING}
+    assert live == CANCELLABLE
     assert {JobState.FAILED, JobState.CANCELLED} == RETRYABLE
     assert JobState.CANCELLED.terminal and not TRANSITIONS[JobState.CANCELLED]
     assert all(JobState.CANCELLED not in moves for moves in TRANSITIONS.values())

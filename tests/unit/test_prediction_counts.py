@@ -71,7 +71,9 @@ def test_the_small_file_path_checks_each_request_too(monkeypatch: pytest.MonkeyP
 
     calls: list[int] = []
 
-    def answer(runtime: object, endpoint: str, body: bytes, target: str | None = None) -> bytes:
+    def answer(
+        runtime: object, endpoint: str, body: bytes, target: str | None = None, component: str = ""
+    ) -> bytes:
         calls.append(1)
         rows = body.count(b"\n")
         return b"0.5\n" * (rows - 1 if len(calls) == 1 else rows + 1)
