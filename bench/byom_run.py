@@ -20,7 +20,8 @@ from bench.calls import Recorder, count_calls
 from bench.data import BENCH_DIR
 from bench.procs import Peaks, RssSampler
 from bench.verify import check_output
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from tests.integration.helpers import collect_done_events
 
 OUT_DIR = BENCH_DIR / "out"

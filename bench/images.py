@@ -113,7 +113,8 @@ def jpeg(rng: np.random.Generator, width: int, height: int) -> bytes:
 
 def pipeline_rate(package: Path, images: int, log_dir: Path) -> float:
     """Images a second through the local stack: manifest uploaded -> done event."""
-    from infra.local.stack import LocalStack, StackConfig
+    from infra.local.stack import LocalStack
+    from infra.local.stack_config import StackConfig
     from tests.integration.helpers import collect_done_events
 
     config = StackConfig(model_dir=package, log_dir=log_dir)

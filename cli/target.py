@@ -15,7 +15,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from infra.local.stack import REPO, StackConfig
+from infra.local.stack import REPO
+from infra.local.stack_config import StackConfig
 
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"  # make up's default port
 LOCAL_LOG_DIR = REPO / ".byom" / "logs"  # make up's default log directory

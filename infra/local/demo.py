@@ -20,7 +20,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from infra.local.stack import REPO, LocalStack, StackConfig
+from infra.local.stack import REPO, LocalStack
+from infra.local.stack_config import StackConfig
 
 SAMPLE = REPO / "model" / "sample" / "sample.csv"
 

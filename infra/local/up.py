@@ -16,7 +16,9 @@ from types import FrameType
 
 from pydantic_settings import BaseSettings
 
-from infra.local.stack import REPO, LocalStack, ModelRefused, StackConfig
+from infra.local.stack import REPO, LocalStack
+from infra.local.stack_config import StackConfig
+from infra.local.stack_readiness import ModelRefused
 from infra.local.stack_settings import STACK_DEFAULTS, WIRING
 from model.package import is_archive
 

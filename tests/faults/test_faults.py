@@ -21,7 +21,8 @@ import pytest
 
 from infra.local import resources
 from infra.local.processes import wait_until
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import generate
 from shared import naming
 from shared.jobs import JobStore

@@ -19,7 +19,8 @@ import pytest
 
 from cli import joblogs
 from infra.local.processes import wait_until
-from infra.local.stack import REPO, LocalStack, StackConfig
+from infra.local.stack import REPO, LocalStack
+from infra.local.stack_config import StackConfig
 from shared import naming, resume
 from shared.jobs import JobStore
 from shared.schemas import ChunkPlan, JobState

@@ -25,7 +25,8 @@ import pytest
 from cli import jobs
 from cli.target import local_target
 from infra.local.processes import free_port, wait_until
-from infra.local.stack import REPO, LocalStack, StackConfig
+from infra.local.stack import REPO, LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import generate
 from services.ingest.ingest import Upload, retry_job_id
 from shared import naming

@@ -19,7 +19,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.local.processes import wait_until
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import generate
 from tests.features import write_feature_csv
 

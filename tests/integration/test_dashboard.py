@@ -13,7 +13,8 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from infra.local.processes import wait_until
-from infra.local.stack import REPO, LocalStack, StackConfig
+from infra.local.stack import REPO, LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import generate
 from shared import naming
 from tests.features import write_feature_csv

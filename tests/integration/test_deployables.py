@@ -24,13 +24,12 @@ import pytest
 
 from infra.local import deployables
 from infra.local.poller import Bundle, InvocationFailed, Runtime, to_lambda_record
-from infra.local.stack import (
+from infra.local.stack import REPO, LocalStack
+from infra.local.stack_config import (
     DEAD_LETTERS,
     HANDLERS,
     REAPER_HANDLER,
-    REPO,
     WORKER_MODULE,
-    LocalStack,
     StackConfig,
 )
 from infra.local.timer import scheduled_event

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from infra.local.processes import wait_until
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import generate
 from services.scheduler import batch_jobs
 from tests.features import write_feature_csv

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from tests.integration.helpers import collect_done_events
 from tests.integration.test_flavors_served import CASES
 from tests.unit.test_model_flavors import classes

@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 from bench.vision_models import bright_box_detector, detector_manifest, write_package
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from services.inference_worker import pixels
 from tests.integration.helpers import collect_done_events, keys_under
 

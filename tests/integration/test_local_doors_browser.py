@@ -22,7 +22,8 @@ from botocore.exceptions import ClientError
 from playwright.sync_api import Browser, Response, sync_playwright
 
 from infra.local.processes import free_port
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from tests.integration.test_dashboard import CHROMIUM_ARGS, chromium  # noqa: F401
 from tests.integration.test_local_doors import send
 

@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 import xgboost
 
-from infra.local.stack import REPO, LocalStack, StackConfig
+from infra.local.stack import REPO, LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import LABEL, generate
 from model.publish import publish
 from model.train import train

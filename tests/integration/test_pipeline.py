@@ -11,7 +11,8 @@ import pytest
 import xgboost
 
 from infra.local.processes import wait_until
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import generate
 from tests.features import write_feature_csv
 from tests.integration.helpers import collect_done_events, job_item, keys_under

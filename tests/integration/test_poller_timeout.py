@@ -17,7 +17,8 @@ import pytest
 
 from infra.local import resources
 from infra.local.processes import Service, wait_until
-from infra.local.stack import HANDLERS, REPO
+from infra.local.stack import REPO
+from infra.local.stack_config import HANDLERS
 from services.ingest.ingest import handle_upload
 from shared.lambda_sqs import LambdaHandler, sqs_handler
 from shared.schemas import S3ObjectCreatedEvent

@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 import xgboost
 
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import FEATURES, LABEL, generate
 from model.publish import publish
 from tests.integration.helpers import collect_done_events

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from infra.local.processes import wait_until
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import generate
 from shared.naming import NAME_CLAIM_PREFIX, job_id_for
 from tests.features import write_feature_csv

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from tests.integration.sagemaker_jobs import (
     INSTANCE,
     ROLE,

@@ -23,7 +23,8 @@ import xgboost
 from sklearn import tree
 from sklearn.datasets import load_breast_cancer, load_iris
 
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from tests.integration.sagemaker_jobs import (
     SKLEARN_IMAGE,
     XGBOOST_IMAGE,

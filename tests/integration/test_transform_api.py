@@ -24,7 +24,8 @@ from botocore.exceptions import ClientError, WaiterError
 
 from infra.local.processes import free_port
 from infra.local.resources import _queue_arn, _route
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from shared import aws
 from shared.settings import get_settings
 from shared.transform import TransformObject, object_job_id

@@ -21,7 +21,8 @@ import pytest
 
 from cli import transform
 from infra.local.processes import Service, free_port, wait_until
-from infra.local.stack import REPO, LocalStack, StackConfig
+from infra.local.stack import REPO, LocalStack
+from infra.local.stack_config import StackConfig
 from shared.transform import TransformObject
 from tests.integration.sagemaker_jobs import tar_gz
 

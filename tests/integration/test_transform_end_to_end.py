@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from infra.local.resources import _queue_arn, _route
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from tests.integration.helpers import with_cell
 from tests.integration.sagemaker_jobs import (
     INSTANCE,

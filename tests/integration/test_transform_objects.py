@@ -26,7 +26,8 @@ import pytest
 import xgboost
 
 from infra.local.processes import wait_until
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.stack import LocalStack
+from infra.local.stack_config import StackConfig
 from model.data import generate
 from model.publish import publish
 from model.train import train

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.local import demo
-from infra.local.stack import StackConfig
+from infra.local.stack_config import StackConfig
 
 
 class Started(Exception):

@@ -58,7 +58,7 @@ def test_context_counts_down():
 
 
 def test_local_functions_run_with_the_templates_timeouts_and_batch_sizes():
-    from infra.local.stack import DEAD_LETTERS, HANDLERS
+    from infra.local.stack_config import DEAD_LETTERS, HANDLERS
     from tests.unit.test_template import load_template
 
     template = load_template()["Resources"]
@@ -84,7 +84,7 @@ def test_local_queues_outlast_their_functions_as_the_templates_do():
     # Lambda refuses a mapping whose queue's visibility is shorter than the
     # function's timeout: a message would come back while it is still running.
     from infra.local.resources import QUEUES
-    from infra.local.stack import HANDLERS, StackConfig
+    from infra.local.stack_config import HANDLERS, StackConfig
     from tests.unit.test_template import load_template
 
     template = load_template()["Resources"]
@@ -101,7 +101,7 @@ def test_local_dead_letter_queues_outlast_their_function_as_the_templates_do():
     import inspect
 
     from infra.local.resources import QUEUES, bootstrap
-    from infra.local.stack import DEAD_LETTERS
+    from infra.local.stack_config import DEAD_LETTERS
     from tests.unit.test_template import load_template
 
     template = load_template()["Resources"]

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.local.stack import REPO, LocalStack, StackConfig
+from infra.local.stack import REPO, LocalStack
+from infra.local.stack_config import StackConfig
 from shared.otel_export import ALSO_EXPORT_VARIABLE
 
 USER = {

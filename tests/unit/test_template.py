@@ -284,7 +284,8 @@ def test_all_services_get_the_same_values() -> None:
 
 def test_local_stack_names_the_same_settings(tmp_path: Path) -> None:
     from infra.local.resources import Resources
-    from infra.local.stack import LocalStack, StackConfig
+    from infra.local.stack import LocalStack
+    from infra.local.stack_config import StackConfig
 
     stack = LocalStack(StackConfig(model_dir=tmp_path, log_dir=tmp_path))
     stack.resources = Resources(
@@ -432,7 +433,7 @@ def test_queues_have_dead_letters_encryption_and_sized_visibility() -> None:
 
 
 def test_local_pollers_run_functions_as_the_template_does() -> None:
-    from infra.local.stack import DEAD_LETTERS, HANDLERS
+    from infra.local.stack_config import DEAD_LETTERS, HANDLERS
 
     mappings = resources("AWS::Lambda::EventSourceMapping")
     local = {**HANDLERS, "dead-letters": DEAD_LETTERS}
