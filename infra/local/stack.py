@@ -11,22 +11,26 @@ runs in) pass through, the stack's wiring winning over them
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import socket
 import sys
 import tempfile
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 from infra.local import resources
-from infra.local.poller import BUNDLE_PATH_VARIABLE, BUNDLE_PYTHON_VARIABLE, Bundle
+from infra.local.poller import BUNDLE_PATH_VARIABLE, BUNDLE_PYTHON_VARIABLE
 from infra.local.processes import Service, free_port, http_ok, wait_until
+from infra.local.stack_config import (
+    DEAD_LETTERS,
+    HANDLERS,
+    REAPER_HANDLER,
+    WORKER_COMMAND,
+    WORKER_MODULE,
+    StackConfig,
+)
+from infra.local.stack_readiness import model_ready, port_open
 from infra.local.stack_settings import (
     STACK_DEFAULTS,
     WIRING,
@@ -36,81 +40,6 @@ from infra.local.stack_settings import (
 from shared.otel_export import ALSO_EXPORT_VARIABLE
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Function(NamedTuple):
-    """A Lambda function as the template configures it: handler, timeout, batch size."""
-
-    handler: str
-    timeout_seconds: int
-    batch_size: int
-
-
-# Ingest (reads and inflates the upload) and status (assembles the output) take
-# one message per invocation: a slow upload must not time out a batch of others.
-HANDLERS = {
-    "ingest": Function("services.ingest.handler:handler", 120, 1),
-    "scheduler": Function("services.scheduler.handler:handler", 60, 1),
-    "status": Function("services.status.handler:handler", 300, 1),
-}
-DEAD_LETTERS = Function("services.status.dead_letter_handler:handler", 60, 10)
-REAPER_HANDLER = "services.status.reaper_handler:handler"
-WORKER_MODULE = "services.inference_worker.main"
-WORKER_COMMAND = f"{sys.executable} -m {WORKER_MODULE}"
-
-
-@dataclass
-class StackConfig:
-    model_dir: Path
-    moto_port: int = 0  # 0: any free port
-    bucket: str = "byom-local"
-    region: str = "us-east-1"
-    jobs_table: str = "byom-jobs"
-    sagemaker_table: str = "byom-sagemaker"
-    event_bus: str = "byom-events"
-    endpoint_name: str = "byom-model"
-    batch_parallel: int = 8  # children at once; they mostly wait on I/O
-    # As the template sizes it: six times the longest function timeout (status's
-    # 300 s), so no queue hands a message on while its function still runs.
-    visibility_timeout: int = 1800
-    max_receive_count: int = 5
-    reaper_every_seconds: float = 30.0
-    log_dir: Path | None = None
-    settings: dict[str, str] = field(default_factory=dict)  # extra BYOM_* for the services
-    # The environment the user started the stack in (make up: its own), whose
-    # BYOM_* and OTEL_* settings the services get (see user_settings); `settings`
-    # and the stack's wiring win over it. Empty for tests: they set `settings`.
-    user_env: dict[str, str] = field(default_factory=dict)
-    # What deploys, instead of the working tree (infra/local/deployables.py): the
-    # functions from their bundle, the worker and the model server from their
-    # images' Python (each a command that runs `python -m MODULE` there).
-    lambda_bundle: Bundle | None = None
-    worker_command: list[str] | None = None
-    model_server_command: list[str] | None = None
-    model_server_env: dict[str, str] = field(default_factory=dict)
-    dashboard_port: int = 0  # 0: any free port
-
-
-class ModelRefused(RuntimeError):
-    """The model server is up but refuses the package; the message says why."""
-
-
-def _model_ready(port: int, package: Path) -> bool:
-    """Whether the model server answers /ping; raises `ModelRefused` at once when it
-    answers that it cannot serve the package (waiting would not change that)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-            return bool(200 <= response.status < 300)
-    except urllib.error.HTTPError as answer:
-        if answer.code != 500:
-            return False
-        try:
-            reason = json.loads(answer.read() or b"{}").get("error") or "no reason given"
-        except ValueError:
-            reason = "no reason given"
-        raise ModelRefused(f"the model server refuses {package}: {reason}") from None
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 class LocalStack:
@@ -276,7 +205,7 @@ class LocalStack:
 
     def _wait_for_model_server(self, model: Service) -> None:
         wait_until(
-            lambda: model.check_alive() and _model_ready(self.model_port, self.config.model_dir),
+            lambda: model.check_alive() and model_ready(self.model_port, self.config.model_dir),
             timeout=60,
             what="model server",
         )
@@ -391,7 +320,7 @@ class LocalStack:
         )
         self._wait_for_model_server(model)
         wait_until(
-            lambda: batch.check_alive() and _port_open(self.batch_port),
+            lambda: batch.check_alive() and port_open(self.batch_port),
             timeout=30,
             what="local Batch",
         )
@@ -437,9 +366,3 @@ class LocalStack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
