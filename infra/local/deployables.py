@@ -17,6 +17,7 @@ repository's ``.venv-deployables/``) by a hash of what they are made from.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
 import shutil
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import sysconfig
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,8 +171,33 @@ def pip_arguments(arguments: tuple[str, ...], context: Path) -> list[str]:
     return out
 
 
-def image(dockerfile: Path, cache: Path = CACHE, context: Path = REPO) -> Image:
-    """The image's Python, built as its Dockerfile builds it (cached by its inputs)."""
+def pip_install(venv: Path, arguments: Sequence[str]) -> None:
+    """``pip install arguments`` into ``venv``, by this interpreter's pip."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+         "install", "--quiet", "--disable-pip-version-check", *arguments],
+        check=True,
+    )  # fmt: skip
+
+
+# How an image's venv gets one ``pip install`` line: the venv, the line's arguments, and
+# pip itself (for what the installer cannot do otherwise).
+Installer = Callable[[Path, Sequence[str], Callable[[Sequence[str]], None]], None]
+
+
+def _pip_only(venv: Path, arguments: Sequence[str], pip: Callable[[Sequence[str]], None]) -> None:
+    pip(arguments)
+
+
+def image(
+    dockerfile: Path, cache: Path = CACHE, context: Path = REPO, install: Installer = _pip_only
+) -> Image:
+    """The image's Python, built as its Dockerfile builds it (cached by its inputs).
+
+    ``install`` may put a line's distributions there otherwise than pip does (the
+    tests link the ones ``.venv`` already holds: tests/integration/venv_links.py), as
+    long as the venv ends up holding what pip would have installed.
+    """
     parsed = parse_dockerfile(dockerfile)
     installs = [pip_arguments(arguments, context) for arguments in parsed.installs]
     digest = hashlib.sha256(repr((installs, sys.version)).encode())
@@ -184,11 +211,7 @@ def image(dockerfile: Path, cache: Path = CACHE, context: Path = REPO) -> Image:
         base = getattr(sys, "_base_executable", sys.executable)
         subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
         for arguments in installs:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-                 "install", "--quiet", "--disable-pip-version-check", *arguments],
-                check=True,
-            )  # fmt: skip
+            install(venv, arguments, functools.partial(pip_install, venv))
         (venv / ".installed").touch()
     app = cache / f"{venv.name}-app"
     shutil.rmtree(app, ignore_errors=True)  # the sources change between runs

@@ -6,7 +6,9 @@ queue-driven handlers, the reaper, and SageMaker's API behind its function URL);
 worker and the model server run from fresh venvs holding exactly their Dockerfiles'
 ``pip install`` lines and app folders holding exactly their ``COPY`` lines. A module
 missing from any of them fails here. (The first run installs them, a minute or two;
-later runs reuse ``.venv-deployables/`` while the lock and the Dockerfiles stay.)
+later runs reuse ``.venv-deployables/`` while the lock and the Dockerfiles stay; the
+images' distributions that ``.venv`` holds at the same version are hard-linked from it
+rather than installed again: tests/integration/venv_links.py.)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from model.data import generate
 from tests.features import write_feature_csv
 from tests.integration.helpers import collect_done_events, job_item
 from tests.integration.test_pipeline import expected_predictions
+from tests.integration.venv_links import install as linked
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +52,8 @@ def built(tmp_path_factory):
     work = tmp_path_factory.mktemp("deployables")
     return {
         "lambda": deployables.lambda_runtime(work / "lambda"),
-        "worker": deployables.image(REPO / "services/inference_worker/Dockerfile"),
-        "server": deployables.image(REPO / "model/server/Dockerfile"),
+        "worker": deployables.image(REPO / "services/inference_worker/Dockerfile", install=linked),
+        "server": deployables.image(REPO / "model/server/Dockerfile", install=linked),
     }
 
 
