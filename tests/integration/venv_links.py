@@ -61,14 +61,16 @@ def _requirement_lines(path: Path) -> list[str] | None:
 
 def _parse(arguments: Sequence[str]) -> tuple[bool, list[Requirement], list[Requirement]] | None:
     """(no-deps, requirements, constraints) of pip install arguments; None if unsupported."""
-    no_deps, wanted, constraints = False, [], []
+    no_deps = False
+    wanted: list[Requirement] = []
+    constraints: list[Requirement] = []
     words = iter(arguments)
     try:
         for word in words:
             if word in _HARMLESS or word.startswith(f"{_ONLY_BINARY}="):
                 continue
             if word == _ONLY_BINARY:
-                next(words)
+                next(words)  # wheels only: what is installed here came from wheels too
             elif word == "--no-deps":
                 no_deps = True
             elif word in ("-c", "--constraint", "-r", "--requirement"):
@@ -84,6 +86,17 @@ def _parse(arguments: Sequence[str]) -> tuple[bool, list[Requirement], list[Requ
     except (StopIteration, InvalidRequirement, OSError):
         return None
     return no_deps, wanted, constraints
+
+
+def _only_binary(arguments: Sequence[str]) -> list[str]:
+    """The ``--only-binary`` options among ``arguments``, in either spelling."""
+    kept: list[str] = []
+    for index, word in enumerate(arguments):
+        if word.startswith(f"{_ONLY_BINARY}="):
+            kept.append(word)
+        elif word == _ONLY_BINARY and index + 1 < len(arguments):
+            kept += [word, arguments[index + 1]]
+    return kept
 
 
 def _applies(requirement: Requirement, extras: Iterable[str]) -> bool:
@@ -202,9 +215,8 @@ def install(venv: Path, arguments: Sequence[str], pip: Pip) -> None:
             return
         link(dists, venv)
         rest = [str(r) for r in wanted if r not in linkable]
-        options = [word for word in arguments if word.startswith("--only-binary")]
         if rest:
-            pip(["--no-deps", *options, *rest])
+            pip(["--no-deps", *_only_binary(arguments), *rest])
         return
     closure = _closure(wanted, constraints, here)
     if closure is None or any(_files(dist) is None for dist in closure):
