@@ -185,13 +185,16 @@ def _link_one(source: Path, target: Path, python: Path) -> None:
         shutil.copy2(source, target)
 
 
-def link(dists: Iterable[metadata.Distribution], venv: Path) -> None:
-    """Hard-link each distribution's files into ``venv`` where pip would put them."""
+def link(dists: Iterable[metadata.Distribution], venv: Path, requested: set[str]) -> None:
+    """Hard-link each distribution's files into ``venv`` where pip would put them; pip
+    marks the ones named on its command line (``requested``) with a REQUESTED file."""
     source_site = Path(sysconfig.get_paths()["purelib"])
     target_site = _site_packages(venv)
     python = venv / "bin" / "python"
     for dist in dists:
         for source in _files(dist) or []:
+            if source.name == "REQUESTED" and canonical(dist.metadata["Name"]) not in requested:
+                continue
             relative = os.path.relpath(source, source_site)
             target = Path(os.path.normpath(target_site / relative))
             if not target.is_relative_to(venv):
@@ -213,7 +216,7 @@ def install(venv: Path, arguments: Sequence[str], pip: Pip) -> None:
         if any(_files(dist) is None for dist in dists):
             pip(arguments)
             return
-        link(dists, venv)
+        link(dists, venv, {canonical(r.name) for r in linkable})
         rest = [str(r) for r in wanted if r not in linkable]
         if rest:
             pip(["--no-deps", *_only_binary(arguments), *rest])
@@ -222,4 +225,4 @@ def install(venv: Path, arguments: Sequence[str], pip: Pip) -> None:
     if closure is None or any(_files(dist) is None for dist in closure):
         pip(arguments)
         return
-    link(closure, venv)
+    link(closure, venv, {canonical(r.name) for r in wanted})
