@@ -2,8 +2,9 @@
 
 The SDK's pins clash with byom's (protobuf<7, attrs<26), so it cannot share `.venv`.
 The first test that needs it builds `.venv-sagemaker` (gitignored) from
-`tests/integration/sagemaker-sdk.lock` with `pip install --no-deps` and reuses it
-while the lock is unchanged; a machine that cannot reach a package index skips
+`tests/integration/sagemaker-sdk.lock` as `pip install --no-deps` would (the pins `.venv`
+holds at the same version linked from it: venv_links.py) and reuses it while the lock
+is unchanged; a machine that cannot reach a package index skips
 those tests, saying why. A test hands the SDK a script to run there, with the
 stack's endpoint as `AWS_ENDPOINT_URL` so every client the SDK makes is local.
 """
@@ -15,12 +16,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.local.stack import REPO
+from tests.integration import venv_links
 
 SDK_VENV = REPO / ".venv-sagemaker"
 SDK_LOCK = Path(__file__).with_name("sagemaker-sdk.lock")
@@ -46,14 +49,19 @@ def sdk_python() -> Path:
     if python.exists() and _MARKER.exists() and _MARKER.read_text() == _lock_digest():
         return python
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(SDK_VENV)], check=True)
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(SDK_LOCK)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if install.returncode != 0:
-        pytest.skip(f"cannot install the SageMaker Python SDK: {install.stderr[-800:]}")
+
+    def pip(arguments: Sequence[str]) -> None:
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if install.returncode != 0:
+            pytest.skip(f"cannot install the SageMaker Python SDK: {install.stderr[-800:]}")
+
+    # The pins .venv holds at the same version are linked from it, pip fetches the rest.
+    venv_links.install(SDK_VENV, ["--no-deps", "-r", str(SDK_LOCK)], pip)
     _MARKER.write_text(_lock_digest())
     return python
 
