@@ -195,6 +195,8 @@ def link(dists: Iterable[metadata.Distribution], venv: Path, requested: set[str]
         for source in _files(dist) or []:
             if source.name == "REQUESTED" and canonical(dist.metadata["Name"]) not in requested:
                 continue
+            if source.name == "direct_url.json":  # pip from an index writes none
+                continue
             relative = os.path.relpath(source, source_site)
             target = Path(os.path.normpath(target_site / relative))
             if not target.is_relative_to(venv):
