@@ -61,17 +61,7 @@ def submit_command(
     out = views.console()
     submitted = submit.upload(target, file, object_key, metadata)
     out.print(views.plain(f"uploaded {file} to {submitted.uri}\njob {submitted.job_id}"))
-    if not wait:
-        out.print(f"follow it with: byom status {submitted.job_id}")
-        return
-    try:
-        job = show_progress(target, submitted.job_id, timeout)
-    except KeyboardInterrupt:
-        out.print(f"stopped watching; the job goes on: byom status {submitted.job_id}")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except TimeoutError as exc:
-        fail(f"{exc}; it may still finish: byom status {submitted.job_id}")
-    show_result(job)
+    follow(target, submitted.job_id, wait=wait, timeout=timeout)
 
 
 def status(
@@ -166,17 +156,23 @@ def retry(
             f"{left} of {retried.chunk_count} chunks to score"
         )
     )
+    follow(target, retried.job_id, wait=wait, timeout=timeout)
+
+
+def follow(target: Target, job_id: str, *, wait: bool, timeout: float | None) -> None:
+    """Show the job's progress until it ends (``wait``), or how to follow it."""
+    out = views.console()
     if not wait:
-        out.print(f"follow it with: byom status {retried.job_id}")
+        out.print(f"follow it with: byom status {job_id}")
         return
     try:
-        final = show_progress(target, retried.job_id, timeout)
+        job = show_progress(target, job_id, timeout)
     except KeyboardInterrupt:
-        out.print(f"stopped watching; the job goes on: byom status {retried.job_id}")
+        out.print(f"stopped watching; the job goes on: byom status {job_id}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except TimeoutError as exc:
-        fail(f"{exc}; it may still finish: byom status {retried.job_id}")
-    show_result(final)
+        fail(f"{exc}; it may still finish: byom status {job_id}")
+    show_result(job)
 
 
 def _find(target: Target, job: str) -> JobItem:

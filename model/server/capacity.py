@@ -40,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from model.server.problems import Problem, ServiceError, read_json
+from model.server.problems import Problem, ServiceError, control_refusal, read_json
 from model.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -219,15 +219,10 @@ async def control(request: web.Request) -> web.Response:
         try:
             document = await read_json(request)
         except Problem as problem:
-            return web.json_response(
-                {"error": f"expected {EXPECTED}: {problem.message}"}, status=problem.status
-            )
+            return control_refusal(EXPECTED, problem.message, problem.status)
         copies = document.get("copies") if isinstance(document, dict) else None
         if not isinstance(copies, int) or isinstance(copies, bool) or copies < 0:
-            return web.json_response(
-                {"error": f"expected {EXPECTED}: copies is a whole number, 0 or more"},
-                status=400,
-            )
+            return control_refusal(EXPECTED, "copies is a whole number, 0 or more")
         capacity.set_desired(copies)
     return web.json_response(capacity.document())
 

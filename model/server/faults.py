@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from model.server.problems import Problem, read_json
+from model.server.problems import Problem, control_refusal, read_json
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,11 @@ async def set_faults(request: web.Request) -> web.Response:
         try:
             document = await read_json(request)
         except Problem as problem:
-            return web.json_response(
-                {"error": f"expected {EXPECTED}: {problem.message}"}, status=problem.status
-            )
+            return control_refusal(EXPECTED, problem.message, problem.status)
         try:
             status, count = int(document["status"]), int(document["count"])
         except (ValueError, KeyError, TypeError) as exc:
-            return web.json_response({"error": f"expected {EXPECTED}: {exc}"}, status=400)
+            return control_refusal(EXPECTED, str(exc))
         if count < 0 or (count and not 400 <= status <= 599):
             return web.json_response(
                 {"error": "status must be within 400-599 and count at least 0"}, status=400

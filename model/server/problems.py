@@ -104,3 +104,9 @@ async def read_json(request: web.Request) -> Any:
         return await request.json()
     except ValueError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}") from exc
+
+
+def control_refusal(expected: str, why: str, status: int = 400) -> web.Response:
+    """A local control route's answer to a document it cannot take: what it expects,
+    and why this one is not it."""
+    return web.json_response({"error": f"expected {expected}: {why}"}, status=status)
