@@ -46,7 +46,10 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy .
 
-test: lint typecheck docs model iac-venv browser
+# The checks and what the tests need, two at a time (the type check keeps one core
+# busy while the scanners' venv mostly waits on downloads), then the tests.
+test: venv browser
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck docs model iac-venv
 	$(PY) -m pytest
 
 # The documentation site (docs/, mkdocs.yml) into build/site; --strict fails on a broken
