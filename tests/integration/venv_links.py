@@ -154,10 +154,15 @@ def _exact(requirement: Requirement, here: dict[str, metadata.Distribution]) -> 
 
 
 def _files(dist: metadata.Distribution) -> list[Path] | None:
-    """The distribution's installed files (RECORD); None if any besides bytecode is gone."""
+    """The distribution's installed files (RECORD); None if any besides bytecode is gone
+    or lies outside the venv."""
     found = []
+    site = sysconfig.get_paths()["purelib"]
     for entry in dist.files or []:
         path = Path(str(dist.locate_file(entry)))
+        # Deeper than lib/pythonX.Y/site-packages goes: outside any venv, pip's to place.
+        if os.path.relpath(path, site).startswith(f"..{os.sep}" * 4):
+            return None
         if path.is_file():
             found.append(path)
         elif path.suffix != ".pyc":
