@@ -3,7 +3,8 @@
 Every process of the local stack exports its spans here
 (``OTEL_EXPORTER_OTLP_ENDPOINT``), as they would go to X-Ray on AWS. Spans are
 kept in memory for the dashboard and tests, newest traces kept first when the
-cap is reached, and appended to a JSON Lines file for anyone to read.
+cap is reached, and appended to a JSON Lines file for anyone to read (past
+``MAX_FILE_BYTES`` it moves to ``<name>.1`` and a new one starts).
 
 It listens on 127.0.0.1, where web pages can send it requests too: like every
 local server it answers only this machine's own clients (``shared.loopback``);
@@ -47,6 +48,9 @@ log = logging.getLogger("byom.local.otlp")
 PROTOBUF = "application/x-protobuf"
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 MAX_SPANS = 200_000  # in memory; the oldest traces go first past this
+# On disk: past this the file moves to <name>.1 (replacing the one before) and a new
+# one starts, so a stack left up for weeks keeps at most twice this of spans.
+MAX_FILE_BYTES = 256 * 1024 * 1024
 _HEX_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _XRAY_TRACE_ID = re.compile(r"^1-([0-9a-f]{8})-([0-9a-f]{24})$")
 
@@ -120,12 +124,16 @@ class SpanStore:
     their entries in the job index (which therefore never names more jobs than there
     are spans held); a single trace past the cap keeps its newest spans."""
 
-    def __init__(self, path: Path | None, max_spans: int = MAX_SPANS) -> None:
+    def __init__(
+        self, path: Path | None, max_spans: int = MAX_SPANS, max_file_bytes: int = MAX_FILE_BYTES
+    ) -> None:
         self.traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.jobs: dict[str, set[str]] = {}  # job id -> ids of held traces naming it
         self._jobs_of_trace: dict[str, set[str]] = {}  # the same index, the other way
         self.count = 0
         self.max_spans = max_spans
+        self.path = path
+        self.max_file_bytes = max_file_bytes
         self._file: IO[str] | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +152,8 @@ class SpanStore:
             # One write per request, so a reader never sees half of a line's batch.
             self._file.write("".join(json.dumps(span) + "\n" for span in spans))
             self._file.flush()
+            if self._file.tell() > self.max_file_bytes:
+                self._rotate()
         while self.count > self.max_spans and len(self.traces) > 1:
             trace_id, dropped = self.traces.popitem(last=False)
             self.count -= len(dropped)
@@ -152,6 +162,14 @@ class SpanStore:
             only = next(iter(self.traces.values()))
             del only[: self.count - self.max_spans]
             self.count = len(only)
+
+    def _rotate(self) -> None:
+        """The full file becomes ``<name>.1``, the one before it goes, and a new one
+        starts: whole batches on both sides, since it turns between two writes."""
+        assert self._file is not None and self.path is not None
+        self._file.close()
+        self.path.replace(self.path.with_name(self.path.name + ".1"))
+        self._file = self.path.open("a", encoding="utf-8")
 
     def _forget(self, trace_id: str) -> None:
         for job_id in self._jobs_of_trace.pop(trace_id, set()):

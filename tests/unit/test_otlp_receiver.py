@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import zlib
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -144,3 +146,21 @@ def test_a_job_named_by_several_traces_keeps_the_ones_still_held(jobs_per_trace:
     held = {trace_id for trace_id in store.traces}
     assert {span["trace_id"] for span in store.of_job("job-shared")} == held
     assert set(store.jobs["job-shared"]) == held
+
+
+def test_the_span_file_turns_over_instead_of_growing_without_end(tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    store = SpanStore(path, max_file_bytes=2_000)
+    for number in range(200):  # about 20 KB of spans in all
+        store.add([{"trace_id": f"{number:032x}", "span_id": f"{number:016x}",
+                    "start_ns": number, "attributes": {}}])  # fmt: skip
+    store.close()
+    older = path.with_name("spans.jsonl.1")
+    # Two files at most, each at most the bound and one batch, each of whole lines.
+    assert older.exists() and not path.with_name("spans.jsonl.2").exists()
+    for file in (path, older):
+        text = file.read_text()
+        assert len(text.encode()) <= 2_000 + 200
+        assert all(json.loads(line)["trace_id"] for line in text.splitlines())
+    newest = json.loads(path.read_text().splitlines()[-1])
+    assert newest["trace_id"] == f"{199:032x}"  # nothing was lost from the newest
