@@ -26,7 +26,9 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
 
 class LambdaContext:
@@ -48,19 +50,20 @@ class LambdaContext:
         return max(0, int((self.timeout_seconds - elapsed) * 1000))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--path", action="append", default=[])
-    parser.add_argument("handler")
-    parser.add_argument("function_name")
-    parser.add_argument("timeout_seconds", type=int)
-    args = parser.parse_args()
-    sys.path[:0] = args.path
-    conn = Connection(socket.socket(fileno=args.fd).detach())
+def load_handler(spec: str) -> Callable[[Any, Any], Any]:
+    """``module:attribute`` (``handler`` when no attribute is named), imported."""
+    module_name, _, attribute = spec.partition(":")
+    handler: Callable[[Any, Any], Any] = getattr(
+        importlib.import_module(module_name), attribute or "handler"
+    )
+    return handler
+
+
+def serve(spec: str, function_name: str, timeout_seconds: int, conn: Connection) -> None:
+    """The execution environment: import the handler, then run one event at a time.
+    The poller's in-process runtimes and a bundle's bootstrap run this same loop."""
     try:
-        module_name, _, attribute = args.handler.partition(":")
-        handler = getattr(importlib.import_module(module_name), attribute or "handler")
+        handler = load_handler(spec)
     except BaseException:
         conn.send(("init_error", traceback.format_exc()))
         return
@@ -70,11 +73,28 @@ def main() -> None:
             event = conn.recv()
         except EOFError:  # the poller is gone
             return
-        context = LambdaContext(args.function_name, args.timeout_seconds)
+        context = LambdaContext(function_name, timeout_seconds)
         try:
             conn.send(("ok", handler(event, context) or {}))
         except Exception:
             conn.send(("error", traceback.format_exc()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--path", action="append", default=[])
+    parser.add_argument("handler")
+    parser.add_argument("function_name")
+    parser.add_argument("timeout_seconds", type=int)
+    args = parser.parse_args()
+    sys.path[:0] = args.path
+    serve(
+        args.handler,
+        args.function_name,
+        args.timeout_seconds,
+        Connection(socket.socket(fileno=args.fd).detach()),
+    )
 
 
 if __name__ == "__main__":

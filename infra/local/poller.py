@@ -22,7 +22,6 @@ the functions run from exactly what ``infra/deploy.sh`` uploads.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import multiprocessing
 import os
@@ -30,10 +29,8 @@ import signal
 import socket
 import subprocess
 import time
-import traceback
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -43,28 +40,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from infra.local.lambda_bootstrap import serve
+
 log = logging.getLogger("byom.local.poller")
-
-Handler = Callable[[dict[str, Any], Any], Any]
-
-
-@dataclass
-class LambdaContext:
-    """The parts of Lambda's context object that handlers and Powertools read."""
-
-    function_name: str
-    timeout_seconds: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = ""
-    log_group_name: str = ""
-    log_stream_name: str = ""
-    _started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        elapsed = time.monotonic() - self._started
-        return max(0, int((self.timeout_seconds - elapsed) * 1000))
 
 
 def to_lambda_record(message: Any, queue_arn: str, region: str) -> dict[str, Any]:
@@ -88,12 +66,6 @@ def to_lambda_record(message: Any, queue_arn: str, region: str) -> dict[str, Any
         "eventSourceARN": queue_arn,
         "awsRegion": region,
     }
-
-
-def load_handler(spec: str) -> Handler:
-    module_name, _, attribute = spec.partition(":")
-    handler: Handler = getattr(importlib.import_module(module_name), attribute or "handler")
-    return handler
 
 
 # Lambda gives a function's initialisation (imports, module-level set-up) 10 s;
@@ -152,26 +124,6 @@ class InvocationFailed(Exception):
     """The handler raised, timed out or died: the whole batch goes back to the queue."""
 
 
-def _serve(spec: str, function_name: str, timeout_seconds: int, conn: Connection) -> None:
-    """The execution environment: import the handler, then run one event at a time."""
-    try:
-        handler = load_handler(spec)
-    except BaseException:
-        conn.send(("init_error", traceback.format_exc()))
-        return
-    conn.send(("ready", None))
-    while True:
-        try:
-            event = conn.recv()
-        except EOFError:  # the poller is gone
-            return
-        context = LambdaContext(function_name=function_name, timeout_seconds=timeout_seconds)
-        try:
-            conn.send(("ok", handler(event, context) or {}))
-        except Exception:
-            conn.send(("error", traceback.format_exc()))
-
-
 class Runtime:
     """One Lambda execution environment for ``spec``, in a child process.
 
@@ -204,7 +156,7 @@ class Runtime:
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         process = context.Process(
-            target=_serve,
+            target=serve,
             args=(self.spec, self.function_name, self.timeout_seconds, child),
             name=f"{self.function_name}-runtime",
             daemon=True,

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
-from infra.local.poller import LambdaContext, to_lambda_record
+from infra.local.lambda_bootstrap import LambdaContext
+from infra.local.poller import to_lambda_record
 from shared.lambda_sqs import sqs_handler
 
 MESSAGE = {
