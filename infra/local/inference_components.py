@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from shared.errors import ByomError
+from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_PREFIX = "SageMaker."
 CONTROL_PATH = "/_byom/inference-component"
 RUNTIME_URL_VARIABLE = "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"
-# moto's account, which every ARN the local stack hands out carries.
-DEFAULT_ACCOUNT = "123456789012"
 VARIANT_NAME = "AllTraffic"
 # SageMaker's bound on InferenceComponentName (1 to 63 characters).
 MAX_NAME = 63
@@ -57,9 +56,8 @@ class Refused(ByomError):
 
 
 def _arn(kind: str, name: str) -> str:
-    region = os.environ.get("BYOM_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    account = os.environ.get("BYOM_ACCOUNT_ID") or DEFAULT_ACCOUNT
-    return f"arn:aws:sagemaker:{region}:{account}:{kind}/{name}"
+    settings = get_settings()
+    return f"arn:aws:sagemaker:{settings.region}:{settings.account_id}:{kind}/{name}"
 
 
 def _model_server(document: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -111,7 +109,7 @@ def _hosted(request: dict[str, Any]) -> dict[str, Any]:
 
 def describe_inference_component(request: dict[str, Any]) -> dict[str, Any]:
     hosted = _hosted(request)
-    endpoint = os.environ.get("BYOM_ENDPOINT_NAME", "byom-model")
+    endpoint = get_settings().endpoint_name
     return {
         "InferenceComponentName": hosted["name"],
         "InferenceComponentArn": _arn("inference-component", hosted["name"]),
