@@ -219,7 +219,7 @@ def build_app(settings: ServerSettings) -> web.Application:
     if (component := Capacity.from_settings(settings)) is not None:
         app[CAPACITY] = component
         if settings.fault_api_enabled:
-            capacity.add_routes(app, component)
+            capacity.add_routes(app)
 
     async def shutdown(app: web.Application) -> None:
         app[STATE].executor.shutdown(wait=False, cancel_futures=True)

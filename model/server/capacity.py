@@ -40,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from model.server.problems import Problem, ServiceError, control_refusal, read_json
+from model.server.problems import ServiceError, control_document, control_refusal
 from model.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -216,10 +216,9 @@ async def control(request: web.Request) -> web.Response:
     """`GET`: the component's counts; `POST {"copies": n}`: set the desired count."""
     capacity = request.app[CAPACITY]
     if request.method == "POST":
-        try:
-            document = await read_json(request)
-        except Problem as problem:
-            return control_refusal(EXPECTED, problem.message, problem.status)
+        document = await control_document(request, EXPECTED)
+        if isinstance(document, web.Response):
+            return document
         copies = document.get("copies") if isinstance(document, dict) else None
         if not isinstance(copies, int) or isinstance(copies, bool) or copies < 0:
             return control_refusal(EXPECTED, "copies is a whole number, 0 or more")
@@ -227,7 +226,7 @@ async def control(request: web.Request) -> web.Response:
     return web.json_response(capacity.document())
 
 
-def add_routes(app: web.Application, capacity: Capacity) -> None:
-    app[CAPACITY] = capacity
+def add_routes(app: web.Application) -> None:
+    """The control route, for the component the app already holds (``CAPACITY``)."""
     app.router.add_get(CONTROL_PATH, control)
     app.router.add_post(CONTROL_PATH, control)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from model.server.problems import Problem, control_refusal, read_json
+from model.server.problems import control_document, control_refusal
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,9 @@ async def set_faults(request: web.Request) -> web.Response:
     """Tests only: make the next `count` invocations answer `status`."""
     faults = request.app[FAULTS]
     if request.method == "POST":
-        try:
-            document = await read_json(request)
-        except Problem as problem:
-            return control_refusal(EXPECTED, problem.message, problem.status)
+        document = await control_document(request, EXPECTED)
+        if isinstance(document, web.Response):
+            return document
         try:
             status, count = int(document["status"]), int(document["count"])
         except (ValueError, KeyError, TypeError) as exc:

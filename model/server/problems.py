@@ -110,3 +110,12 @@ def control_refusal(expected: str, why: str, status: int = 400) -> web.Response:
     """A local control route's answer to a document it cannot take: what it expects,
     and why this one is not it."""
     return web.json_response({"error": f"expected {expected}: {why}"}, status=status)
+
+
+async def control_document(request: web.Request, expected: str) -> Any:
+    """A local control route's JSON body, or the refusal to answer with (a
+    ``web.Response``) when it is not JSON of the right type."""
+    try:
+        return await read_json(request)
+    except Problem as problem:
+        return control_refusal(expected, problem.message, problem.status)
