@@ -115,11 +115,13 @@ def submit_array(
     return response["jobId"]
 
 
-def wake_endpoint(job: JobItem, store: JobStore, settings: Settings, sagemaker: Any) -> JobItem:
+def wake_endpoint(
+    job: JobItem, store: JobStore, settings: Settings, sagemaker: Any | None
+) -> JobItem:
     """The job, marked ``WAITING_FOR_ENDPOINT`` if its endpoint had no capacity (and
     was asked for some); unchanged otherwise."""
     with tracing.span("endpoint wake", **tracing.job_attributes(job.job_id)) as current:
-        found = wake.capacity(settings, sagemaker)
+        found = wake.capacity(settings, sagemaker or aws.sagemaker())
         if found is None or found.copies > 0:
             return job
         current.set_attribute("byom.endpoint.woken", found.woken)
@@ -147,7 +149,7 @@ def schedule(
         return None
     plan = read_plan(request.plan_key, settings)
     if job.state is JobState.ACCEPTED and settings.inference_component:
-        job = wake_endpoint(job, store, settings, sagemaker or aws.sagemaker())
+        job = wake_endpoint(job, store, settings, sagemaker)
     # A retry's plan lists only the chunks left: inline scores a whole one-chunk job.
     if (
         job.state is not JobState.WAITING_FOR_ENDPOINT
@@ -161,7 +163,7 @@ def schedule(
             return None
         except inline.NoCapacity:
             # Scaled in between the look and the call: wake it, and run on Batch.
-            job = wake_endpoint(job, store, settings, sagemaker or aws.sagemaker())
+            job = wake_endpoint(job, store, settings, sagemaker)
     name = batch_jobs.job_name(job.job_id, job.retries)
     found = batch_jobs.arrays_named(batch, settings.batch_job_queue, name)
     usable = [array["jobId"] for array in found if batch_jobs.usable(array)]
